@@ -1,0 +1,375 @@
+//! The shard actor: the one thread that writes a shard's segment files.
+//!
+//! **Loop (group commit).** Block for one request, drain what else is queued (up to
+//! `max_batch`), encode every record of the batch into one buffer, write it with one
+//! call, and issue one `fdatasync` if any request in the batch asked for durability.
+//! Only then publish the index entries, advance the read barrier and answer the
+//! waiters. One fsync thus covers every durable waiter of the batch.
+//!
+//! **Poisoning.** A failed write or sync poisons the shard: every request of that
+//! batch gets the error, and so does every later request (it is answered without
+//! being written). An fsync is never retried: after a failure the kernel may have
+//! dropped the dirty pages, so a later "successful" fsync would prove nothing.
+//!
+//! **Exit.** When the queue is empty and its sender is gone (close), the actor syncs
+//! what is unsynced and returns. A drop guard marks the shard stopped, and poisoned if
+//! the actor panicked, so no reader or waiter hangs on a dead actor.
+
+use crate::channel::Receiver;
+use crate::error::{Result, WalError};
+use crate::index::Location;
+use crate::record::{encode_into, encoded_len};
+use crate::segment::{Segment, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN};
+use crate::shard::{Counters, Request, RetiredSegment, ShardShared};
+use crate::storage::Storage;
+use crate::sync::Arc;
+
+/// Microseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Static configuration of an actor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ActorConfig {
+    pub(crate) segment_duration_us: u64,
+    pub(crate) max_segment_size: u64,
+    pub(crate) max_batch: usize,
+}
+
+/// A shard's writer.
+pub(crate) struct Actor {
+    shared: Arc<ShardShared>,
+    storage: std::sync::Arc<dyn Storage>,
+    rx: Receiver<Request>,
+    config: ActorConfig,
+    /// Live segments, oldest first. Only the last one may be unsealed (active).
+    segments: Vec<Segment>,
+    next_sequence: u64,
+    /// Bytes written to the active segment since its last sync.
+    dirty: bool,
+    buf: Vec<u8>,
+}
+
+/// Where a record of the current batch goes: request, entry within it, location.
+type Pending = (usize, usize, Location);
+
+struct ExitGuard<'a>(&'a ShardShared);
+
+impl Drop for ExitGuard<'_> {
+    fn drop(&mut self) {
+        self.0.mark_stopped(std::thread::panicking());
+    }
+}
+
+impl Actor {
+    pub(crate) fn new(
+        shared: Arc<ShardShared>,
+        storage: std::sync::Arc<dyn Storage>,
+        rx: Receiver<Request>,
+        config: ActorConfig,
+        segments: Vec<Segment>,
+        next_sequence: u64,
+    ) -> Actor {
+        Actor {
+            shared,
+            storage,
+            rx,
+            config,
+            segments,
+            next_sequence,
+            dirty: false,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The thread body. Returns the result of the final sync.
+    pub(crate) fn run(mut self) -> Result<()> {
+        let shared = self.shared.clone();
+        let _guard = ExitGuard(&shared);
+        let mut batch = Vec::new();
+        while let Some(first) = self.rx.recv() {
+            batch.push(first);
+            while batch.len() < self.config.max_batch {
+                match self.rx.try_recv() {
+                    Some(r) => batch.push(r),
+                    None => break,
+                }
+            }
+            self.process(&mut batch);
+        }
+        self.finish()
+    }
+
+    fn shard(&self) -> u32 {
+        self.shared.id as u32
+    }
+
+    fn process(&mut self, batch: &mut Vec<Request>) {
+        let n = batch.len() as u64;
+        Counters::add(&self.shared.counters.batches, 1);
+        let result = self.shared.check_poison().and_then(|()| self.write_batch(batch));
+        match result {
+            Ok(pending) => {
+                for &(ri, ei, loc) in &pending {
+                    self.shared.index.push(key_of(&batch[ri], ei), loc);
+                }
+                Counters::add(&self.shared.counters.records, pending.len() as u64);
+                self.shared.advance(n);
+                for request in batch.drain(..) {
+                    self.answer(request);
+                }
+            }
+            Err(e) => {
+                if !matches!(e, WalError::Poisoned { .. }) {
+                    self.shared.poison(e.clone());
+                }
+                self.shared.advance(n);
+                for request in batch.drain(..) {
+                    answer_err(request, e.clone());
+                }
+            }
+        }
+    }
+
+    /// Encodes and writes the whole batch; syncs once if any request needs it.
+    fn write_batch(&mut self, batch: &[Request]) -> Result<Vec<Pending>> {
+        let now = now_us();
+        let mut pending = Vec::with_capacity(batch.len());
+        let mut need_sync = false;
+        self.buf.clear();
+        for (ri, request) in batch.iter().enumerate() {
+            match request {
+                Request::Append { key, value, durable, .. } => {
+                    self.encode(ri, 0, key, value, now, &mut pending)?;
+                    need_sync |= durable;
+                }
+                Request::Batch { entries, durable, .. } => {
+                    for (ei, (key, value)) in entries.iter().enumerate() {
+                        self.encode(ri, ei, key, value, now, &mut pending)?;
+                    }
+                    need_sync |= durable;
+                }
+                Request::Sync { .. } => need_sync = true,
+                Request::Retire { .. } => {}
+            }
+        }
+        self.flush_buf()?;
+        if need_sync && self.dirty {
+            self.sync_active()?;
+        }
+        Ok(pending)
+    }
+
+    fn encode(
+        &mut self,
+        ri: usize,
+        ei: usize,
+        key: &[u8],
+        value: &[u8],
+        now: u64,
+        pending: &mut Vec<Pending>,
+    ) -> Result<()> {
+        let len = encoded_len(key.len(), value.len());
+        self.ensure_room(len as u64, now)?;
+        let Some(active) = self.segments.last_mut() else {
+            return Err(WalError::ShardStopped { shard: self.shared.id });
+        };
+        let offset = active.len + self.buf.len() as u64;
+        encode_into(&mut self.buf, now, key, value);
+        active.records += 1;
+        active.newest_us = active.newest_us.max(now);
+        pending.push((
+            ri,
+            ei,
+            Location {
+                segment: active.sequence,
+                timestamp_us: now,
+                offset: offset as u32,
+                len: len as u32,
+            },
+        ));
+        Ok(())
+    }
+
+    /// Makes sure the active segment can take `len` more bytes, rotating by size or
+    /// age (and creating the first segment lazily).
+    fn ensure_room(&mut self, len: u64, now: u64) -> Result<()> {
+        let buffered = self.buf.len() as u64;
+        let rotate = match self.segments.last() {
+            Some(s) if !s.sealed => {
+                s.len + buffered + len > self.config.max_segment_size
+                    || now.saturating_sub(s.created_us) >= self.config.segment_duration_us
+            }
+            _ => true,
+        };
+        if rotate {
+            self.flush_buf()?;
+            self.seal_active()?;
+            self.create_segment(now)?;
+        }
+        Ok(())
+    }
+
+    fn create_segment(&mut self, now: u64) -> Result<()> {
+        let sequence = self.next_sequence;
+        let header = SegmentHeader {
+            version: FORMAT_VERSION,
+            shard: self.shard(),
+            sequence,
+            created_us: now,
+        };
+        let io = self.storage.create_segment(self.shard(), sequence, &header.encode())?;
+        self.next_sequence += 1;
+        self.shared.index.add_segment(sequence, io.clone());
+        self.segments.push(Segment {
+            sequence,
+            io,
+            created_us: now,
+            newest_us: now,
+            len: SEGMENT_HEADER_LEN as u64,
+            records: 0,
+            sealed: false,
+        });
+        // The header is not yet synced: the next sync of this segment covers it.
+        self.dirty = true;
+        Counters::add(&self.shared.counters.segments, 1);
+        Counters::add(&self.shared.counters.bytes, SEGMENT_HEADER_LEN as u64);
+        Ok(())
+    }
+
+    fn flush_buf(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let Some(active) = self.segments.last_mut() else {
+            return Err(WalError::ShardStopped { shard: self.shared.id });
+        };
+        active
+            .io
+            .write_at(&self.buf, active.len)
+            .map_err(|e| WalError::io("writing", active.io.path(), e))?;
+        active.len += self.buf.len() as u64;
+        Counters::add(&self.shared.counters.bytes, self.buf.len() as u64);
+        self.buf.clear();
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn sync_active(&mut self) -> Result<()> {
+        let Some(active) = self.segments.last() else {
+            return Ok(());
+        };
+        // fdatasync: the durability promise of this batch (group commit); one call
+        // covers every record written to this segment so far.
+        active
+            .io
+            .sync_data()
+            .map_err(|e| WalError::io("syncing", active.io.path(), e))?;
+        Counters::add(&self.shared.counters.fsyncs, 1);
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Seals the active segment (if any): synced, then closed to appends.
+    fn seal_active(&mut self) -> Result<()> {
+        match self.segments.last() {
+            Some(s) if !s.sealed => {}
+            _ => return Ok(()),
+        }
+        if self.dirty {
+            // fsync before sealing: recovery treats any damage in a sealed segment as
+            // corruption, never as a torn tail, so a sealed segment must be whole on disk.
+            self.sync_active()?;
+        }
+        if let Some(s) = self.segments.last_mut() {
+            s.sealed = true;
+        }
+        Ok(())
+    }
+
+    fn answer(&mut self, request: Request) {
+        match request {
+            Request::Append { done, .. } | Request::Batch { done, .. } => {
+                if let Some(done) = done {
+                    done.complete(Ok(()));
+                }
+            }
+            Request::Sync { done } => done.complete(Ok(())),
+            Request::Retire { cutoff_us, done } => {
+                let result = self.retire(cutoff_us);
+                if let Err(e) = &result {
+                    self.shared.poison(e.clone());
+                }
+                done.complete(result);
+            }
+        }
+    }
+
+    /// Compaction's install step (see `compaction.rs`).
+    fn retire(&mut self, cutoff_us: u64) -> Result<Vec<RetiredSegment>> {
+        let now = now_us();
+        if let Some(active) = self.segments.last() {
+            let due = now.saturating_sub(active.created_us) >= self.config.segment_duration_us;
+            if !active.sealed && (due || active.newest_us < cutoff_us) {
+                self.seal_active()?;
+            }
+        }
+        let mut retired = Vec::new();
+        self.segments.retain(|s| {
+            let expired = s.sealed && s.newest_us < cutoff_us;
+            if expired {
+                retired.push(RetiredSegment {
+                    sequence: s.sequence,
+                    bytes: s.len,
+                    records: s.records,
+                });
+            }
+            !expired
+        });
+        let sequences: Vec<u64> = retired.iter().map(|r| r.sequence).collect();
+        self.shared.index.remove_segments(&sequences);
+        let c = &self.shared.counters;
+        for r in &retired {
+            Counters::sub(&c.records, r.records);
+            Counters::sub(&c.bytes, r.bytes);
+            Counters::sub(&c.segments, 1);
+        }
+        Ok(retired)
+    }
+
+    /// After the queue closed: make everything written durable.
+    fn finish(&mut self) -> Result<()> {
+        self.shared.check_poison()?;
+        if self.dirty {
+            // Close promises that every acknowledged record is durable.
+            if let Err(e) = self.sync_active() {
+                self.shared.poison(e.clone());
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn key_of(request: &Request, entry: usize) -> &[u8] {
+    match request {
+        Request::Append { key, .. } => key,
+        Request::Batch { entries, .. } => &entries[entry].0,
+        Request::Sync { .. } | Request::Retire { .. } => &[],
+    }
+}
+
+fn answer_err(request: Request, e: WalError) {
+    match request {
+        Request::Append { done, .. } | Request::Batch { done, .. } => {
+            if let Some(done) = done {
+                done.complete(Err(e));
+            }
+        }
+        Request::Sync { done } => done.complete(Err(e)),
+        Request::Retire { done, .. } => done.complete(Err(e)),
+    }
+}

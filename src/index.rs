@@ -1,0 +1,180 @@
+//! The per-shard key index: key -> locations of its records, in append order, plus
+//! the table of live segment handles that the locations point into.
+//!
+//! **Protocol.** Only the shard actor writes (publish after the bytes are written,
+//! install after compaction); any thread reads, without a round trip through the
+//! actor. A reader takes the segment table's read lock, clones the key's locations
+//! and the handles of the segments they name, and releases it: compaction's install
+//! step removes handles and prunes locations under the write lock, so a reader sees
+//! either the whole old state or the whole new one, and holds its own handle to every
+//! file it reads (an unlinked file stays readable through an open handle).
+//!
+//! No map guard ever leaves this module: values are cloned out. Under `cfg(loom)` the
+//! dashmap is replaced by an `RwLock<HashMap>` that loom can model.
+
+use crate::storage::SegmentIo;
+use crate::sync::{read, write, RwLock};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Where one record lives. 24 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Location {
+    pub(crate) segment: u64,
+    pub(crate) timestamp_us: u64,
+    pub(crate) offset: u32,
+    pub(crate) len: u32,
+}
+
+#[cfg(not(loom))]
+mod map {
+    use super::Location;
+    use dashmap::DashMap;
+
+    #[derive(Default)]
+    pub(super) struct KeyMap(DashMap<Box<[u8]>, Vec<Location>>);
+
+    impl KeyMap {
+        pub(super) fn push(&self, key: &[u8], loc: Location) {
+            if let Some(mut locs) = self.0.get_mut(key) {
+                locs.push(loc);
+                return;
+            }
+            self.0.entry(key.into()).or_default().push(loc);
+        }
+        pub(super) fn get(&self, key: &[u8]) -> Option<Vec<Location>> {
+            self.0.get(key).map(|locs| locs.clone())
+        }
+        pub(super) fn keys(&self) -> Vec<Vec<u8>> {
+            self.0.iter().map(|e| e.key().to_vec()).collect()
+        }
+        pub(super) fn retain(&self, mut keep: impl FnMut(&mut Vec<Location>) -> bool) {
+            self.0.retain(|_, locs| keep(locs));
+        }
+        pub(super) fn len(&self) -> usize {
+            self.0.len()
+        }
+        pub(super) fn heap_bytes(&self) -> usize {
+            self.0
+                .iter()
+                .map(|e| e.key().len() + e.value().capacity() * std::mem::size_of::<Location>())
+                .sum()
+        }
+    }
+}
+
+#[cfg(loom)]
+mod map {
+    use super::Location;
+    use crate::sync::{read, write, RwLock};
+    use std::collections::HashMap;
+
+    pub(super) struct KeyMap(RwLock<HashMap<Box<[u8]>, Vec<Location>>>);
+
+    impl Default for KeyMap {
+        fn default() -> Self {
+            KeyMap(RwLock::new(HashMap::new()))
+        }
+    }
+
+    impl KeyMap {
+        pub(super) fn push(&self, key: &[u8], loc: Location) {
+            write(&self.0).entry(key.into()).or_default().push(loc);
+        }
+        pub(super) fn get(&self, key: &[u8]) -> Option<Vec<Location>> {
+            read(&self.0).get(key).cloned()
+        }
+        pub(super) fn keys(&self) -> Vec<Vec<u8>> {
+            read(&self.0).keys().map(|k| k.to_vec()).collect()
+        }
+        pub(super) fn retain(&self, mut keep: impl FnMut(&mut Vec<Location>) -> bool) {
+            write(&self.0).retain(|_, locs| keep(locs));
+        }
+        pub(super) fn len(&self) -> usize {
+            read(&self.0).len()
+        }
+        pub(super) fn heap_bytes(&self) -> usize {
+            read(&self.0)
+                .iter()
+                .map(|(k, v)| k.len() + v.capacity() * std::mem::size_of::<Location>())
+                .sum()
+        }
+    }
+}
+
+/// What a reader needs to read one key: its locations and a handle to each segment
+/// they name, taken atomically with respect to compaction.
+pub(crate) struct Snapshot {
+    pub(crate) locations: Vec<Location>,
+    pub(crate) segments: BTreeMap<u64, Arc<dyn SegmentIo>>,
+}
+
+/// One shard's index.
+#[derive(Default)]
+pub(crate) struct ShardIndex {
+    keys: map::KeyMap,
+    segments: RwLock<BTreeMap<u64, Arc<dyn SegmentIo>>>,
+}
+
+impl ShardIndex {
+    /// Makes a segment readable. Actor only, before publishing locations in it.
+    pub(crate) fn add_segment(&self, sequence: u64, io: Arc<dyn SegmentIo>) {
+        write(&self.segments).insert(sequence, io);
+    }
+
+    /// Publishes the location of a record whose bytes are written. Actor only.
+    pub(crate) fn push(&self, key: &[u8], loc: Location) {
+        self.keys.push(key, loc);
+    }
+
+    /// Compaction's install step: forgets `removed` segments and every location in
+    /// them, atomically for readers. Actor only. `removed` is sorted.
+    pub(crate) fn remove_segments(&self, removed: &[u64]) {
+        if removed.is_empty() {
+            return;
+        }
+        let mut table = write(&self.segments);
+        for seq in removed {
+            table.remove(seq);
+        }
+        self.keys.retain(|locs| {
+            locs.retain(|l| removed.binary_search(&l.segment).is_err());
+            if locs.capacity() > 2 * locs.len() + 4 {
+                locs.shrink_to_fit();
+            }
+            !locs.is_empty()
+        });
+        drop(table);
+    }
+
+    /// The key's locations and the segments they need, or `None` for an unknown key.
+    pub(crate) fn snapshot(&self, key: &[u8]) -> Option<Snapshot> {
+        let table = read(&self.segments);
+        let locations = self.keys.get(key)?;
+        let mut segments = BTreeMap::new();
+        for loc in &locations {
+            if !segments.contains_key(&loc.segment) {
+                if let Some(io) = table.get(&loc.segment) {
+                    segments.insert(loc.segment, io.clone());
+                }
+            }
+        }
+        drop(table);
+        Some(Snapshot { locations, segments })
+    }
+
+    /// Every key of the shard, each once.
+    pub(crate) fn keys(&self) -> Vec<Vec<u8>> {
+        let _table = read(&self.segments);
+        self.keys.keys()
+    }
+
+    pub(crate) fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Approximate heap bytes held by keys and location vectors.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.keys.heap_bytes()
+    }
+}

@@ -1,0 +1,82 @@
+//! # nano-wal
+//!
+//! An embedded, append-only, key-indexed write-ahead log for many threads.
+//!
+//! One [`Wal`] handle is `Clone + Send + Sync`; share it across threads with no outer
+//! lock. Keys are routed by a stable hash to shards, each owned by one writer thread
+//! that batches appends into one write and durable appends into one `fdatasync`
+//! (group commit). Records are read back by key, in append order, from any thread.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use nano_wal::{Wal, WalOptions};
+//!
+//! # fn main() -> Result<(), nano_wal::WalError> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let wal = Wal::new(dir.path().join("wal"), WalOptions::default().with_shards(2))?;
+//! wal.append_entry(b"user:1", Bytes::from("created"), false)?; // visible, not yet durable
+//! wal.log_entry(b"user:1", Bytes::from("renamed"))?;           // durable when it returns
+//! let records: Vec<Bytes> = wal.enumerate_records(b"user:1")?.collect();
+//! assert_eq!(records, vec![Bytes::from("created"), Bytes::from("renamed")]);
+//! let keys: Vec<Vec<u8>> = wal.enumerate_keys()?.collect();
+//! assert_eq!(keys, vec![b"user:1".to_vec()]);
+//! wal.close()?; // keeps the files; `shutdown()` would delete them
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Guarantees
+//!
+//! 1. **Visibility**: once an append returns Ok, every later `enumerate_records` of
+//!    its key, from any thread, returns it.
+//! 2. **Per-key order**: a key's records come back in the order their appends returned.
+//! 3. **Durability**: once `log_entry`, a durable append or batch, or `sync` returns
+//!    Ok, the records survive a process kill and a power loss.
+//! 4. **Crash recovery**: reopening yields, per shard, a prefix of what was written,
+//!    including every durable-acknowledged record; a torn tail is truncated, other
+//!    damage is reported with file and offset.
+//! 5. **Exclusion**: a second open of the same directory fails with
+//!    [`WalError::Locked`].
+//! 6. **Bad input**: over-long keys or records and invalid options are refused with a
+//!    specific error; nothing is written and the WAL keeps working.
+//!
+//! # Layout
+//!
+//! The modules follow the write path:
+//! - `wal` (router and API) -> `shard` (queue gate, read barrier) -> `actor` (batching,
+//!   group commit, rotation, poisoning) -> `record` / `segment` (encoding) ->
+//!   `storage` (the file boundary).
+//! - `index` (key -> locations, read by any thread), `read` (coalesced positional reads).
+//! - `open` (directory, lock, manifest), `manifest`, `recovery` (torn tails, corruption),
+//!   `compaction` (retention, rayon).
+//! - `sync`, `channel`, `completion`: the concurrency shim and the hand-off primitives,
+//!   swapped for loom-modelled versions under `cfg(loom)`.
+//! - `options`, `error`, `stats`, `hash`: configuration, errors, figures, routing.
+#![deny(missing_docs)]
+
+mod actor;
+mod channel;
+mod compaction;
+mod completion;
+mod error;
+mod hash;
+mod index;
+mod manifest;
+mod open;
+mod options;
+mod read;
+mod record;
+mod recovery;
+mod segment;
+mod shard;
+mod stats;
+mod storage;
+mod sync;
+mod wal;
+
+pub use compaction::CompactionReport;
+pub use error::{Result, WalError};
+pub use options::{RecoveryMode, WalOptions, MAX_SHARDS};
+pub use recovery::RecoveryReport;
+pub use stats::{ShardStats, WalStats};
+pub use wal::{Keys, Records, Wal};

@@ -1,0 +1,173 @@
+//! Opening a WAL directory: checks, lock, manifest, parallel recovery, actors.
+//!
+//! ```text
+//! DIR/LOCK                      advisory lock (flock), held while open
+//! DIR/MANIFEST                  format version, shard count, routing hash
+//! DIR/shard-NNN/SSSS…SSSS.seg   segments of shard NNN, 20-digit sequence numbers
+//! ```
+//! Order on creation: the manifest first (its rename is the commit point), then the
+//! shard directories, which a reopen creates if a crash left them missing. A directory
+//! without a manifest is adopted only if it holds nothing but our lock file, so a
+//! wrong path never gets files written into it.
+
+use crate::error::{Result, WalError};
+use crate::manifest::{Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
+use crate::options::WalOptions;
+use crate::recovery::{recover_shard, RecoveredShard, RecoveryReport};
+use crate::storage::{shard_dir_name, sync_directory};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+pub(crate) const LOCK_FILE: &str = "LOCK";
+
+/// A directory that is open: its lock, shard count and recovered shards.
+pub(crate) struct Opened {
+    pub(crate) lock: File,
+    pub(crate) shards: Vec<RecoveredShard>,
+    pub(crate) report: RecoveryReport,
+}
+
+fn entry_names(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| WalError::io("listing", dir, e))? {
+        let entry = entry.map_err(|e| WalError::io("listing", dir, e))?;
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        let name = entry.file_name().to_string_lossy().into_owned();
+        out.push((name, entry.path(), is_dir));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| WalError::io("opening lock file", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(WalError::Locked { path }),
+        Err(std::fs::TryLockError::Error(e)) => Err(WalError::io("locking", &path, e)),
+    }
+}
+
+/// Opens (creating if needed) the WAL at `dir`.
+pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => return Err(WalError::NotADirectory { path: dir.to_path_buf() }),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| WalError::io("creating directory", dir, e))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                // fsync the parent: the new WAL directory's name must survive a power loss.
+                sync_directory(parent)?;
+            }
+        }
+        Err(e) => return Err(WalError::io("inspecting", dir, e)),
+    }
+    let fresh = !dir.join(MANIFEST_FILE).exists();
+    if fresh {
+        // Refuse before writing anything: a directory that is not ours stays untouched.
+        if let Some((_, path, _)) = entry_names(dir)?
+            .into_iter()
+            .find(|(name, _, _)| name != LOCK_FILE && name != MANIFEST_TMP_FILE)
+        {
+            return Err(WalError::ForeignFile { path });
+        }
+    }
+    let lock = lock_dir(dir)?;
+    let manifest = if fresh {
+        let m = Manifest {
+            shards: options.shards as u32,
+        };
+        m.write(dir)?;
+        m
+    } else {
+        Manifest::read(dir)?
+    };
+    let shards = manifest.shards as usize;
+    let mut created = false;
+    for (name, path, is_dir) in entry_names(dir)? {
+        if name == LOCK_FILE || name == MANIFEST_FILE {
+            continue;
+        }
+        if name == MANIFEST_TMP_FILE {
+            // Left by a crash while a manifest was written; MANIFEST itself is whole.
+            std::fs::remove_file(&path).map_err(|e| WalError::io("removing", &path, e))?;
+            continue;
+        }
+        match name.strip_prefix("shard-").and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) if is_dir && name == shard_dir_name(n as u32) && n < shards => {}
+            Some(n) if is_dir && name == shard_dir_name(n as u32) => {
+                return Err(WalError::ManifestMismatch {
+                    path: path.clone(),
+                    reason: format!("{name} exists but the manifest says {shards} shards"),
+                });
+            }
+            _ => return Err(WalError::ForeignFile { path }),
+        }
+    }
+    for shard in 0..shards {
+        let sdir = dir.join(shard_dir_name(shard as u32));
+        if !sdir.exists() {
+            std::fs::create_dir(&sdir).map_err(|e| WalError::io("creating directory", &sdir, e))?;
+            created = true;
+        }
+    }
+    if created {
+        // fsync the WAL directory: new shard directories must survive a power loss
+        // before segments are created in them.
+        sync_directory(dir)?;
+    }
+    let mode = options.recovery_mode;
+    let recovered: Vec<Result<RecoveredShard>> = {
+        use rayon::prelude::*;
+        (0..shards)
+            .into_par_iter()
+            .map(|shard| recover_shard(&dir.join(shard_dir_name(shard as u32)), shard as u32, mode))
+            .collect()
+    };
+    let mut report = RecoveryReport::default();
+    let mut out = Vec::with_capacity(shards);
+    for r in recovered {
+        let mut r = r?;
+        report.merge(std::mem::take(&mut r.report));
+        out.push(r);
+    }
+    Ok(Opened {
+        lock,
+        shards: out,
+        report,
+    })
+}
+
+/// Removes everything `open_dir` created in `dir` (shutdown). Called while the lock is
+/// still held; the lock file goes last, then the directory if it is empty.
+pub(crate) fn remove_dir_files(dir: &Path, shards: usize) -> Result<()> {
+    for shard in 0..shards {
+        let sdir = dir.join(shard_dir_name(shard as u32));
+        match std::fs::remove_dir_all(&sdir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(WalError::io("removing", &sdir, e)),
+        }
+    }
+    for name in [MANIFEST_FILE, MANIFEST_TMP_FILE, LOCK_FILE] {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(WalError::io("removing", &path, e)),
+        }
+    }
+    // Only removes the directory if nothing else is in it; a non-empty one stays.
+    if std::fs::remove_dir(dir).is_err() {
+        // fsync the directory so the removals are durable when it stays.
+        sync_directory(dir)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! Opening a shard's segments after a restart or a crash.
+//!
+//! Each shard is recovered independently (the caller runs them in parallel). Every
+//! record's checksum is verified and its location loaded into a fresh index.
+//!
+//! **Torn tail vs corruption.** Only the newest segment can end in a torn write:
+//! every older one was fsynced before its successor was created. In the newest
+//! segment, a record that fails its checks is a torn tail if no valid record follows
+//! it, or if only zero bytes lie between it and the next valid one (pages that never
+//! reached the disk: what follows was never synced, since a sync persists everything
+//! before it). A torn tail is truncated. Any other damage is corruption: an error
+//! naming file and offset under [`RecoveryMode::Strict`], skipped and reported under
+//! [`RecoveryMode::SkipCorrupted`].
+
+use crate::error::{Result, WalError};
+use crate::index::{Location, ShardIndex};
+use crate::options::RecoveryMode;
+use crate::record::{decode, find_next_valid};
+use crate::segment::{parse_segment_file_name, Segment, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN};
+use crate::storage::{sync_directory, FileSegment};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What recovery changed or skipped, for operators (see `Wal::recovery_report`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// Segments opened.
+    pub segments: u64,
+    /// Valid records loaded.
+    pub records: u64,
+    /// Torn tails cut off: (file, offset of the cut, bytes removed).
+    pub truncated: Vec<(PathBuf, u64, u64)>,
+    /// Damaged ranges skipped under `RecoveryMode::SkipCorrupted`: (file, offset, bytes).
+    pub skipped: Vec<(PathBuf, u64, u64)>,
+}
+
+impl RecoveryReport {
+    pub(crate) fn merge(&mut self, other: RecoveryReport) {
+        self.segments += other.segments;
+        self.records += other.records;
+        self.truncated.extend(other.truncated);
+        self.skipped.extend(other.skipped);
+    }
+}
+
+/// A recovered shard, ready for its actor.
+pub(crate) struct RecoveredShard {
+    pub(crate) index: ShardIndex,
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) next_sequence: u64,
+    pub(crate) report: RecoveryReport,
+}
+
+/// Lists the segment files of a shard directory, oldest first. Anything else in the
+/// directory is a foreign file.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| WalError::io("listing", dir, e))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| WalError::io("listing", dir, e))?;
+        let path = entry.path();
+        let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+        let sequence = entry.file_name().to_str().and_then(parse_segment_file_name);
+        match sequence {
+            Some(seq) if is_file => found.push((seq, path)),
+            _ => return Err(WalError::ForeignFile { path }),
+        }
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
+/// Recovers shard `shard` from `dir` (which exists).
+pub(crate) fn recover_shard(dir: &Path, shard: u32, mode: RecoveryMode) -> Result<RecoveredShard> {
+    let files = list_segments(dir)?;
+    let mut out = RecoveredShard {
+        index: ShardIndex::default(),
+        segments: Vec::new(),
+        next_sequence: files.last().map_or(1, |(seq, _)| seq + 1),
+        report: RecoveryReport::default(),
+    };
+    let count = files.len();
+    for (i, (sequence, path)) in files.into_iter().enumerate() {
+        let newest = i + 1 == count;
+        if let Some(segment) = recover_segment(&path, shard, sequence, newest, mode, &mut out)? {
+            out.segments.push(segment);
+        }
+    }
+    Ok(out)
+}
+
+fn recover_segment(
+    path: &Path,
+    shard: u32,
+    sequence: u64,
+    newest: bool,
+    mode: RecoveryMode,
+    out: &mut RecoveredShard,
+) -> Result<Option<Segment>> {
+    let data = std::fs::read(path).map_err(|e| WalError::io("reading segment", path, e))?;
+    let header = match SegmentHeader::decode(&data) {
+        Ok(h) => h,
+        Err(e) => {
+            // A newest segment whose header is torn and that holds no valid record
+            // was being created when the process died: nothing in it was acknowledged.
+            if newest && find_next_valid(&data, SEGMENT_HEADER_LEN.min(data.len())).is_none() {
+                std::fs::remove_file(path).map_err(|e| WalError::io("removing torn segment", path, e))?;
+                if let Some(dir) = path.parent() {
+                    // fsync the directory: the removal must be durable before new
+                    // segments reuse the sequence range after it.
+                    sync_directory(dir)?;
+                }
+                out.report.truncated.push((path.to_path_buf(), 0, data.len() as u64));
+                return Ok(None);
+            }
+            return match mode {
+                RecoveryMode::Strict => Err(WalError::corruption(path, 0, e.reason())),
+                RecoveryMode::SkipCorrupted => {
+                    out.report.skipped.push((path.to_path_buf(), 0, data.len() as u64));
+                    Ok(None)
+                }
+            };
+        }
+    };
+    if header.version != FORMAT_VERSION {
+        return Err(WalError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: header.version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if header.shard != shard || header.sequence != sequence {
+        return Err(WalError::ManifestMismatch {
+            path: path.to_path_buf(),
+            reason: format!(
+                "segment header says shard {} segment {}, but the file is shard {shard} segment {sequence}",
+                header.shard, header.sequence
+            ),
+        });
+    }
+    let io = Arc::new(FileSegment::open(path.to_path_buf())?);
+    let mut segment = Segment {
+        sequence,
+        io: io.clone(),
+        created_us: header.created_us,
+        newest_us: header.created_us,
+        len: data.len() as u64,
+        records: 0,
+        sealed: !newest,
+    };
+    let mut pos = SEGMENT_HEADER_LEN;
+    while pos < data.len() {
+        match decode(&data[pos..]) {
+            Ok(record) => {
+                out.index.push(
+                    record.key,
+                    Location {
+                        segment: sequence,
+                        timestamp_us: record.timestamp_us,
+                        offset: pos as u32,
+                        len: record.len as u32,
+                    },
+                );
+                segment.records += 1;
+                segment.newest_us = segment.newest_us.max(record.timestamp_us);
+                pos += record.len;
+            }
+            Err(e) => {
+                let next = find_next_valid(&data, pos + 1);
+                let unwritten = next.is_none_or(|n| data[pos..n].iter().all(|&b| b == 0));
+                if newest && unwritten {
+                    truncate(io.file(), path, pos as u64)?;
+                    out.report
+                        .truncated
+                        .push((path.to_path_buf(), pos as u64, (data.len() - pos) as u64));
+                    segment.len = pos as u64;
+                    break;
+                }
+                match mode {
+                    RecoveryMode::Strict => return Err(WalError::corruption(path, pos as u64, e.reason())),
+                    RecoveryMode::SkipCorrupted => {
+                        let end = next.unwrap_or(data.len());
+                        out.report
+                            .skipped
+                            .push((path.to_path_buf(), pos as u64, (end - pos) as u64));
+                        pos = end;
+                    }
+                }
+            }
+        }
+    }
+    out.report.segments += 1;
+    out.report.records += segment.records;
+    out.index.add_segment(sequence, io);
+    Ok(Some(segment))
+}
+
+fn truncate(file: &std::fs::File, path: &Path, len: u64) -> Result<()> {
+    file.set_len(len).map_err(|e| WalError::io("truncating torn tail of", path, e))?;
+    // fsync after truncating: the cut must be durable before new records are appended
+    // at this offset, or a crash could put the torn bytes back behind them.
+    file.sync_all().map_err(|e| WalError::io("syncing truncation of", path, e))
+}

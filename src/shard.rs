@@ -1,0 +1,245 @@
+//! A shard as the rest of the crate sees it: the state shared between its actor and
+//! every handle ([`ShardShared`]), and the handle side of its queue ([`ShardHandle`]).
+//!
+//! **Submission gate.** A request is sent while holding the read side of
+//! `ShardHandle::sender`; `close` takes the write side and drops the sender. So every
+//! send either happens before the sender is dropped (and the actor, which drains the
+//! queue until it is empty *and* disconnected, processes it) or observes `None` and
+//! returns [`WalError::Closed`]. No request is accepted and then lost.
+//!
+//! **Read barrier (visibility).** Non-durable appends are pipelined: they return once
+//! queued. `submitted` counts requests before they are sent; the actor counts the
+//! requests it has finished in `applied`. A reader snapshots `submitted` and waits for
+//! `applied` to reach it. Any append that returned before the snapshot was sent
+//! before it, and every request ahead of it in the FIFO queue was counted before its
+//! own send, so it is among the first `submitted` requests: once `applied` reaches the
+//! snapshot, its index entry is published. A poisoned or stopped shard ends the wait
+//! with an error, never with a silent miss.
+
+use crate::channel::Sender;
+use crate::completion::Completer;
+use crate::error::{Result, WalError};
+use crate::index::ShardIndex;
+use crate::sync::{lock, read, wait, write, AtomicBool, AtomicU64, Condvar, JoinHandle, Mutex, Ordering, RwLock};
+use bytes::Bytes;
+
+/// What a handle asks of a shard actor.
+pub(crate) enum Request {
+    /// One record. `done` is `None` for a pipelined (non-durable) append.
+    Append {
+        key: Vec<u8>,
+        value: Bytes,
+        durable: bool,
+        done: Option<Completer<()>>,
+    },
+    /// Several records of this shard, written together.
+    Batch {
+        entries: Vec<(Vec<u8>, Bytes)>,
+        durable: bool,
+        done: Option<Completer<()>>,
+    },
+    /// Make everything queued before this durable.
+    Sync { done: Completer<()> },
+    /// Compaction's install step: seal what is due and forget sealed segments whose
+    /// newest record is older than `cutoff_us`.
+    Retire {
+        cutoff_us: u64,
+        done: Completer<Vec<RetiredSegment>>,
+    },
+}
+
+/// A segment dropped from a shard's index by compaction; its file is still to unlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RetiredSegment {
+    pub(crate) sequence: u64,
+    pub(crate) bytes: u64,
+    pub(crate) records: u64,
+}
+
+/// Counters the actor keeps and `stats()` reads (relaxed: they are statistics).
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) records: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) segments: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) fsyncs: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn sub(counter: &AtomicU64, n: u64) {
+        counter.fetch_sub(n, Ordering::Relaxed);
+    }
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+struct Progress {
+    applied: u64,
+    poison: Option<WalError>,
+    stopped: bool,
+}
+
+/// State shared by a shard's actor and all handles.
+pub(crate) struct ShardShared {
+    pub(crate) id: usize,
+    pub(crate) index: ShardIndex,
+    pub(crate) counters: Counters,
+    submitted: AtomicU64,
+    applied_hint: AtomicU64,
+    poisoned: AtomicBool,
+    progress: Mutex<Progress>,
+    changed: Condvar,
+}
+
+impl ShardShared {
+    pub(crate) fn new(id: usize, index: ShardIndex) -> ShardShared {
+        ShardShared {
+            id,
+            index,
+            counters: Counters::default(),
+            submitted: AtomicU64::new(0),
+            applied_hint: AtomicU64::new(0),
+            poisoned: AtomicBool::new(false),
+            progress: Mutex::new(Progress {
+                applied: 0,
+                poison: None,
+                stopped: false,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn poison_error(&self, progress: &Progress) -> Option<WalError> {
+        progress.poison.as_ref().map(|cause| WalError::Poisoned {
+            shard: self.id,
+            cause: std::sync::Arc::new(cause.clone()),
+        })
+    }
+
+    /// `Err(Poisoned)` once a write or sync of this shard has failed.
+    pub(crate) fn check_poison(&self) -> Result<()> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match self.poison_error(&lock(&self.progress)) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the first failure; every later call on the shard reports it.
+    pub(crate) fn poison(&self, cause: WalError) {
+        let mut p = lock(&self.progress);
+        if p.poison.is_none() {
+            p.poison = Some(cause);
+        }
+        self.poisoned.store(true, Ordering::Release);
+        self.changed.notify_all();
+    }
+
+    /// The actor finished `n` more requests (their index entries are published).
+    pub(crate) fn advance(&self, n: u64) {
+        let mut p = lock(&self.progress);
+        p.applied += n;
+        self.applied_hint.store(p.applied, Ordering::Release);
+        self.changed.notify_all();
+    }
+
+    /// The actor has exited; `panicked` poisons the shard.
+    pub(crate) fn mark_stopped(&self, panicked: bool) {
+        let mut p = lock(&self.progress);
+        p.stopped = true;
+        if panicked && p.poison.is_none() {
+            p.poison = Some(WalError::ShardStopped { shard: self.id });
+            self.poisoned.store(true, Ordering::Release);
+        }
+        self.changed.notify_all();
+    }
+
+    /// Waits until every request sent before this call is applied (see module docs).
+    pub(crate) fn barrier(&self) -> Result<()> {
+        let target = self.submitted.load(Ordering::SeqCst);
+        if self.applied_hint.load(Ordering::Acquire) >= target && !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut p = lock(&self.progress);
+        loop {
+            if let Some(e) = self.poison_error(&p) {
+                return Err(e);
+            }
+            if p.applied >= target {
+                return Ok(());
+            }
+            if p.stopped {
+                return Err(WalError::ShardStopped { shard: self.id });
+            }
+            p = wait(&self.changed, p);
+        }
+    }
+}
+
+/// The handle side of a shard: its queue's sender, behind the close gate, and the
+/// actor's thread.
+pub(crate) struct ShardHandle {
+    pub(crate) shared: crate::sync::Arc<ShardShared>,
+    sender: RwLock<Option<Sender<Request>>>,
+    thread: Mutex<Option<JoinHandle<Result<()>>>>,
+}
+
+impl ShardHandle {
+    pub(crate) fn new(
+        shared: crate::sync::Arc<ShardShared>,
+        sender: Sender<Request>,
+        thread: JoinHandle<Result<()>>,
+    ) -> ShardHandle {
+        ShardHandle {
+            shared,
+            sender: RwLock::new(Some(sender)),
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    /// Queues `request`, blocking while the queue is full.
+    pub(crate) fn submit(&self, request: Request) -> Result<()> {
+        let gate = read(&self.sender);
+        let Some(tx) = gate.as_ref() else {
+            return Err(WalError::Closed);
+        };
+        self.shared.check_poison()?;
+        self.shared.submitted.fetch_add(1, Ordering::SeqCst);
+        if tx.send(request).is_err() {
+            // The actor is gone; the dropped request has answered its waiter.
+            drop(gate);
+            self.shared.check_poison()?;
+            return Err(WalError::ShardStopped { shard: self.shared.id });
+        }
+        Ok(())
+    }
+
+    /// Requests waiting in the queue.
+    pub(crate) fn queue_depth(&self) -> usize {
+        read(&self.sender).as_ref().map_or(0, |tx| tx.len())
+    }
+
+    /// Closes the gate: drops the sender so the actor drains its queue and exits.
+    pub(crate) fn disconnect(&self) {
+        let tx = write(&self.sender).take();
+        drop(tx);
+    }
+
+    /// Waits for the actor to exit and returns its final result (the last sync).
+    pub(crate) fn join(&self) -> Result<()> {
+        let Some(thread) = lock(&self.thread).take() else {
+            return Ok(());
+        };
+        match thread.join() {
+            Ok(result) => result,
+            Err(_) => Err(WalError::ShardStopped { shard: self.shared.id }),
+        }
+    }
+}

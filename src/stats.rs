@@ -1,0 +1,63 @@
+//! [`WalStats`]: what `Wal::stats` reports.
+
+/// Figures of one shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShardStats {
+    /// Shard id.
+    pub shard: usize,
+    /// Live records (in segments not yet removed by compaction).
+    pub records: u64,
+    /// Distinct live keys.
+    pub keys: u64,
+    /// Bytes in live segment files, headers included.
+    pub bytes: u64,
+    /// Live segment files.
+    pub segments: u64,
+    /// Requests waiting in the shard's queue right now.
+    pub queue_depth: u64,
+    /// Batches the actor has processed since open.
+    pub batches: u64,
+    /// `fdatasync` calls since open.
+    pub fsyncs: u64,
+    /// Approximate heap bytes of the shard's index (keys and locations).
+    pub index_bytes: u64,
+}
+
+/// Figures of the whole WAL, per shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WalStats {
+    /// One entry per shard, by shard id.
+    pub shards: Vec<ShardStats>,
+}
+
+impl WalStats {
+    fn sum(&self, f: impl Fn(&ShardStats) -> u64) -> u64 {
+        self.shards.iter().map(f).sum()
+    }
+    /// Live records in all shards.
+    pub fn records(&self) -> u64 {
+        self.sum(|s| s.records)
+    }
+    /// Bytes in all live segment files.
+    pub fn bytes(&self) -> u64 {
+        self.sum(|s| s.bytes)
+    }
+    /// Live segment files in all shards.
+    pub fn segments(&self) -> u64 {
+        self.sum(|s| s.segments)
+    }
+    /// Batches written by all shards.
+    pub fn batches(&self) -> u64 {
+        self.sum(|s| s.batches)
+    }
+    /// `fdatasync` calls of all shards.
+    pub fn fsyncs(&self) -> u64 {
+        self.sum(|s| s.fsyncs)
+    }
+    /// Approximate heap bytes of all indexes.
+    pub fn index_bytes(&self) -> u64 {
+        self.sum(|s| s.index_bytes)
+    }
+}

@@ -1,0 +1,237 @@
+//! The I/O boundary: the shard logic talks to segment files only through the
+//! [`Storage`] and [`SegmentIo`] traits, so the concurrency protocols can run against
+//! an in-memory store (loom models, fault injection) and real files alike.
+
+use crate::error::{Result, WalError};
+use crate::segment::segment_file_name;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One segment file, shared by its shard actor (the only writer) and readers.
+pub(crate) trait SegmentIo: Send + Sync {
+    /// Writes all of `buf` at `offset`.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Fills `buf` from `offset`; fails if the bytes are not there.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// `fdatasync`: makes every byte written so far durable.
+    fn sync_data(&self) -> io::Result<()>;
+    /// Where the segment lives (for error messages).
+    fn path(&self) -> &Path;
+}
+
+/// Creates and removes segment files of every shard.
+pub(crate) trait Storage: Send + Sync {
+    /// Creates segment `sequence` of `shard`, writes `header` into it and makes the
+    /// file's name durable.
+    fn create_segment(&self, shard: u32, sequence: u64, header: &[u8]) -> Result<Arc<dyn SegmentIo>>;
+    /// Unlinks segment `sequence` of `shard`. Open handles stay readable.
+    fn remove_segment(&self, shard: u32, sequence: u64) -> Result<()>;
+    /// Makes creations and removals in `shard`'s directory durable.
+    fn sync_dir(&self, shard: u32) -> Result<()>;
+}
+
+/// Name of shard `shard`'s directory.
+pub(crate) fn shard_dir_name(shard: u32) -> String {
+    format!("shard-{shard:03}")
+}
+
+/// `fsync` of a directory, so entries created or removed in it survive power loss.
+pub(crate) fn sync_directory(dir: &Path) -> Result<()> {
+    let d = File::open(dir).map_err(|e| WalError::io("opening directory", dir, e))?;
+    d.sync_all().map_err(|e| WalError::io("syncing directory", dir, e))
+}
+
+/// A segment backed by a file.
+pub(crate) struct FileSegment {
+    file: File,
+    path: PathBuf,
+}
+
+impl FileSegment {
+    /// Opens an existing segment for reading and appending (recovery).
+    pub(crate) fn open(path: PathBuf) -> Result<FileSegment> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| WalError::io("opening segment", &path, e))?;
+        Ok(FileSegment { file, path })
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl SegmentIo for FileSegment {
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.file.write_all_at(buf, offset)
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Segments as files under `root/shard-NNN/`.
+pub(crate) struct FsStorage {
+    root: PathBuf,
+}
+
+impl FsStorage {
+    pub(crate) fn new(root: PathBuf) -> FsStorage {
+        FsStorage { root }
+    }
+
+    pub(crate) fn shard_dir(&self, shard: u32) -> PathBuf {
+        self.root.join(shard_dir_name(shard))
+    }
+
+    fn segment_path(&self, shard: u32, sequence: u64) -> PathBuf {
+        self.shard_dir(shard).join(segment_file_name(sequence))
+    }
+}
+
+impl Storage for FsStorage {
+    fn create_segment(&self, shard: u32, sequence: u64, header: &[u8]) -> Result<Arc<dyn SegmentIo>> {
+        let path = self.segment_path(shard, sequence);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| WalError::io("creating segment", &path, e))?;
+        file.write_all_at(header, 0)
+            .map_err(|e| WalError::io("writing segment header", &path, e))?;
+        // fsync the directory: the new file's name must be durable before any record
+        // in it is acknowledged as durable (fdatasync of the file does not cover it).
+        self.sync_dir(shard)?;
+        Ok(Arc::new(FileSegment { file, path }))
+    }
+
+    fn remove_segment(&self, shard: u32, sequence: u64) -> Result<()> {
+        let path = self.segment_path(shard, sequence);
+        std::fs::remove_file(&path).map_err(|e| WalError::io("removing segment", &path, e))
+    }
+
+    fn sync_dir(&self, shard: u32) -> Result<()> {
+        sync_directory(&self.shard_dir(shard))
+    }
+}
+
+#[cfg(any(test, loom))]
+pub(crate) use mem::MemStorage;
+
+#[cfg(any(test, loom))]
+mod mem {
+    //! An in-memory store that tells written bytes from synced bytes and can be told
+    //! to fail, for the loom models and fault-injection tests.
+    use super::*;
+    use crate::sync::{lock, AtomicBool, AtomicU64, Mutex, Ordering};
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    pub(crate) struct Faults {
+        pub(crate) fail_writes: AtomicBool,
+        pub(crate) fail_syncs: AtomicBool,
+        pub(crate) syncs: AtomicU64,
+    }
+
+    pub(crate) struct MemSegment {
+        data: Mutex<(Vec<u8>, usize)>,
+        faults: std::sync::Arc<Faults>,
+        path: PathBuf,
+    }
+
+    impl MemSegment {
+        /// Bytes made durable by a successful sync.
+        pub(crate) fn synced(&self) -> Vec<u8> {
+            let g = lock(&self.data);
+            g.0[..g.1].to_vec()
+        }
+    }
+
+    impl SegmentIo for MemSegment {
+        fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+            if self.faults.fail_writes.load(Ordering::SeqCst) {
+                return Err(io::Error::other("injected write failure"));
+            }
+            let mut g = lock(&self.data);
+            let end = offset as usize + buf.len();
+            if g.0.len() < end {
+                g.0.resize(end, 0);
+            }
+            g.0[offset as usize..end].copy_from_slice(buf);
+            Ok(())
+        }
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            let g = lock(&self.data);
+            let end = offset as usize + buf.len();
+            if end > g.0.len() {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past written bytes"));
+            }
+            buf.copy_from_slice(&g.0[offset as usize..end]);
+            Ok(())
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            if self.faults.fail_syncs.load(Ordering::SeqCst) {
+                return Err(io::Error::other("injected fsync failure"));
+            }
+            let mut g = lock(&self.data);
+            g.1 = g.0.len();
+            self.faults.syncs.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn path(&self) -> &Path {
+            &self.path
+        }
+    }
+
+    /// Every segment of every shard, in memory.
+    #[derive(Default)]
+    pub(crate) struct MemStorage {
+        pub(crate) faults: std::sync::Arc<Faults>,
+        segments: Mutex<BTreeMap<(u32, u64), std::sync::Arc<MemSegment>>>,
+    }
+
+    impl MemStorage {
+        /// Segment `sequence` of `shard`, if it exists.
+        pub(crate) fn segment(&self, shard: u32, sequence: u64) -> Option<std::sync::Arc<MemSegment>> {
+            lock(&self.segments).get(&(shard, sequence)).cloned()
+        }
+        /// Number of live segments.
+        pub(crate) fn segment_count(&self) -> usize {
+            lock(&self.segments).len()
+        }
+    }
+
+    impl Storage for MemStorage {
+        fn create_segment(&self, shard: u32, sequence: u64, header: &[u8]) -> Result<Arc<dyn SegmentIo>> {
+            let path = PathBuf::from(format!("mem/{}/{}", shard_dir_name(shard), segment_file_name(sequence)));
+            let seg = std::sync::Arc::new(MemSegment {
+                data: Mutex::new((Vec::new(), 0)),
+                faults: self.faults.clone(),
+                path: path.clone(),
+            });
+            seg.write_at(header, 0)
+                .map_err(|e| WalError::io("writing segment header", &path, e))?;
+            lock(&self.segments).insert((shard, sequence), seg.clone());
+            Ok(seg)
+        }
+        fn remove_segment(&self, shard: u32, sequence: u64) -> Result<()> {
+            lock(&self.segments).remove(&(shard, sequence));
+            Ok(())
+        }
+        fn sync_dir(&self, _shard: u32) -> Result<()> {
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! The concurrency shim: every lock, atomic, `Arc`, condvar and thread used by the
+//! hand-off protocols is reached through this module.
+//!
+//! Under `cfg(loom)` it re-exports loom's model-checked types so the protocols
+//! (append acknowledgement, group commit, poisoning, close, compaction install) can be
+//! explored exhaustively; otherwise it re-exports `std`. The pattern is
+//! crossbeam-utils' `primitive` module. The channel and the key map have their own
+//! loom stand-ins in `channel.rs` and `index.rs`, because loom cannot see inside
+//! crossbeam-channel or dashmap.
+//!
+//! Lock poisoning is deliberately ignored ([`lock`], [`read`], [`write`]): every
+//! critical section here leaves its state consistent before any call that could
+//! panic, and a panicking shard actor is reported through its own poison flag.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+#[cfg(loom)]
+pub(crate) use loom::thread::{Builder as ThreadBuilder, JoinHandle};
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+#[cfg(not(loom))]
+pub(crate) use std::thread::{Builder as ThreadBuilder, JoinHandle};
+
+use std::sync::PoisonError;
+
+/// Locks `m`, ignoring poisoning (see the module docs).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Takes a shared lock on `l`, ignoring poisoning.
+pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Takes an exclusive lock on `l`, ignoring poisoning.
+pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Waits on `cv`, ignoring poisoning.
+pub(crate) fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    cv.wait(guard).unwrap_or_else(PoisonError::into_inner)
+}
