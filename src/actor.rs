@@ -22,14 +22,8 @@ use crate::record::{encode_into, encoded_len};
 use crate::segment::{Segment, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN};
 use crate::shard::{Counters, Request, RetiredSegment, ShardShared};
 use crate::storage::Storage;
-use crate::sync::Arc;
+use crate::sync::{now_us, Arc};
 
-/// Microseconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
 
 /// Static configuration of an actor.
 #[derive(Debug, Clone, Copy)]

@@ -11,11 +11,11 @@
 //! the install still hold open handles, so their reads succeed. Other shards keep
 //! ingesting throughout; this shard keeps queueing requests behind the install step.
 
-use crate::actor::now_us;
 use crate::completion::completion;
 use crate::error::Result;
 use crate::shard::{Request, ShardHandle};
 use crate::storage::Storage;
+use crate::sync::now_us;
 
 /// What one `compact()` removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -62,6 +62,9 @@ mod error;
 mod hash;
 mod index;
 mod manifest;
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod model;
 mod open;
 mod options;
 mod read;

@@ -72,7 +72,14 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
     let fresh = !dir.join(MANIFEST_FILE).exists();
     if fresh {
         // Refuse before writing anything: a directory that is not ours stays untouched.
-        if let Some((_, path, _)) = entry_names(dir)?
+        let entries = entry_names(dir)?;
+        if entries.iter().any(|(name, _, is_dir)| *is_dir && name.starts_with("shard-")) {
+            return Err(WalError::ManifestMismatch {
+                path: dir.join(MANIFEST_FILE),
+                reason: "the manifest is missing but shard directories exist".into(),
+            });
+        }
+        if let Some((_, path, _)) = entries
             .into_iter()
             .find(|(name, _, _)| name != LOCK_FILE && name != MANIFEST_TMP_FILE)
         {

@@ -47,3 +47,23 @@ pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 pub(crate) fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
     cv.wait(guard).unwrap_or_else(PoisonError::into_inner)
 }
+
+/// Microseconds since the Unix epoch (0 if the clock is before it).
+#[cfg(not(loom))]
+pub(crate) fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// The model clock: loom models must be deterministic, so under `cfg(loom)` time is
+/// whatever the model set with `model::set_clock` (a plain std atomic, which loom does
+/// not treat as a scheduling point).
+#[cfg(loom)]
+pub(crate) static MODEL_CLOCK_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000_000);
+
+/// Microseconds since the Unix epoch, as set by the model.
+#[cfg(loom)]
+pub(crate) fn now_us() -> u64 {
+    MODEL_CLOCK_US.load(std::sync::atomic::Ordering::SeqCst)
+}
