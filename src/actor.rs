@@ -24,7 +24,6 @@ use crate::shard::{Counters, Request, RetiredSegment, ShardShared};
 use crate::storage::Storage;
 use crate::sync::{now_us, Arc};
 
-
 /// Static configuration of an actor.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ActorConfig {
@@ -104,7 +103,10 @@ impl Actor {
     fn process(&mut self, batch: &mut Vec<Request>) {
         let n = batch.len() as u64;
         Counters::add(&self.shared.counters.batches, 1);
-        let result = self.shared.check_poison().and_then(|()| self.write_batch(batch));
+        let result = self
+            .shared
+            .check_poison()
+            .and_then(|()| self.write_batch(batch));
         match result {
             Ok(pending) => {
                 for &(ri, ei, loc) in &pending {
@@ -136,11 +138,18 @@ impl Actor {
         self.buf.clear();
         for (ri, request) in batch.iter().enumerate() {
             match request {
-                Request::Append { key, value, durable, .. } => {
+                Request::Append {
+                    key,
+                    value,
+                    durable,
+                    ..
+                } => {
                     self.encode(ri, 0, key, value, now, &mut pending)?;
                     need_sync |= durable;
                 }
-                Request::Batch { entries, durable, .. } => {
+                Request::Batch {
+                    entries, durable, ..
+                } => {
                     for (ei, (key, value)) in entries.iter().enumerate() {
                         self.encode(ri, ei, key, value, now, &mut pending)?;
                     }
@@ -169,7 +178,9 @@ impl Actor {
         let len = encoded_len(key.len(), value.len());
         self.ensure_room(len as u64, now)?;
         let Some(active) = self.segments.last_mut() else {
-            return Err(WalError::ShardStopped { shard: self.shared.id });
+            return Err(WalError::ShardStopped {
+                shard: self.shared.id,
+            });
         };
         let offset = active.len + self.buf.len() as u64;
         encode_into(&mut self.buf, now, key, value);
@@ -215,7 +226,9 @@ impl Actor {
             sequence,
             created_us: now,
         };
-        let io = self.storage.create_segment(self.shard(), sequence, &header.encode())?;
+        let io = self
+            .storage
+            .create_segment(self.shard(), sequence, &header.encode())?;
         self.next_sequence += 1;
         self.shared.index.add_segment(sequence, io.clone());
         self.segments.push(Segment {
@@ -239,7 +252,9 @@ impl Actor {
             return Ok(());
         }
         let Some(active) = self.segments.last_mut() else {
-            return Err(WalError::ShardStopped { shard: self.shared.id });
+            return Err(WalError::ShardStopped {
+                shard: self.shared.id,
+            });
         };
         active
             .io

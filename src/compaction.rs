@@ -39,7 +39,11 @@ impl CompactionReport {
 }
 
 /// Compacts one shard: install step on the actor, unlinks here.
-fn compact_shard(shard: &ShardHandle, storage: &dyn Storage, cutoff_us: u64) -> Result<CompactionReport> {
+fn compact_shard(
+    shard: &ShardHandle,
+    storage: &dyn Storage,
+    cutoff_us: u64,
+) -> Result<CompactionReport> {
     let (done, waiter) = completion(shard.shared.id);
     shard.submit(Request::Retire { cutoff_us, done })?;
     let retired = waiter.wait()?;
@@ -76,8 +80,10 @@ pub(crate) fn compact(
             .collect()
     };
     #[cfg(loom)]
-    let reports: Vec<Result<CompactionReport>> =
-        shards.iter().map(|s| compact_shard(s, storage, cutoff_us)).collect();
+    let reports: Vec<Result<CompactionReport>> = shards
+        .iter()
+        .map(|s| compact_shard(s, storage, cutoff_us))
+        .collect();
     reports
         .into_iter()
         .try_fold(CompactionReport::default(), |acc, r| Ok(acc.merge(r?)))

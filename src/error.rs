@@ -140,7 +140,11 @@ impl WalError {
         }
     }
 
-    pub(crate) fn corruption(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+    pub(crate) fn corruption(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
         WalError::Corruption {
             path: path.into(),
             offset,

@@ -153,14 +153,17 @@ impl ShardIndex {
         let locations = self.keys.get(key)?;
         let mut segments = BTreeMap::new();
         for loc in &locations {
-            if !segments.contains_key(&loc.segment) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = segments.entry(loc.segment) {
                 if let Some(io) = table.get(&loc.segment) {
-                    segments.insert(loc.segment, io.clone());
+                    slot.insert(io.clone());
                 }
             }
         }
         drop(table);
-        Some(Snapshot { locations, segments })
+        Some(Snapshot {
+            locations,
+            segments,
+        })
     }
 
     /// Every key of the shard, each once.

@@ -53,11 +53,19 @@ impl Manifest {
             ));
         }
         if &b[0..8] != MANIFEST_MAGIC {
-            return Err(WalError::corruption(&path, 0, "manifest magic is not NANOWALM"));
+            return Err(WalError::corruption(
+                &path,
+                0,
+                "manifest magic is not NANOWALM",
+            ));
         }
         let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
         if crc32c::crc32c(&b[0..20]) != u32_at(20) {
-            return Err(WalError::corruption(&path, 20, "manifest checksum mismatch"));
+            return Err(WalError::corruption(
+                &path,
+                20,
+                "manifest checksum mismatch",
+            ));
         }
         let version = u32_at(8);
         if version != FORMAT_VERSION {
@@ -71,14 +79,19 @@ impl Manifest {
         if shards == 0 || shards as usize > crate::options::MAX_SHARDS {
             return Err(WalError::ManifestMismatch {
                 path,
-                reason: format!("shard count {shards} is outside 1..={}", crate::options::MAX_SHARDS),
+                reason: format!(
+                    "shard count {shards} is outside 1..={}",
+                    crate::options::MAX_SHARDS
+                ),
             });
         }
         let hash = u32_at(16);
         if hash != HASH_ALGORITHM_ID {
             return Err(WalError::ManifestMismatch {
                 path,
-                reason: format!("routing hash id {hash} is unknown (this build uses {HASH_ALGORITHM_ID})"),
+                reason: format!(
+                    "routing hash id {hash} is unknown (this build uses {HASH_ALGORITHM_ID})"
+                ),
             });
         }
         Ok(Manifest { shards })
@@ -88,12 +101,14 @@ impl Manifest {
     pub(crate) fn write(&self, dir: &Path) -> Result<()> {
         let tmp = dir.join(MANIFEST_TMP_FILE);
         let path = dir.join(MANIFEST_FILE);
-        let mut f = std::fs::File::create(&tmp).map_err(|e| WalError::io("creating manifest", &tmp, e))?;
+        let mut f =
+            std::fs::File::create(&tmp).map_err(|e| WalError::io("creating manifest", &tmp, e))?;
         f.write_all(&self.encode())
             .map_err(|e| WalError::io("writing manifest", &tmp, e))?;
         // fsync the temporary file: its bytes must be on disk before the rename makes
         // it the manifest, or a crash could leave an empty MANIFEST.
-        f.sync_all().map_err(|e| WalError::io("syncing manifest", &tmp, e))?;
+        f.sync_all()
+            .map_err(|e| WalError::io("syncing manifest", &tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| WalError::io("renaming manifest", &path, e))?;
         // fsync the directory: makes the rename (the commit point of creation) durable.
         sync_directory(dir)
@@ -115,9 +130,15 @@ mod tests {
             let mut bad = good.clone();
             bad[at] ^= 0x04;
             std::fs::write(dir.path().join(MANIFEST_FILE), &bad).unwrap();
-            assert!(Manifest::read(dir.path()).is_err(), "flip at byte {at} accepted");
+            assert!(
+                Manifest::read(dir.path()).is_err(),
+                "flip at byte {at} accepted"
+            );
         }
         std::fs::write(dir.path().join(MANIFEST_FILE), &good[..10]).unwrap();
-        assert!(matches!(Manifest::read(dir.path()), Err(WalError::Corruption { .. })));
+        assert!(matches!(
+            Manifest::read(dir.path()),
+            Err(WalError::Corruption { .. })
+        ));
     }
 }

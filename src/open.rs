@@ -58,7 +58,11 @@ fn lock_dir(dir: &Path) -> Result<File> {
 /// Opens (creating if needed) the WAL at `dir`.
 pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
     match std::fs::metadata(dir) {
-        Ok(m) if !m.is_dir() => return Err(WalError::NotADirectory { path: dir.to_path_buf() }),
+        Ok(m) if !m.is_dir() => {
+            return Err(WalError::NotADirectory {
+                path: dir.to_path_buf(),
+            })
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dir).map_err(|e| WalError::io("creating directory", dir, e))?;
@@ -73,7 +77,10 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
     if fresh {
         // Refuse before writing anything: a directory that is not ours stays untouched.
         let entries = entry_names(dir)?;
-        if entries.iter().any(|(name, _, is_dir)| *is_dir && name.starts_with("shard-")) {
+        if entries
+            .iter()
+            .any(|(name, _, is_dir)| *is_dir && name.starts_with("shard-"))
+        {
             return Err(WalError::ManifestMismatch {
                 path: dir.join(MANIFEST_FILE),
                 reason: "the manifest is missing but shard directories exist".into(),
@@ -107,7 +114,10 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
             std::fs::remove_file(&path).map_err(|e| WalError::io("removing", &path, e))?;
             continue;
         }
-        match name.strip_prefix("shard-").and_then(|n| n.parse::<usize>().ok()) {
+        match name
+            .strip_prefix("shard-")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             Some(n) if is_dir && name == shard_dir_name(n as u32) && n < shards => {}
             Some(n) if is_dir && name == shard_dir_name(n as u32) => {
                 return Err(WalError::ManifestMismatch {

@@ -146,7 +146,10 @@ impl WalOptions {
     /// Checks every field against its documented range.
     pub fn validate(&self) -> Result<()> {
         if self.entry_retention.is_zero() {
-            return Err(WalError::invalid("entry_retention", "must be greater than zero"));
+            return Err(WalError::invalid(
+                "entry_retention",
+                "must be greater than zero",
+            ));
         }
         if self.segments == 0 {
             return Err(WalError::invalid("segments", "must be at least 1"));
@@ -217,7 +220,10 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let cases: Vec<(WalOptions, &str)> = vec![
-            (WalOptions::default().with_retention(Duration::ZERO), "entry_retention"),
+            (
+                WalOptions::default().with_retention(Duration::ZERO),
+                "entry_retention",
+            ),
             (WalOptions::default().with_segments(0), "segments"),
             (
                 WalOptions::default()
@@ -227,11 +233,20 @@ mod tests {
             ),
             (WalOptions::default().with_shards(0), "shards"),
             (WalOptions::default().with_shards(MAX_SHARDS + 1), "shards"),
-            (WalOptions::default().with_channel_capacity(0), "channel_capacity"),
+            (
+                WalOptions::default().with_channel_capacity(0),
+                "channel_capacity",
+            ),
             (WalOptions::default().with_max_batch(0), "max_batch"),
             (WalOptions::default().with_max_key_size(0), "max_key_size"),
-            (WalOptions::default().with_max_record_size(0), "max_record_size"),
-            (WalOptions::default().with_max_segment_size(1024), "max_segment_size"),
+            (
+                WalOptions::default().with_max_record_size(0),
+                "max_record_size",
+            ),
+            (
+                WalOptions::default().with_max_segment_size(1024),
+                "max_segment_size",
+            ),
             (
                 WalOptions::default().with_max_segment_size(u64::from(u32::MAX) + 1),
                 "max_segment_size",

@@ -67,7 +67,8 @@ fn read_run(
     for loc in run {
         let at = (u64::from(loc.offset) - start) as usize;
         let bytes = &buf[at..at + loc.len as usize];
-        let record = decode(bytes).map_err(|e| WalError::corruption(io.path(), u64::from(loc.offset), e.reason()))?;
+        let record = decode(bytes)
+            .map_err(|e| WalError::corruption(io.path(), u64::from(loc.offset), e.reason()))?;
         if record.key != key || record.len != loc.len as usize {
             return Err(WalError::corruption(
                 io.path(),

@@ -127,11 +127,18 @@ mod tests {
 
     #[test]
     fn round_trip_including_empty_key_and_value() {
-        for (key, value) in [(&b"k"[..], &b"value"[..]), (b"", b""), (&[0xff, 0, 0xfe][..], b"x")] {
+        for (key, value) in [
+            (&b"k"[..], &b"value"[..]),
+            (b"", b""),
+            (&[0xff, 0, 0xfe][..], b"x"),
+        ] {
             let buf = one(42, key, value);
             assert_eq!(buf.len(), encoded_len(key.len(), value.len()));
             let d = decode(&buf).expect("valid record");
-            assert_eq!((d.len, d.timestamp_us, d.key, d.value), (buf.len(), 42, key, value));
+            assert_eq!(
+                (d.len, d.timestamp_us, d.key, d.value),
+                (buf.len(), 42, key, value)
+            );
         }
     }
 

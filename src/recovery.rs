@@ -16,7 +16,9 @@ use crate::error::{Result, WalError};
 use crate::index::{Location, ShardIndex};
 use crate::options::RecoveryMode;
 use crate::record::{decode, find_next_valid};
-use crate::segment::{parse_segment_file_name, Segment, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN};
+use crate::segment::{
+    parse_segment_file_name, Segment, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN,
+};
 use crate::storage::{sync_directory, FileSegment};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -105,19 +107,24 @@ fn recover_segment(
             // A newest segment whose header is torn and that holds no valid record
             // was being created when the process died: nothing in it was acknowledged.
             if newest && find_next_valid(&data, SEGMENT_HEADER_LEN.min(data.len())).is_none() {
-                std::fs::remove_file(path).map_err(|e| WalError::io("removing torn segment", path, e))?;
+                std::fs::remove_file(path)
+                    .map_err(|e| WalError::io("removing torn segment", path, e))?;
                 if let Some(dir) = path.parent() {
                     // fsync the directory: the removal must be durable before new
                     // segments reuse the sequence range after it.
                     sync_directory(dir)?;
                 }
-                out.report.truncated.push((path.to_path_buf(), 0, data.len() as u64));
+                out.report
+                    .truncated
+                    .push((path.to_path_buf(), 0, data.len() as u64));
                 return Ok(None);
             }
             return match mode {
                 RecoveryMode::Strict => Err(WalError::corruption(path, 0, e.reason())),
                 RecoveryMode::SkipCorrupted => {
-                    out.report.skipped.push((path.to_path_buf(), 0, data.len() as u64));
+                    out.report
+                        .skipped
+                        .push((path.to_path_buf(), 0, data.len() as u64));
                     Ok(None)
                 }
             };
@@ -171,19 +178,25 @@ fn recover_segment(
                 let unwritten = next.is_none_or(|n| data[pos..n].iter().all(|&b| b == 0));
                 if newest && unwritten {
                     truncate(io.file(), path, pos as u64)?;
-                    out.report
-                        .truncated
-                        .push((path.to_path_buf(), pos as u64, (data.len() - pos) as u64));
+                    out.report.truncated.push((
+                        path.to_path_buf(),
+                        pos as u64,
+                        (data.len() - pos) as u64,
+                    ));
                     segment.len = pos as u64;
                     break;
                 }
                 match mode {
-                    RecoveryMode::Strict => return Err(WalError::corruption(path, pos as u64, e.reason())),
+                    RecoveryMode::Strict => {
+                        return Err(WalError::corruption(path, pos as u64, e.reason()))
+                    }
                     RecoveryMode::SkipCorrupted => {
                         let end = next.unwrap_or(data.len());
-                        out.report
-                            .skipped
-                            .push((path.to_path_buf(), pos as u64, (end - pos) as u64));
+                        out.report.skipped.push((
+                            path.to_path_buf(),
+                            pos as u64,
+                            (end - pos) as u64,
+                        ));
                         pos = end;
                     }
                 }
@@ -197,8 +210,10 @@ fn recover_segment(
 }
 
 fn truncate(file: &std::fs::File, path: &Path, len: u64) -> Result<()> {
-    file.set_len(len).map_err(|e| WalError::io("truncating torn tail of", path, e))?;
+    file.set_len(len)
+        .map_err(|e| WalError::io("truncating torn tail of", path, e))?;
     // fsync after truncating: the cut must be durable before new records are appended
     // at this offset, or a crash could put the torn bytes back behind them.
-    file.sync_all().map_err(|e| WalError::io("syncing truncation of", path, e))
+    file.sync_all()
+        .map_err(|e| WalError::io("syncing truncation of", path, e))
 }

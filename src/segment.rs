@@ -78,7 +78,8 @@ impl SegmentHeader {
         if crc32c::crc32c(&buf[0..32]) != crc {
             return Err(HeaderError::BadChecksum);
         }
-        let u32_at = |at: usize| u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+        let u32_at =
+            |at: usize| u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
         let u64_at = |at: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&buf[at..at + 8]);
@@ -155,16 +156,28 @@ mod tests {
         for at in 8..36 {
             let mut bad = b;
             bad[at] ^= 0x10;
-            assert_eq!(SegmentHeader::decode(&bad), Err(HeaderError::BadChecksum), "byte {at}");
+            assert_eq!(
+                SegmentHeader::decode(&bad),
+                Err(HeaderError::BadChecksum),
+                "byte {at}"
+            );
         }
     }
 
     #[test]
     fn names_sort_numerically_and_parse_back() {
         assert_eq!(segment_file_name(7), "00000000000000000007.seg");
-        assert_eq!(parse_segment_file_name(&segment_file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(
+            parse_segment_file_name(&segment_file_name(u64::MAX)),
+            Some(u64::MAX)
+        );
         assert!(segment_file_name(9) < segment_file_name(10));
-        for bad in ["7.seg", "0000000000000000000x.seg", "00000000000000000007.log", "LOCK"] {
+        for bad in [
+            "7.seg",
+            "0000000000000000000x.seg",
+            "00000000000000000007.log",
+            "LOCK",
+        ] {
             assert_eq!(parse_segment_file_name(bad), None, "{bad}");
         }
     }

@@ -20,7 +20,9 @@ use crate::channel::Sender;
 use crate::completion::Completer;
 use crate::error::{Result, WalError};
 use crate::index::ShardIndex;
-use crate::sync::{lock, read, wait, write, AtomicBool, AtomicU64, Condvar, JoinHandle, Mutex, Ordering, RwLock};
+use crate::sync::{
+    lock, read, wait, write, AtomicBool, AtomicU64, Condvar, JoinHandle, Mutex, Ordering, RwLock,
+};
 use bytes::Bytes;
 
 /// What a handle asks of a shard actor.
@@ -164,7 +166,9 @@ impl ShardShared {
     /// Waits until every request sent before this call is applied (see module docs).
     pub(crate) fn barrier(&self) -> Result<()> {
         let target = self.submitted.load(Ordering::SeqCst);
-        if self.applied_hint.load(Ordering::Acquire) >= target && !self.poisoned.load(Ordering::Acquire) {
+        if self.applied_hint.load(Ordering::Acquire) >= target
+            && !self.poisoned.load(Ordering::Acquire)
+        {
             return Ok(());
         }
         let mut p = lock(&self.progress);
@@ -216,7 +220,9 @@ impl ShardHandle {
             // The actor is gone; the dropped request has answered its waiter.
             drop(gate);
             self.shared.check_poison()?;
-            return Err(WalError::ShardStopped { shard: self.shared.id });
+            return Err(WalError::ShardStopped {
+                shard: self.shared.id,
+            });
         }
         Ok(())
     }
@@ -239,7 +245,9 @@ impl ShardHandle {
         };
         match thread.join() {
             Ok(result) => result,
-            Err(_) => Err(WalError::ShardStopped { shard: self.shared.id }),
+            Err(_) => Err(WalError::ShardStopped {
+                shard: self.shared.id,
+            }),
         }
     }
 }

@@ -26,7 +26,12 @@ pub(crate) trait SegmentIo: Send + Sync {
 pub(crate) trait Storage: Send + Sync {
     /// Creates segment `sequence` of `shard`, writes `header` into it and makes the
     /// file's name durable.
-    fn create_segment(&self, shard: u32, sequence: u64, header: &[u8]) -> Result<Arc<dyn SegmentIo>>;
+    fn create_segment(
+        &self,
+        shard: u32,
+        sequence: u64,
+        header: &[u8],
+    ) -> Result<Arc<dyn SegmentIo>>;
     /// Unlinks segment `sequence` of `shard`. Open handles stay readable.
     fn remove_segment(&self, shard: u32, sequence: u64) -> Result<()>;
     /// Makes creations and removals in `shard`'s directory durable.
@@ -41,7 +46,8 @@ pub(crate) fn shard_dir_name(shard: u32) -> String {
 /// `fsync` of a directory, so entries created or removed in it survive power loss.
 pub(crate) fn sync_directory(dir: &Path) -> Result<()> {
     let d = File::open(dir).map_err(|e| WalError::io("opening directory", dir, e))?;
-    d.sync_all().map_err(|e| WalError::io("syncing directory", dir, e))
+    d.sync_all()
+        .map_err(|e| WalError::io("syncing directory", dir, e))
 }
 
 /// A segment backed by a file.
@@ -101,7 +107,12 @@ impl FsStorage {
 }
 
 impl Storage for FsStorage {
-    fn create_segment(&self, shard: u32, sequence: u64, header: &[u8]) -> Result<Arc<dyn SegmentIo>> {
+    fn create_segment(
+        &self,
+        shard: u32,
+        sequence: u64,
+        header: &[u8],
+    ) -> Result<Arc<dyn SegmentIo>> {
         let path = self.segment_path(shard, sequence);
         let file = OpenOptions::new()
             .read(true)
@@ -176,7 +187,10 @@ mod mem {
             let g = lock(&self.data);
             let end = offset as usize + buf.len();
             if end > g.0.len() {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past written bytes"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "read past written bytes",
+                ));
             }
             buf.copy_from_slice(&g.0[offset as usize..end]);
             Ok(())
@@ -204,7 +218,11 @@ mod mem {
 
     impl MemStorage {
         /// Segment `sequence` of `shard`, if it exists.
-        pub(crate) fn segment(&self, shard: u32, sequence: u64) -> Option<std::sync::Arc<MemSegment>> {
+        pub(crate) fn segment(
+            &self,
+            shard: u32,
+            sequence: u64,
+        ) -> Option<std::sync::Arc<MemSegment>> {
             lock(&self.segments).get(&(shard, sequence)).cloned()
         }
         /// Number of live segments.
@@ -214,8 +232,17 @@ mod mem {
     }
 
     impl Storage for MemStorage {
-        fn create_segment(&self, shard: u32, sequence: u64, header: &[u8]) -> Result<Arc<dyn SegmentIo>> {
-            let path = PathBuf::from(format!("mem/{}/{}", shard_dir_name(shard), segment_file_name(sequence)));
+        fn create_segment(
+            &self,
+            shard: u32,
+            sequence: u64,
+            header: &[u8],
+        ) -> Result<Arc<dyn SegmentIo>> {
+            let path = PathBuf::from(format!(
+                "mem/{}/{}",
+                shard_dir_name(shard),
+                segment_file_name(sequence)
+            ));
             let seg = std::sync::Arc::new(MemSegment {
                 data: Mutex::new((Vec::new(), 0)),
                 faults: self.faults.clone(),

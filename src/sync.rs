@@ -15,14 +15,18 @@
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[cfg(loom)]
-pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub(crate) use loom::sync::{
+    Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 #[cfg(loom)]
 pub(crate) use loom::thread::{Builder as ThreadBuilder, JoinHandle};
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub(crate) use std::sync::{
+    Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 #[cfg(not(loom))]
 pub(crate) use std::thread::{Builder as ThreadBuilder, JoinHandle};
 
@@ -60,7 +64,8 @@ pub(crate) fn now_us() -> u64 {
 /// whatever the model set with `model::set_clock` (a plain std atomic, which loom does
 /// not treat as a scheduling point).
 #[cfg(loom)]
-pub(crate) static MODEL_CLOCK_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000_000);
+pub(crate) static MODEL_CLOCK_US: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(1_000_000);
 
 /// Microseconds since the Unix epoch, as set by the model.
 #[cfg(loom)]

@@ -68,8 +68,16 @@ impl Wal {
         options.validate()?;
         let path = path.as_ref().to_path_buf();
         let opened = crate::open::open_dir(&path, &options)?;
-        let storage: std::sync::Arc<dyn Storage> = std::sync::Arc::new(FsStorage::new(path.clone()));
-        Wal::start(path, options, storage, opened.shards, Some(opened.lock), opened.report)
+        let storage: std::sync::Arc<dyn Storage> =
+            std::sync::Arc::new(FsStorage::new(path.clone()));
+        Wal::start(
+            path,
+            options,
+            storage,
+            opened.shards,
+            Some(opened.lock),
+            opened.report,
+        )
     }
 
     /// Starts one actor per recovered shard.
@@ -82,7 +90,8 @@ impl Wal {
         recovery: RecoveryReport,
     ) -> Result<Wal> {
         let config = ActorConfig {
-            segment_duration_us: u64::try_from(options.segment_duration().as_micros()).unwrap_or(u64::MAX),
+            segment_duration_us: u64::try_from(options.segment_duration().as_micros())
+                .unwrap_or(u64::MAX),
             max_segment_size: options.max_segment_size,
             max_batch: options.max_batch,
         };
@@ -94,7 +103,14 @@ impl Wal {
             Counters::add(&c.records, r.segments.iter().map(|s| s.records).sum());
             Counters::add(&c.bytes, r.segments.iter().map(|s| s.len).sum());
             let (tx, rx) = bounded(options.channel_capacity);
-            let actor = Actor::new(shared.clone(), storage.clone(), rx, config, r.segments, r.next_sequence);
+            let actor = Actor::new(
+                shared.clone(),
+                storage.clone(),
+                rx,
+                config,
+                r.segments,
+                r.next_sequence,
+            );
             let spawned = ThreadBuilder::new()
                 .name(format!("nano-wal-shard-{id}"))
                 .spawn(move || actor.run());
@@ -167,7 +183,12 @@ impl Wal {
     /// Keys are any bytes, including empty and non-UTF-8. Fails with
     /// [`WalError::KeyTooLong`] or [`WalError::RecordTooLarge`] (nothing written),
     /// [`WalError::Closed`], or the I/O error that poisoned the shard.
-    pub fn append_entry<K: AsRef<[u8]>>(&self, key: K, content: Bytes, durable: bool) -> Result<()> {
+    pub fn append_entry<K: AsRef<[u8]>>(
+        &self,
+        key: K,
+        content: Bytes,
+        durable: bool,
+    ) -> Result<()> {
         self.check_open()?;
         let key = key.as_ref();
         self.check_record(key, &content)?;
@@ -226,7 +247,11 @@ impl Wal {
             } else {
                 (None, None)
             };
-            match self.inner.shards[id].submit(Request::Batch { entries, durable, done }) {
+            match self.inner.shards[id].submit(Request::Batch {
+                entries,
+                durable,
+                done,
+            }) {
                 Ok(()) => waiters.extend(waiter),
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -300,6 +325,10 @@ impl Wal {
 
     /// Per-shard figures: records, keys, bytes, segments, queue depth, batches,
     /// fsyncs, index memory.
+    ///
+    /// Like a read, the figures include every append acknowledged before the call
+    /// (each shard's read barrier is waited for); `queue_depth` is sampled first, so
+    /// it shows the backlog the call found. A poisoned shard still reports its figures.
     pub fn stats(&self) -> Result<WalStats> {
         self.check_open()?;
         let shards = self
@@ -307,6 +336,9 @@ impl Wal {
             .shards
             .iter()
             .map(|s| {
+                let queue_depth = s.queue_depth() as u64;
+                // Figures, not data: a poisoned or stopped shard reports what it has.
+                let _ = s.shared.barrier();
                 let c = &s.shared.counters;
                 ShardStats {
                     shard: s.shared.id,
@@ -314,7 +346,7 @@ impl Wal {
                     keys: s.shared.index.key_count() as u64,
                     bytes: Counters::get(&c.bytes),
                     segments: Counters::get(&c.segments),
-                    queue_depth: s.queue_depth() as u64,
+                    queue_depth,
                     batches: Counters::get(&c.batches),
                     fsyncs: Counters::get(&c.fsyncs),
                     index_bytes: s.shared.index.heap_bytes() as u64,
@@ -362,7 +394,11 @@ impl Inner {
     fn close(&self, remove_files: bool) -> Result<()> {
         let mut result = lock(&self.close_result);
         if let Some(previous) = result.as_ref() {
-            return if remove_files { Err(WalError::Closed) } else { previous.clone() };
+            return if remove_files {
+                Err(WalError::Closed)
+            } else {
+                previous.clone()
+            };
         }
         self.closed.store(true, Ordering::Release);
         for s in &self.shards {
@@ -420,7 +456,14 @@ impl Wal {
                 report: RecoveryReport::default(),
             })
             .collect();
-        Wal::start(PathBuf::from("mem"), options, storage, recovered, None, RecoveryReport::default())
+        Wal::start(
+            PathBuf::from("mem"),
+            options,
+            storage,
+            recovered,
+            None,
+            RecoveryReport::default(),
+        )
     }
 }
 
@@ -432,7 +475,8 @@ mod tests {
 
     fn mem_wal(shards: usize) -> (Wal, std::sync::Arc<MemStorage>) {
         let storage = std::sync::Arc::new(MemStorage::default());
-        let wal = Wal::with_mem_storage(WalOptions::default().with_shards(shards), storage.clone()).unwrap();
+        let wal = Wal::with_mem_storage(WalOptions::default().with_shards(shards), storage.clone())
+            .unwrap();
         (wal, storage)
     }
 
@@ -442,7 +486,9 @@ mod tests {
         wal.log_entry(b"k", Bytes::from_static(b"before")).unwrap();
         let syncs_before = storage.faults.syncs.load(StdOrdering::SeqCst);
         storage.faults.fail_syncs.store(true, StdOrdering::SeqCst);
-        let err = wal.log_entry(b"k", Bytes::from_static(b"lost")).unwrap_err();
+        let err = wal
+            .log_entry(b"k", Bytes::from_static(b"lost"))
+            .unwrap_err();
         assert!(matches!(err, WalError::Io { op: "syncing", .. }), "{err:?}");
         // The disk "recovers"; the shard must not pretend the failed sync happened.
         storage.faults.fail_syncs.store(false, StdOrdering::SeqCst);
@@ -452,7 +498,10 @@ mod tests {
             wal.sync(),
             wal.enumerate_records(b"k").map(|_| ()),
         ] {
-            assert!(matches!(result, Err(WalError::Poisoned { shard: 0, .. })), "{result:?}");
+            assert!(
+                matches!(result, Err(WalError::Poisoned { shard: 0, .. })),
+                "{result:?}"
+            );
         }
         assert!(wal.close().is_err(), "close must report the poisoned shard");
         assert_eq!(storage.faults.syncs.load(StdOrdering::SeqCst), syncs_before);
@@ -483,20 +532,27 @@ mod tests {
                 let wal = wal.clone();
                 s.spawn(move || {
                     for i in 0..50 {
-                        wal.log_entry(format!("t{t}"), Bytes::from(format!("{i}"))).unwrap();
+                        wal.log_entry(format!("t{t}"), Bytes::from(format!("{i}")))
+                            .unwrap();
                     }
                 });
             }
         });
         let syncs = storage.faults.syncs.load(StdOrdering::SeqCst);
-        assert!(syncs < 800, "800 durable appends took {syncs} fsyncs: no group commit");
+        assert!(
+            syncs < 800,
+            "800 durable appends took {syncs} fsyncs: no group commit"
+        );
         for t in 0..16 {
             let got: Vec<Bytes> = wal.enumerate_records(format!("t{t}")).unwrap().collect();
             let want: Vec<Bytes> = (0..50).map(|i| Bytes::from(format!("{i}"))).collect();
             assert_eq!(got, want);
         }
         let seg = storage.segment(0, 1).expect("segment 1 exists");
-        assert!(seg.synced().len() > 800 * 20, "acknowledged records were not synced");
+        assert!(
+            seg.synced().len() > 800 * 20,
+            "acknowledged records were not synced"
+        );
         assert_eq!(storage.segment_count(), 1);
     }
 }

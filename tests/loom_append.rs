@@ -28,8 +28,10 @@ fn acknowledged_append_is_visible_in_order() {
         let writer = {
             let (wal, acked) = (wal.clone(), acked.clone());
             loom::thread::spawn(move || {
-                wal.append_entry(b"k", Bytes::from_static(b"1"), false).expect("append 1");
-                wal.append_entry(b"k", Bytes::from_static(b"2"), false).expect("append 2");
+                wal.append_entry(b"k", Bytes::from_static(b"1"), false)
+                    .expect("append 1");
+                wal.append_entry(b"k", Bytes::from_static(b"2"), false)
+                    .expect("append 2");
                 acked.store(true, Ordering::Release);
             })
         };
@@ -42,7 +44,10 @@ fn acknowledged_append_is_visible_in_order() {
                 if saw_ack {
                     assert_eq!(got, all, "acknowledged appends not visible");
                 } else {
-                    assert!(all.starts_with(&got), "not a prefix in append order: {got:?}");
+                    assert!(
+                        all.starts_with(&got),
+                        "not a prefix in append order: {got:?}"
+                    );
                 }
             })
         };
@@ -61,11 +66,13 @@ fn acknowledgements_keep_per_key_order() {
         let a = {
             let wal = wal.clone();
             loom::thread::spawn(move || {
-                wal.append_entry(b"k", Bytes::from_static(b"a1"), false).expect("a1");
+                wal.append_entry(b"k", Bytes::from_static(b"a1"), false)
+                    .expect("a1");
                 wal.log_entry(b"k", Bytes::from_static(b"a2")).expect("a2");
             })
         };
-        wal.append_entry(b"k", Bytes::from_static(b"b1"), false).expect("b1");
+        wal.append_entry(b"k", Bytes::from_static(b"b1"), false)
+            .expect("b1");
         a.join().expect("a");
         let got = values(&wal, b"k");
         assert_eq!(got.len(), 3, "{got:?}");

@@ -33,15 +33,25 @@ fn close_racing_appends() {
         let d = durable.join().expect("durable");
         let (p, second_close) = pipelined.join().expect("pipelined");
         assert!(closed.is_ok(), "{closed:?}");
-        assert!(second_close.is_ok(), "close is not idempotent: {second_close:?}");
+        assert!(
+            second_close.is_ok(),
+            "close is not idempotent: {second_close:?}"
+        );
         for (key, result) in [(&b"d"[..], &d), (&b"p"[..], &p)] {
             match result {
-                Ok(()) => assert_eq!(mem.synced_values(0, key, 4).len(), 1, "acknowledged record lost"),
+                Ok(()) => assert_eq!(
+                    mem.synced_values(0, key, 4).len(),
+                    1,
+                    "acknowledged record lost"
+                ),
                 Err(WalError::Closed) => assert!(mem.synced_values(0, key, 4).is_empty()),
                 Err(e) => panic!("unexpected error {e:?}"),
             }
         }
-        assert!(matches!(wal.append_entry(b"x", Bytes::new(), false), Err(WalError::Closed)));
+        assert!(matches!(
+            wal.append_entry(b"x", Bytes::new(), false),
+            Err(WalError::Closed)
+        ));
         assert!(matches!(wal.enumerate_records(b"d"), Err(WalError::Closed)));
     });
 }
@@ -54,10 +64,13 @@ fn last_handle_dropped_while_busy() {
         let (wal, mem) = mem_wal(options()).expect("open");
         let other = wal.clone();
         let t = loom::thread::spawn(move || {
-            other.append_entry(b"a", Bytes::from_static(b"1"), false).expect("a");
+            other
+                .append_entry(b"a", Bytes::from_static(b"1"), false)
+                .expect("a");
             drop(other);
         });
-        wal.append_entry(b"b", Bytes::from_static(b"2"), false).expect("b");
+        wal.append_entry(b"b", Bytes::from_static(b"2"), false)
+            .expect("b");
         drop(wal);
         t.join().expect("thread");
         assert_eq!(mem.synced_values(0, b"a", 4), vec![b"1".to_vec()]);

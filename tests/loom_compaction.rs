@@ -26,13 +26,18 @@ fn reader_sees_old_or_new_state_whole() {
     loom::model(|| {
         set_clock(1_000 * SECOND);
         let (wal, mem) = mem_wal(options()).expect("open");
-        wal.log_entry(b"k", Bytes::from_static(b"old")).expect("old");
+        wal.log_entry(b"k", Bytes::from_static(b"old"))
+            .expect("old");
         set_clock(1_020 * SECOND);
-        wal.log_entry(b"k", Bytes::from_static(b"new")).expect("new");
+        wal.log_entry(b"k", Bytes::from_static(b"new"))
+            .expect("new");
         let reader = {
             let wal = wal.clone();
             loom::thread::spawn(move || {
-                let got: Vec<Bytes> = wal.enumerate_records(b"k").expect("read during compaction").collect();
+                let got: Vec<Bytes> = wal
+                    .enumerate_records(b"k")
+                    .expect("read during compaction")
+                    .collect();
                 let old_state = [Bytes::from_static(b"old"), Bytes::from_static(b"new")];
                 let new_state = [Bytes::from_static(b"new")];
                 assert!(got == old_state || got == new_state, "torn view: {got:?}");

@@ -28,8 +28,13 @@ fn durable_ack_only_after_covering_sync() {
             .map(|key| {
                 let (wal, mem) = (wal.clone(), mem.clone());
                 loom::thread::spawn(move || {
-                    wal.log_entry(key, Bytes::from_static(b"v")).expect("durable append");
-                    assert_eq!(mem.synced_values(0, key, 4), vec![b"v".to_vec()], "acked before synced");
+                    wal.log_entry(key, Bytes::from_static(b"v"))
+                        .expect("durable append");
+                    assert_eq!(
+                        mem.synced_values(0, key, 4),
+                        vec![b"v".to_vec()],
+                        "acked before synced"
+                    );
                 })
             })
             .collect();
@@ -37,7 +42,10 @@ fn durable_ack_only_after_covering_sync() {
             t.join().expect("thread");
         }
         let syncs = mem.syncs();
-        assert!((1..=2).contains(&syncs), "{syncs} fsyncs for 2 durable appends");
+        assert!(
+            (1..=2).contains(&syncs),
+            "{syncs} fsyncs for 2 durable appends"
+        );
         if syncs == 1 {
             SHARED_SYNC_SEEN.store(true, Ordering::SeqCst);
         }
@@ -69,7 +77,11 @@ fn failed_sync_fails_the_batch_and_poisons() {
         let theirs = other.join().expect("other");
         for (key, result) in [(&b"a"[..], &mine), (&b"b"[..], &theirs)] {
             if result.is_ok() {
-                assert_eq!(mem.synced_values(0, key, 4), vec![b"v".to_vec()], "Ok without a sync");
+                assert_eq!(
+                    mem.synced_values(0, key, 4),
+                    vec![b"v".to_vec()],
+                    "Ok without a sync"
+                );
             }
         }
         mem.fail_syncs(false);

@@ -16,7 +16,10 @@ const KEYS: usize = 32;
 const OPS_PER_THREAD: u64 = 1_500;
 
 fn value(key: usize, thread: usize, seq: u64) -> Bytes {
-    Bytes::from(format!("{key}|{thread}|{seq}|{}", "x".repeat(seq as usize % 40)))
+    Bytes::from(format!(
+        "{key}|{thread}|{seq}|{}",
+        "x".repeat(seq as usize % 40)
+    ))
 }
 
 /// Parses a value back; `None` means foreign bytes.
@@ -25,7 +28,8 @@ fn parse(v: &[u8]) -> Option<(usize, usize, u64)> {
     let mut it = s.split('|');
     let (k, t, q, pad) = (it.next()?, it.next()?, it.next()?, it.next()?);
     let parsed = (k.parse().ok()?, t.parse().ok()?, q.parse().ok()?);
-    (it.next().is_none() && pad.len() == parsed.2 as usize % 40 && pad.bytes().all(|b| b == b'x')).then_some(parsed)
+    (it.next().is_none() && pad.len() == parsed.2 as usize % 40 && pad.bytes().all(|b| b == b'x'))
+        .then_some(parsed)
 }
 
 fn options() -> WalOptions {
@@ -64,7 +68,11 @@ fn sixty_four_threads_with_compaction_and_close_racing() -> TestResult {
     {
         let wal = Wal::new(&path, options())?;
         for i in 0..200u64 {
-            wal.append_entry(format!("old-{}", i % 10), Bytes::from(format!("old {i}")), false)?;
+            wal.append_entry(
+                format!("old-{}", i % 10),
+                Bytes::from(format!("old {i}")),
+                false,
+            )?;
         }
         wal.close()?;
     }
@@ -99,7 +107,10 @@ fn sixty_four_threads_with_compaction_and_close_racing() -> TestResult {
                             // Visibility: every record this thread was acked for is there.
                             for &(k, q) in &mine {
                                 if k == key {
-                                    assert!(seen.contains(&(t, q)), "acked {key}|{t}|{q} not visible");
+                                    assert!(
+                                        seen.contains(&(t, q)),
+                                        "acked {key}|{t}|{q} not visible"
+                                    );
                                 }
                             }
                         }),
@@ -139,18 +150,27 @@ fn sixty_four_threads_with_compaction_and_close_racing() -> TestResult {
             })
         };
         // Close races the workers once they are well under way.
-        while ops.load(Ordering::Relaxed) < (THREADS as u64 * OPS_PER_THREAD) / 2 && Instant::now() < deadline {
+        while ops.load(Ordering::Relaxed) < (THREADS as u64 * OPS_PER_THREAD) / 2
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(5));
         }
         wal.close()?;
         stop.store(true, Ordering::Relaxed);
         let removed = compactor.join().map_err(|_| "compactor panicked")??;
-        assert!(removed >= 1, "the expired phase-0 segments were not compacted");
+        assert!(
+            removed >= 1,
+            "the expired phase-0 segments were not compacted"
+        );
         Ok(())
     })?;
 
     let acked = acked.lock().map_err(|_| "poisoned")?.clone();
-    assert!(acked.len() > 10_000, "too little work acknowledged: {}", acked.len());
+    assert!(
+        acked.len() > 10_000,
+        "too little work acknowledged: {}",
+        acked.len()
+    );
     let wal = Wal::new(&path, options())?;
     let mut found = BTreeSet::new();
     for key in 0..KEYS {
@@ -162,7 +182,10 @@ fn sixty_four_threads_with_compaction_and_close_racing() -> TestResult {
     let missing: Vec<_> = acked.difference(&found).take(5).collect();
     assert!(missing.is_empty(), "acknowledged records lost: {missing:?}");
     let keys: BTreeSet<Vec<u8>> = wal.enumerate_keys()?.collect();
-    assert!(!keys.iter().any(|k| k.starts_with(b"old-")), "expired keys still listed");
+    assert!(
+        !keys.iter().any(|k| k.starts_with(b"old-")),
+        "expired keys still listed"
+    );
     for i in 0..10 {
         assert_eq!(wal.enumerate_records(format!("old-{i}"))?.count(), 0);
     }

@@ -1,0 +1,114 @@
+//! Helpers shared by the integration tests: the result type, and a reader of the
+//! documented on-disk format (`docs/FORMAT.md`, top of `src/record.rs` and
+//! `src/segment.rs`) written independently of the library, so tests can find the
+//! file and offset of any record and damage it on purpose.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Segment header length (magic, version, shard, sequence, created, crc, reserved).
+pub const SEGMENT_HEADER_LEN: usize = 40;
+/// Record header length (crc, len, timestamp, key_len).
+pub const RECORD_HEADER_LEN: usize = 20;
+
+/// One record found by walking a segment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordPos {
+    pub offset: u64,
+    pub len: u64,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Directory of shard `shard` inside the WAL directory `wal`.
+pub fn shard_dir(wal: &Path, shard: usize) -> PathBuf {
+    wal.join(format!("shard-{shard:03}"))
+}
+
+/// Segment files of one shard, oldest first (names are zero-padded sequence numbers).
+pub fn segment_files(wal: &Path, shard: usize) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(shard_dir(wal, shard))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.retain(|p| p.extension().is_some_and(|e| e == "seg"));
+    files.sort();
+    Ok(files)
+}
+
+/// Every segment file of every shard directory.
+pub fn all_segment_files(wal: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(wal)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() && entry.file_name().to_string_lossy().starts_with("shard-")
+        {
+            for seg in std::fs::read_dir(entry.path())? {
+                let seg = seg?.path();
+                if seg.extension().is_some_and(|e| e == "seg") {
+                    out.push(seg);
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Walks the records of a segment's bytes by the documented format, checking each
+/// record's CRC32C (over bytes 4..len). Stops at the first record that is incomplete
+/// or fails its checks.
+pub fn walk_records(data: &[u8]) -> Vec<RecordPos> {
+    assert!(
+        data.len() >= SEGMENT_HEADER_LEN,
+        "segment shorter than its header"
+    );
+    assert_eq!(&data[0..8], b"NANOWALS", "segment magic");
+    let mut out = Vec::new();
+    let mut pos = SEGMENT_HEADER_LEN;
+    while pos + RECORD_HEADER_LEN <= data.len() {
+        let len = u32_at(data, pos + 4) as usize;
+        if len < RECORD_HEADER_LEN || pos + len > data.len() {
+            break;
+        }
+        let key_len = u32_at(data, pos + 16) as usize;
+        if key_len > len - RECORD_HEADER_LEN {
+            break;
+        }
+        if crc32c::crc32c(&data[pos + 4..pos + len]) != u32_at(data, pos) {
+            break;
+        }
+        let key_end = pos + RECORD_HEADER_LEN + key_len;
+        out.push(RecordPos {
+            offset: pos as u64,
+            len: len as u64,
+            key: data[pos + RECORD_HEADER_LEN..key_end].to_vec(),
+            value: data[key_end..pos + len].to_vec(),
+        });
+        pos += len;
+    }
+    out
+}
+
+/// Reads a segment file and walks its records.
+pub fn records_of_file(path: &Path) -> std::io::Result<Vec<RecordPos>> {
+    Ok(walk_records(&std::fs::read(path)?))
+}
+
+/// Deterministic pseudo-random bytes (xorshift), never all zero.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8 | 0x01
+        })
+        .collect()
+}

@@ -1,0 +1,427 @@
+//! Segment rotation (by size and by age) and retention (`compact` drops whole sealed
+//! segments whose newest record is older than `entry_retention`, deletes their files,
+//! and lets appends continue meanwhile).
+
+mod common;
+
+use bytes::Bytes;
+use common::{all_segment_files, segment_files, TestResult};
+use nano_wal::{Wal, WalOptions};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+fn value_of(i: usize) -> Bytes {
+    Bytes::from(format!("{i:06}:{}", "r".repeat(100 + i % 50)))
+}
+
+fn expected(range: std::ops::Range<usize>, keys: usize, k: usize) -> Vec<Bytes> {
+    range.filter(|i| i % keys == k).map(value_of).collect()
+}
+
+#[test]
+fn size_rotation_makes_several_segments_and_reads_stay_in_order() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("wal");
+    let options = WalOptions::default()
+        .with_shards(1)
+        .with_max_key_size(64)
+        .with_max_record_size(1024)
+        .with_max_segment_size(4096);
+    let wal = Wal::new(&dir, options.clone())?;
+    const N: usize = 300;
+    const KEYS: usize = 5;
+    for i in 0..N {
+        wal.append_entry(format!("size-{}", i % KEYS), value_of(i), i % 25 == 0)?;
+    }
+    let stats = wal.stats()?;
+    assert!(
+        stats.segments() > 5,
+        "{} segments for ~45 KiB at 4 KiB each",
+        stats.segments()
+    );
+    assert_eq!(stats.records(), N as u64);
+    let check = |wal: &Wal| -> TestResult {
+        for k in 0..KEYS {
+            let got: Vec<Bytes> = wal.enumerate_records(format!("size-{k}"))?.collect();
+            assert_eq!(got, expected(0..N, KEYS, k), "size-{k}");
+        }
+        Ok(())
+    };
+    check(&wal)?;
+    wal.close()?;
+
+    // On disk: as many files as segments, none larger than the limit.
+    let files = segment_files(&dir, 0)?;
+    assert_eq!(files.len() as u64, stats.segments());
+    let mut total = 0;
+    for f in &files {
+        let len = std::fs::metadata(f)?.len();
+        assert!(len <= 4096, "{f:?} is {len} bytes, above max_segment_size");
+        total += len;
+    }
+    assert_eq!(total, stats.bytes(), "stats bytes equal the files' sizes");
+
+    let wal = Wal::new(&dir, options)?;
+    assert_eq!(wal.recovery_report().segments, files.len() as u64);
+    assert_eq!(wal.stats()?.segments(), files.len() as u64);
+    check(&wal)?;
+    // Appending after a reopen continues in the newest segment or a new one, in order.
+    for i in N..N + 50 {
+        wal.append_entry(format!("size-{}", i % KEYS), value_of(i), false)?;
+    }
+    for k in 0..KEYS {
+        let got: Vec<Bytes> = wal.enumerate_records(format!("size-{k}"))?.collect();
+        assert_eq!(got, expected(0..N + 50, KEYS, k), "size-{k} after reopen");
+    }
+    wal.close()?;
+    Ok(())
+}
+
+#[test]
+fn time_rotation_seals_segments_after_their_duration() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("wal");
+    // 400 ms retention in 4 segments: the active segment is sealed after 100 ms.
+    let options = WalOptions::default()
+        .with_shards(1)
+        .with_retention(Duration::from_millis(400))
+        .with_segments(4);
+    assert_eq!(options.segment_duration(), Duration::from_millis(100));
+    let wal = Wal::new(&dir, options.clone())?;
+    let mut last = 0;
+    let mut i = 0;
+    for phase in 0..4 {
+        for _ in 0..5 {
+            wal.append_entry("timed", value_of(i), false)?;
+            i += 1;
+        }
+        let segments = wal.stats()?.segments();
+        assert!(
+            segments > last,
+            "phase {phase}: {segments} segments, {last} before the pause"
+        );
+        last = segments;
+        thread::sleep(Duration::from_millis(150));
+    }
+    assert!(last >= 4);
+    assert_eq!(
+        wal.enumerate_records("timed")?.collect::<Vec<_>>(),
+        expected(0..i, 1, 0)
+    );
+    wal.close()?;
+    assert_eq!(segment_files(&dir, 0)?.len() as u64, last);
+
+    let wal = Wal::new(&dir, options.with_retention(Duration::from_secs(3600)))?;
+    assert_eq!(
+        wal.enumerate_records("timed")?.collect::<Vec<_>>(),
+        expected(0..i, 1, 0)
+    );
+    wal.close()?;
+    Ok(())
+}
+
+#[test]
+fn compact_with_nothing_expired_removes_nothing() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("wal");
+    let options = WalOptions::default()
+        .with_shards(2)
+        .with_max_key_size(64)
+        .with_max_record_size(1024)
+        .with_max_segment_size(4096);
+    let wal = Wal::new(&dir, options)?;
+    for i in 0..100 {
+        wal.append_entry(format!("keep-{}", i % 3), value_of(i), false)?;
+    }
+    // Non-durable appends are pipelined: sync so every file exists before listing.
+    wal.sync()?;
+    let files = all_segment_files(&dir)?;
+    let report = wal.compact()?;
+    assert_eq!(report.segments_removed, 0);
+    assert_eq!(report.records_removed, 0);
+    assert_eq!(report.bytes_removed, 0);
+    assert_eq!(all_segment_files(&dir)?, files);
+    for k in 0..3 {
+        assert_eq!(
+            wal.enumerate_records(format!("keep-{k}"))?
+                .collect::<Vec<_>>(),
+            expected(0..100, 3, k)
+        );
+    }
+    wal.close()?;
+    Ok(())
+}
+
+#[test]
+fn compact_drops_only_expired_segments() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("wal");
+    // 600 ms retention, 200 ms segments.
+    let options = WalOptions::default()
+        .with_shards(2)
+        .with_retention(Duration::from_millis(600))
+        .with_segments(3)
+        .with_max_key_size(64)
+        .with_max_record_size(1024)
+        .with_max_segment_size(8192);
+    let wal = Wal::new(&dir, options.clone())?;
+
+    // Old records: under "old-only" and "mixed-*".
+    const OLD: usize = 60;
+    for i in 0..OLD {
+        let key = if i % 2 == 0 {
+            "old-only".to_string()
+        } else {
+            format!("mixed-{}", i % 3)
+        };
+        wal.append_entry(key, value_of(i), i % 10 == 0)?;
+    }
+    wal.sync()?;
+    let old_files = all_segment_files(&dir)?;
+    assert!(!old_files.is_empty());
+    let old_bytes: u64 = old_files
+        .iter()
+        .map(|f| std::fs::metadata(f).map(|m| m.len()))
+        .sum::<Result<_, _>>()?;
+
+    thread::sleep(Duration::from_millis(700));
+
+    // New records: under "mixed-*" and "new-only".
+    const NEW: usize = 40;
+    let mut new_model: BTreeMap<String, Vec<Bytes>> = BTreeMap::new();
+    for i in OLD..OLD + NEW {
+        let key = if i % 2 == 0 {
+            "new-only".to_string()
+        } else {
+            format!("mixed-{}", i % 3)
+        };
+        wal.append_entry(&key, value_of(i), false)?;
+        new_model.entry(key).or_default().push(value_of(i));
+    }
+
+    let report = wal.compact()?;
+    assert_eq!(
+        report.segments_removed,
+        old_files.len() as u64,
+        "{report:?}"
+    );
+    assert_eq!(report.records_removed, OLD as u64, "{report:?}");
+    assert_eq!(report.bytes_removed, old_bytes, "{report:?}");
+    for f in &old_files {
+        assert!(!f.exists(), "compacted segment {f:?} is still on disk");
+    }
+    let remaining: BTreeSet<PathBuf> = all_segment_files(&dir)?.into_iter().collect();
+    assert!(!remaining.is_empty(), "the new segments stay");
+
+    let check = |wal: &Wal| -> TestResult {
+        assert_eq!(
+            wal.enumerate_records("old-only")?.count(),
+            0,
+            "expired records are gone"
+        );
+        for (key, values) in &new_model {
+            assert_eq!(
+                &wal.enumerate_records(key)?.collect::<Vec<_>>(),
+                values,
+                "{key}"
+            );
+        }
+        let keys: BTreeSet<Vec<u8>> = wal.enumerate_keys()?.collect();
+        let want: BTreeSet<Vec<u8>> = new_model.keys().map(|k| k.clone().into_bytes()).collect();
+        assert_eq!(
+            keys, want,
+            "a key with only expired records is no longer listed"
+        );
+        let stats = wal.stats()?;
+        assert_eq!(stats.records(), NEW as u64);
+        assert_eq!(
+            stats.shards.iter().map(|s| s.keys).sum::<u64>(),
+            want.len() as u64
+        );
+        Ok(())
+    };
+    check(&wal)?;
+    assert_eq!(wal.stats()?.segments(), remaining.len() as u64);
+
+    // A second compact right away has nothing more to do.
+    let again = wal.compact()?;
+    assert_eq!(again.segments_removed, 0, "{again:?}");
+    check(&wal)?;
+    wal.close()?;
+
+    // The removal is permanent: a reopen does not bring the old records back.
+    let wal = Wal::new(&dir, options.with_retention(Duration::from_secs(3600)))?;
+    check(&wal)?;
+    wal.close()?;
+    Ok(())
+}
+
+#[test]
+fn compact_while_another_thread_keeps_appending() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("wal");
+    // 800 ms retention, 200 ms segments.
+    let options = WalOptions::default()
+        .with_shards(3)
+        .with_retention(Duration::from_millis(800))
+        .with_segments(4)
+        .with_max_key_size(64)
+        .with_max_record_size(1024)
+        .with_max_segment_size(16 * 1024);
+    let wal = Wal::new(&dir, options.clone())?;
+    for i in 0..90 {
+        wal.append_entry(format!("old-{}", i % 6), value_of(i), false)?;
+    }
+    wal.sync()?;
+    let old_files = all_segment_files(&dir)?;
+    thread::sleep(Duration::from_millis(1000));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let wal = wal.clone();
+        let stop = stop.clone();
+        thread::spawn(move || -> nano_wal::Result<usize> {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) || n < 200 {
+                wal.append_entry(format!("live-{}", n % 4), value_of(n), n % 16 == 0)?;
+                n += 1;
+            }
+            Ok(n)
+        })
+    };
+    let mut removed = 0;
+    let mut records_removed = 0;
+    for _ in 0..5 {
+        let r = wal.compact()?;
+        removed += r.segments_removed;
+        records_removed += r.records_removed;
+        thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let n = appender.join().map_err(|_| "appender panicked")??;
+
+    assert_eq!(
+        removed,
+        old_files.len() as u64,
+        "every old segment was compacted away"
+    );
+    assert_eq!(records_removed, 90);
+    for f in &old_files {
+        assert!(!f.exists(), "{f:?} still on disk");
+    }
+    let check = |wal: &Wal| -> TestResult {
+        for k in 0..4 {
+            let got: Vec<Bytes> = wal.enumerate_records(format!("live-{k}"))?.collect();
+            assert_eq!(
+                got,
+                expected(0..n, 4, k),
+                "live-{k}: every append made during compaction"
+            );
+        }
+        for k in 0..6 {
+            assert_eq!(wal.enumerate_records(format!("old-{k}"))?.count(), 0);
+        }
+        assert_eq!(wal.stats()?.records(), n as u64);
+        Ok(())
+    };
+    check(&wal)?;
+    wal.close()?;
+    let wal = Wal::new(&dir, options.with_retention(Duration::from_secs(3600)))?;
+    check(&wal)?;
+    wal.close()?;
+    Ok(())
+}
+
+#[test]
+fn a_batch_larger_than_a_segment_spans_several_segments() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("wal");
+    let options = WalOptions::default()
+        .with_shards(2)
+        .with_max_key_size(64)
+        .with_max_record_size(1024)
+        .with_max_segment_size(2048);
+    let wal = Wal::new(&dir, options.clone())?;
+    const N: usize = 200;
+    const KEYS: usize = 3;
+    // ~30 KiB in one call, durable, then the same again non-durable.
+    wal.append_batch(
+        (0..N).map(|i| (format!("b-{}", i % KEYS), value_of(i))),
+        true,
+    )?;
+    wal.append_batch(
+        (N..2 * N).map(|i| (format!("b-{}", i % KEYS), value_of(i))),
+        false,
+    )?;
+    assert!(
+        wal.stats()?.segments() > 10,
+        "{} segments",
+        wal.stats()?.segments()
+    );
+    let check = |wal: &Wal| -> TestResult {
+        for k in 0..KEYS {
+            let got: Vec<Bytes> = wal.enumerate_records(format!("b-{k}"))?.collect();
+            assert_eq!(got, expected(0..2 * N, KEYS, k), "b-{k}");
+        }
+        Ok(())
+    };
+    check(&wal)?;
+    wal.close()?;
+    for f in all_segment_files(&dir)? {
+        assert!(
+            std::fs::metadata(&f)?.len() <= 2048,
+            "{f:?} above max_segment_size"
+        );
+    }
+    let wal = Wal::new(&dir, options)?;
+    assert!(wal.recovery_report().truncated.is_empty());
+    check(&wal)?;
+    wal.close()?;
+    Ok(())
+}
+
+#[test]
+fn records_of_the_largest_size_fill_the_smallest_segments() -> TestResult {
+    // max_segment_size at its minimum: one segment header plus one maximal record.
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("wal");
+    let (key_max, value_max) = (8usize, 100usize);
+    let options = WalOptions::default()
+        .with_shards(1)
+        .with_max_key_size(key_max)
+        .with_max_record_size(value_max)
+        .with_max_segment_size((40 + 20 + key_max + value_max) as u64);
+    let wal = Wal::new(&dir, options.clone())?;
+    let values: Vec<Bytes> = (0..6u8)
+        .map(|i| Bytes::from(vec![b'a' + i; value_max]))
+        .collect();
+    for v in &values {
+        wal.append_entry("12345678", v.clone(), false)?;
+    }
+    assert_eq!(
+        wal.stats()?.segments(),
+        6,
+        "each maximal record fills one segment"
+    );
+    assert_eq!(
+        wal.enumerate_records("12345678")?.collect::<Vec<_>>(),
+        values
+    );
+    wal.close()?;
+    let files = segment_files(&dir, 0)?;
+    assert_eq!(files.len(), 6);
+    for f in &files {
+        assert_eq!(std::fs::metadata(f)?.len(), 168);
+    }
+    let wal = Wal::new(&dir, options)?;
+    assert_eq!(
+        wal.enumerate_records("12345678")?.collect::<Vec<_>>(),
+        values
+    );
+    wal.close()?;
+    Ok(())
+}
