@@ -191,7 +191,6 @@ impl Actor {
             ei,
             Location {
                 segment: active.sequence,
-                timestamp_us: now,
                 offset: offset as u32,
                 len: len as u32,
             },

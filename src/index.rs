@@ -17,14 +17,17 @@ use crate::sync::{read, write, RwLock};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Where one record lives. 24 bytes.
+/// Where one record lives: 16 bytes, the whole per-record cost of the index besides
+/// the spare capacity of each key's `Vec`. Retention works on whole segments (their
+/// newest timestamp is kept in the segment table), so no timestamp is needed here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Location {
     pub(crate) segment: u64,
-    pub(crate) timestamp_us: u64,
     pub(crate) offset: u32,
     pub(crate) len: u32,
 }
+
+const _: () = assert!(std::mem::size_of::<Location>() == 16);
 
 #[cfg(not(loom))]
 mod map {
@@ -54,11 +57,16 @@ mod map {
         pub(super) fn len(&self) -> usize {
             self.0.len()
         }
+        /// Key bytes, each key's location capacity, and the map's slots (one entry
+        /// and one control byte per bucket).
         pub(super) fn heap_bytes(&self) -> usize {
-            self.0
+            let slot = std::mem::size_of::<(Box<[u8]>, Vec<Location>)>() + 1;
+            let entries: usize = self
+                .0
                 .iter()
                 .map(|e| e.key().len() + e.value().capacity() * std::mem::size_of::<Location>())
-                .sum()
+                .sum();
+            entries + self.0.capacity() * slot
         }
     }
 }

@@ -164,7 +164,6 @@ fn recover_segment(
                     record.key,
                     Location {
                         segment: sequence,
-                        timestamp_us: record.timestamp_us,
                         offset: pos as u32,
                         len: record.len as u32,
                     },
