@@ -236,6 +236,7 @@ impl Actor {
             created_us: now,
             newest_us: now,
             len: SEGMENT_HEADER_LEN as u64,
+            allocated: SEGMENT_HEADER_LEN as u64,
             records: 0,
             sealed: false,
         });
@@ -250,11 +251,24 @@ impl Actor {
         if self.buf.is_empty() {
             return Ok(());
         }
+        let chunk = self.storage.preallocation_chunk();
+        let max = self.config.max_segment_size;
         let Some(active) = self.segments.last_mut() else {
             return Err(WalError::ShardStopped {
                 shard: self.shared.id,
             });
         };
+        let end = active.len + self.buf.len() as u64;
+        if chunk > 0 && end > active.allocated {
+            // Reserve the next chunk (never past the rotation size) so that the
+            // fdatasyncs of the coming batches only flush data blocks.
+            let target = (end + chunk).min(max).max(end);
+            active
+                .io
+                .preallocate(target)
+                .map_err(|e| WalError::io("preallocating", active.io.path(), e))?;
+            active.allocated = target;
+        }
         active
             .io
             .write_at(&self.buf, active.len)
@@ -292,8 +306,25 @@ impl Actor {
             // corruption, never as a torn tail, so a sealed segment must be whole on disk.
             self.sync_active()?;
         }
+        self.release_preallocation()?;
         if let Some(s) = self.segments.last_mut() {
             s.sealed = true;
+        }
+        Ok(())
+    }
+
+    /// Cuts the active segment's preallocated zeros, so that a sealed or cleanly
+    /// closed segment ends exactly at its last record.
+    fn release_preallocation(&mut self) -> Result<()> {
+        let Some(active) = self.segments.last_mut() else {
+            return Ok(());
+        };
+        if active.allocated > active.len {
+            active
+                .io
+                .shrink_to(active.len)
+                .map_err(|e| WalError::io("truncating preallocated tail of", active.io.path(), e))?;
+            active.allocated = active.len;
         }
         Ok(())
     }
@@ -357,6 +388,10 @@ impl Actor {
                 self.shared.poison(e.clone());
                 return Err(e);
             }
+        }
+        if let Err(e) = self.release_preallocation() {
+            self.shared.poison(e.clone());
+            return Err(e);
         }
         Ok(())
     }

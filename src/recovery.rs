@@ -11,6 +11,12 @@
 //! before it). A torn tail is truncated. Any other damage is corruption: an error
 //! naming file and offset under [`RecoveryMode::Strict`], skipped and reported under
 //! [`RecoveryMode::SkipCorrupted`].
+//!
+//! **Preallocated space.** The writer reserves zero-filled space ahead of its write
+//! position in the active segment (see `storage::PREALLOCATION_CHUNK`) and cuts it
+//! when the segment is sealed or the WAL closed. After a crash the newest segment may
+//! therefore end in zeros: an all-zero remainder is free space, kept for the writer
+//! to continue into, and neither a torn tail nor damage.
 
 use crate::error::{Result, WalError};
 use crate::index::{Location, ShardIndex};
@@ -153,6 +159,7 @@ fn recover_segment(
         created_us: header.created_us,
         newest_us: header.created_us,
         len: data.len() as u64,
+        allocated: data.len() as u64,
         records: 0,
         sealed: !newest,
     };
@@ -172,6 +179,11 @@ fn recover_segment(
                 segment.newest_us = segment.newest_us.max(record.timestamp_us);
                 pos += record.len;
             }
+            Err(_) if newest && data[pos..].iter().all(|&b| b == 0) => {
+                // Space the writer preallocated and had not reached: free, not damage.
+                segment.len = pos as u64;
+                break;
+            }
             Err(e) => {
                 let next = find_next_valid(&data, pos + 1);
                 let unwritten = next.is_none_or(|n| data[pos..n].iter().all(|&b| b == 0));
@@ -183,6 +195,7 @@ fn recover_segment(
                         (data.len() - pos) as u64,
                     ));
                     segment.len = pos as u64;
+                    segment.allocated = pos as u64;
                     break;
                 }
                 match mode {

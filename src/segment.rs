@@ -118,6 +118,8 @@ pub(crate) struct Segment {
     pub(crate) newest_us: u64,
     /// Bytes written, header included; the next record goes here.
     pub(crate) len: u64,
+    /// Length of the file: `len` plus preallocated zeros (only in the active segment).
+    pub(crate) allocated: u64,
     pub(crate) records: u64,
     /// Fsynced and closed to appends.
     pub(crate) sealed: bool,

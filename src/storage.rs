@@ -18,6 +18,12 @@ pub(crate) trait SegmentIo: Send + Sync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// `fdatasync`: makes every byte written so far durable.
     fn sync_data(&self) -> io::Result<()>;
+    /// Reserves disk blocks so the file is at least `len` bytes long (zeros past the
+    /// data). Writes into reserved blocks change no metadata, so the `fdatasync` that
+    /// follows them does not have to commit the file's size or block map.
+    fn preallocate(&self, len: u64) -> io::Result<()>;
+    /// Cuts the file to `len` bytes and makes the new length durable.
+    fn shrink_to(&self, len: u64) -> io::Result<()>;
     /// Where the segment lives (for error messages).
     fn path(&self) -> &Path;
 }
@@ -36,7 +42,13 @@ pub(crate) trait Storage: Send + Sync {
     fn remove_segment(&self, shard: u32, sequence: u64) -> Result<()>;
     /// Makes creations and removals in `shard`'s directory durable.
     fn sync_dir(&self, shard: u32) -> Result<()>;
+    /// Bytes the writer should reserve ahead of its write position (see
+    /// [`SegmentIo::preallocate`]); 0 turns preallocation off.
+    fn preallocation_chunk(&self) -> u64;
 }
+
+/// How far ahead of the write position segment files are preallocated.
+pub(crate) const PREALLOCATION_CHUNK: u64 = 4 * 1024 * 1024;
 
 /// Name of shard `shard`'s directory.
 pub(crate) fn shard_dir_name(shard: u32) -> String {
@@ -81,6 +93,24 @@ impl SegmentIo for FileSegment {
     }
     fn sync_data(&self) -> io::Result<()> {
         self.file.sync_data()
+    }
+    fn preallocate(&self, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let len = libc::off_t::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "length too large"))?;
+        // posix_fallocate returns the error number instead of setting errno.
+        // SAFETY: the descriptor is owned by `self.file` and open for the whole call;
+        // the call takes no pointers.
+        match unsafe { libc::posix_fallocate(self.file.as_raw_fd(), 0, len) } {
+            0 => Ok(()),
+            code => Err(io::Error::from_raw_os_error(code)),
+        }
+    }
+    fn shrink_to(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)?;
+        // fsync after cutting the preallocated tail: the segment is sealed or closed,
+        // and recovery expects such a segment to end exactly at its last record.
+        self.file.sync_all()
     }
     fn path(&self) -> &Path {
         &self.path
@@ -135,6 +165,10 @@ impl Storage for FsStorage {
 
     fn sync_dir(&self, shard: u32) -> Result<()> {
         sync_directory(&self.shard_dir(shard))
+    }
+
+    fn preallocation_chunk(&self) -> u64 {
+        PREALLOCATION_CHUNK
     }
 }
 
@@ -204,6 +238,17 @@ mod mem {
             self.faults.syncs.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
+        // The in-memory store has no blocks to reserve (`preallocation_chunk` is 0,
+        // so the writer never calls these two).
+        fn preallocate(&self, _len: u64) -> io::Result<()> {
+            Ok(())
+        }
+        fn shrink_to(&self, len: u64) -> io::Result<()> {
+            let mut g = lock(&self.data);
+            g.0.truncate(len as usize);
+            g.1 = g.1.min(len as usize);
+            Ok(())
+        }
         fn path(&self) -> &Path {
             &self.path
         }
@@ -259,6 +304,9 @@ mod mem {
         }
         fn sync_dir(&self, _shard: u32) -> Result<()> {
             Ok(())
+        }
+        fn preallocation_chunk(&self) -> u64 {
+            0
         }
     }
 }
