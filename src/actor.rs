@@ -320,10 +320,9 @@ impl Actor {
             return Ok(());
         };
         if active.allocated > active.len {
-            active
-                .io
-                .shrink_to(active.len)
-                .map_err(|e| WalError::io("truncating preallocated tail of", active.io.path(), e))?;
+            active.io.shrink_to(active.len).map_err(|e| {
+                WalError::io("truncating preallocated tail of", active.io.path(), e)
+            })?;
             active.allocated = active.len;
         }
         Ok(())

@@ -63,6 +63,33 @@ impl<T> Drop for Completer<T> {
 }
 
 impl<T> Waiter<T> {
+    /// Like [`wait`](Self::wait), but first polls the slot for up to `budget`,
+    /// yielding the CPU between polls, before going to sleep. A caller that expects
+    /// its answer within about one fsync (a lone durable appender) saves the
+    /// wake-up of a sleeping thread, which costs as much as a quarter of the fsync
+    /// on the machines we measured. Under loom the polling is skipped: it adds no
+    /// behaviour, only schedules.
+    pub(crate) fn wait_polling(self, budget: std::time::Duration) -> Result<T> {
+        #[cfg(not(loom))]
+        {
+            let started = std::time::Instant::now();
+            loop {
+                if let Ok(mut value) = self.slot.value.try_lock() {
+                    if let Some(result) = value.take() {
+                        return result;
+                    }
+                }
+                if started.elapsed() >= budget {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        }
+        #[cfg(loom)]
+        let _ = budget;
+        self.wait()
+    }
+
     /// Blocks until the request is answered.
     pub(crate) fn wait(self) -> Result<T> {
         let mut value = lock(&self.slot.value);

@@ -17,7 +17,7 @@
 //! with an error, never with a silent miss.
 
 use crate::channel::Sender;
-use crate::completion::Completer;
+use crate::completion::{Completer, Waiter};
 use crate::error::{Result, WalError};
 use crate::index::ShardIndex;
 use crate::sync::{
@@ -96,7 +96,17 @@ pub(crate) struct ShardShared {
     poisoned: AtomicBool,
     progress: Mutex<Progress>,
     changed: Condvar,
+    /// Callers waiting for a durable answer right now: a hint for
+    /// [`wait_durable`](Self::wait_durable), not part of any protocol (a plain std
+    /// atomic even under loom).
+    durable_waiters: std::sync::atomic::AtomicUsize,
 }
+
+/// Up to this many concurrent durable waiters per shard poll before sleeping; more
+/// would take the CPU from the actor they are waiting for.
+const POLLING_WAITERS: usize = 2;
+/// How long a durable waiter polls: a bit more than one fdatasync here (~0.1 ms).
+const POLL_BUDGET: std::time::Duration = std::time::Duration::from_micros(250);
 
 impl ShardShared {
     pub(crate) fn new(id: usize, index: ShardIndex) -> ShardShared {
@@ -113,6 +123,7 @@ impl ShardShared {
                 stopped: false,
             }),
             changed: Condvar::new(),
+            durable_waiters: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -161,6 +172,22 @@ impl ShardShared {
             self.poisoned.store(true, Ordering::Release);
         }
         self.changed.notify_all();
+    }
+
+    /// Waits for the answer to a durable request of this shard. A lone waiter (or
+    /// one of [`POLLING_WAITERS`]) polls for about one fsync before sleeping, which
+    /// spares it a wake-up; when many wait, group commit covers them anyway and they
+    /// sleep at once.
+    pub(crate) fn wait_durable<T>(&self, waiter: Waiter<T>) -> Result<T> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let others = self.durable_waiters.fetch_add(1, Relaxed);
+        let result = if others < POLLING_WAITERS {
+            waiter.wait_polling(POLL_BUDGET)
+        } else {
+            waiter.wait()
+        };
+        self.durable_waiters.fetch_sub(1, Relaxed);
+        result
     }
 
     /// Waits until every request sent before this call is applied (see module docs).

@@ -209,7 +209,7 @@ impl Wal {
             durable,
             done: Some(done),
         })?;
-        waiter.wait()
+        shard.shared.wait_durable(waiter)
     }
 
     /// Appends `content` under `key` durably: `append_entry(key, content, true)`.
@@ -252,14 +252,14 @@ impl Wal {
                 durable,
                 done,
             }) {
-                Ok(()) => waiters.extend(waiter),
+                Ok(()) => waiters.extend(waiter.map(|w| (id, w))),
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
             }
         }
-        for w in waiters {
-            if let Err(e) = w.wait() {
+        for (id, w) in waiters {
+            if let Err(e) = self.inner.shards[id].shared.wait_durable(w) {
                 first_err.get_or_insert(e);
             }
         }

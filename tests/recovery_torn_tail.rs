@@ -230,7 +230,11 @@ fn zeroes_after_the_last_valid_record() -> TestResult {
     assert!(wal.recovery_report().skipped.is_empty());
     assert_prefix(&wal, n)?;
     wal.close()?;
-    assert_eq!(std::fs::metadata(&newest)?.len(), end, "close cut the free space");
+    assert_eq!(
+        std::fs::metadata(&newest)?.len(),
+        end,
+        "close cut the free space"
+    );
     continue_after_repair(&dir, n)
 }
 
