@@ -49,6 +49,7 @@
 //! - `index` (key -> locations, read by any thread), `read` (coalesced positional reads).
 //! - `open` (directory, lock, manifest), `manifest`, `recovery` (torn tails, corruption),
 //!   `compaction` (retention, rayon).
+//! - `inspect` (public): read-only scan of a WAL directory for the operator tools.
 //! - `sync`, `channel`, `completion`: the concurrency shim and the hand-off primitives,
 //!   swapped for loom-modelled versions under `cfg(loom)`.
 //! - `options`, `error`, `stats`, `hash`: configuration, errors, figures, routing.
@@ -59,8 +60,11 @@ mod channel;
 mod compaction;
 mod completion;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hash;
 mod index;
+pub mod inspect;
 mod manifest;
 #[cfg(loom)]
 #[doc(hidden)]

@@ -1,0 +1,1206 @@
+//! Read-only inspection of a WAL directory: the library side of the operator tools
+//! (`nano-wal inspect`, `verify` and `dump`).
+//!
+//! - [`layout`] reads the manifest and lists the shards and their segment files
+//!   (no segment is read).
+//! - [`scan`] also reads every segment and checks every checksum: per shard and per
+//!   segment it counts records, distinct keys and bytes, finds the time range, and
+//!   lists every [`Damage`].
+//! - [`SegmentFile::read_records`] returns the valid records of one segment, in file
+//!   order, for dumping.
+//!
+//! **Read-only.** Files are opened with [`File::open`] (read-only); nothing is ever
+//! written, truncated, renamed or removed, and the directory's `LOCK` is **not**
+//! taken. So the tools may run next to an open [`Wal`](crate::Wal), in this process
+//! or another, but they see whatever is on disk at that moment: the writer may be in
+//! the middle of a write, so the last record of a shard's newest segment may appear
+//! torn, and retention may remove a segment between listing and reading it (an I/O
+//! error). Close the WAL first for an exact picture. Each segment is read whole into
+//! memory, one at a time per shard (at most `max_segment_size` bytes each).
+//!
+//! **Classification.** Damage is classified by the recovery rules of
+//! `docs/FORMAT.md`, so a report says what the next [`Wal::new`](crate::Wal::new)
+//! would do:
+//! - In a shard's **newest** segment, a record that fails its checks with nothing
+//!   valid after it, or with only zero bytes between it and the next valid record, is
+//!   a [`DamageKind::TornTail`]: an interrupted write that recovery truncates. A newest
+//!   segment whose header is damaged and that holds no valid record (a crash while it
+//!   was created) is a torn tail too: recovery removes it.
+//! - In the newest segment, zero bytes from some offset to the end of the file are
+//!   **free space**: the writer preallocates ahead of its write position and a clean
+//!   close truncates it. They are counted in [`SegmentScan::free_len`], not as damage.
+//!   In an older (sealed) segment they are [`DamageKind::Corrupt`].
+//! - Anything else is damage that makes `Wal::new` fail under
+//!   [`RecoveryMode::Strict`](crate::RecoveryMode::Strict) (or be skipped under
+//!   `SkipCorrupted`): [`DamageKind::Corrupt`], [`DamageKind::BadHeader`], ...
+//!
+//! The records of a segment whose header is damaged (but whose version is readable)
+//! are still checked, counted and returned by [`SegmentFile::read_records`], so they
+//! can be salvaged, although recovery would refuse or ignore that segment.
+
+use crate::error::{Result, WalError};
+use crate::hash::shard_for;
+use crate::manifest::{Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
+use crate::record::{decode, find_next_valid, Decoded};
+use crate::recovery::list_segments;
+use crate::segment::{parse_segment_file_name, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN};
+use crate::storage::shard_dir_name;
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Name of the lock file an open `Wal` holds (never taken here).
+const LOCK_FILE: &str = "LOCK";
+
+/// What kind of damage a [`Damage`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DamageKind {
+    /// The end of a shard's newest segment does not decode and nothing valid follows
+    /// (or only zero bytes before the next valid record): an interrupted write.
+    /// Recovery truncates the file at [`Damage::offset`]. Also a newest segment whose
+    /// header is damaged and that holds no valid record, which recovery removes.
+    /// Nothing in it was acknowledged as durable.
+    TornTail,
+    /// A record fails its checks (length fields, checksum) somewhere other than a
+    /// torn tail, or a sealed segment ends in bytes that are not records.
+    Corrupt,
+    /// A segment header fails its checks (too short, magic, checksum).
+    BadHeader,
+    /// A segment header carries a format version this build cannot read; its records
+    /// are not checked.
+    UnsupportedVersion,
+    /// A segment header names another shard or sequence than its file name and
+    /// directory, or a shard directory lies beyond the manifest's shard count.
+    Mismatch,
+    /// An entry the WAL did not create: `Wal::new` refuses the directory.
+    ForeignFile,
+    /// The manifest is missing, or fails its checks; the shard count was then
+    /// inferred from the shard directories.
+    BadManifest,
+}
+
+impl DamageKind {
+    /// True for [`DamageKind::TornTail`]: damage the next open repairs by itself
+    /// (losing only records that were never acknowledged as durable).
+    pub fn is_torn_tail(self) -> bool {
+        self == DamageKind::TornTail
+    }
+
+    /// A short lowercase label, e.g. `"torn tail"`.
+    pub fn label(self) -> &'static str {
+        match self {
+            DamageKind::TornTail => "torn tail",
+            DamageKind::Corrupt => "corrupt",
+            DamageKind::BadHeader => "bad header",
+            DamageKind::UnsupportedVersion => "unsupported version",
+            DamageKind::Mismatch => "mismatch",
+            DamageKind::ForeignFile => "foreign file",
+            DamageKind::BadManifest => "bad manifest",
+        }
+    }
+}
+
+impl fmt::Display for DamageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// One damaged range of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Damage {
+    /// The damaged file (or directory entry).
+    pub path: PathBuf,
+    /// Byte offset of the damage within the file.
+    pub offset: u64,
+    /// Damaged bytes from `offset` (up to the next valid record, or the last non-zero
+    /// byte of a torn tail).
+    pub len: u64,
+    /// What kind of damage.
+    pub kind: DamageKind,
+    /// What check failed, and what recovery would do.
+    pub reason: String,
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} at offset {} ({} bytes): {}",
+            self.kind,
+            self.path.display(),
+            self.offset,
+            self.len,
+            self.reason
+        )
+    }
+}
+
+/// A segment file found in a shard directory (not yet read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentFile {
+    /// Shard the directory belongs to.
+    pub shard: u32,
+    /// Sequence number, from the file name.
+    pub sequence: u64,
+    /// The file.
+    pub path: PathBuf,
+    /// True for the shard's newest segment (largest sequence): the only one that may
+    /// end in a torn tail or in preallocated free space.
+    pub newest: bool,
+}
+
+/// One shard directory and its segment files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShardLayout {
+    /// Shard id.
+    pub shard: u32,
+    /// The shard directory (`DIR/shard-NNN`).
+    pub dir: PathBuf,
+    /// False when the directory is missing (`Wal::new` re-creates it; not damage).
+    pub exists: bool,
+    /// Segment files, oldest first.
+    pub segments: Vec<SegmentFile>,
+    /// Foreign entries in the shard directory.
+    pub damage: Vec<Damage>,
+}
+
+/// What a WAL directory holds, without reading any segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WalLayout {
+    /// The WAL directory.
+    pub dir: PathBuf,
+    /// Shard count: from the manifest, or inferred from the shard directories when
+    /// the manifest is damaged (`manifest_ok` false).
+    pub shard_count: u32,
+    /// True when the manifest was read and passed every check.
+    pub manifest_ok: bool,
+    /// Every shard, by id.
+    pub shards: Vec<ShardLayout>,
+    /// Damage at the directory level: manifest, foreign entries, extra shard
+    /// directories.
+    pub damage: Vec<Damage>,
+}
+
+impl WalLayout {
+    /// The shard that owns `key` under the WAL's routing hash, or `None` when the
+    /// manifest is damaged (the shard count, and so the routing, is then uncertain).
+    pub fn shard_for_key(&self, key: &[u8]) -> Option<u32> {
+        if !self.manifest_ok || self.shard_count == 0 {
+            return None;
+        }
+        u32::try_from(shard_for(key, self.shard_count as usize)).ok()
+    }
+}
+
+/// The decoded header of a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentHeaderInfo {
+    /// Format version.
+    pub version: u32,
+    /// Shard id written in the header.
+    pub shard: u32,
+    /// Sequence number written in the header.
+    pub sequence: u64,
+    /// Creation time, microseconds since the Unix epoch.
+    pub created_us: u64,
+}
+
+/// What one segment holds, after every record was checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentScan {
+    /// The file, as listed.
+    pub file: SegmentFile,
+    /// The header, when it passed its checks (its version may still be unsupported:
+    /// see `damage`).
+    pub header: Option<SegmentHeaderInfo>,
+    /// File length on disk.
+    pub file_len: u64,
+    /// End of the last valid record (the header length when there is none; 0 when
+    /// the header is unreadable and no record follows): where recovery would put the
+    /// next record when no damage lies beyond.
+    pub data_len: u64,
+    /// Zero bytes at the end of the newest segment: preallocated free space.
+    pub free_len: u64,
+    /// Valid records.
+    pub records: u64,
+    /// Distinct keys among the valid records.
+    pub keys: u64,
+    /// Encoded bytes of the valid records (record headers included).
+    pub record_bytes: u64,
+    /// Key bytes of the valid records.
+    pub key_bytes: u64,
+    /// Value bytes of the valid records.
+    pub value_bytes: u64,
+    /// Oldest record timestamp, microseconds since the Unix epoch.
+    pub oldest_us: Option<u64>,
+    /// Newest record timestamp, microseconds since the Unix epoch.
+    pub newest_us: Option<u64>,
+    /// Everything wrong with the file, in file order.
+    pub damage: Vec<Damage>,
+}
+
+/// What one shard holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShardScan {
+    /// Shard id.
+    pub shard: u32,
+    /// The shard directory.
+    pub dir: PathBuf,
+    /// False when the directory is missing.
+    pub exists: bool,
+    /// Segments, oldest first.
+    pub segments: Vec<SegmentScan>,
+    /// Distinct keys over all segments of the shard (counted by 128-bit XXH3 hash).
+    pub keys: u64,
+    /// Foreign entries in the shard directory.
+    pub damage: Vec<Damage>,
+}
+
+impl ShardScan {
+    /// Valid records in all segments.
+    pub fn records(&self) -> u64 {
+        self.segments.iter().map(|s| s.records).sum()
+    }
+
+    /// Bytes of all segment files on disk.
+    pub fn file_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.file_len).sum()
+    }
+
+    /// Encoded bytes of all valid records.
+    pub fn record_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.record_bytes).sum()
+    }
+
+    /// Oldest record timestamp in the shard.
+    pub fn oldest_us(&self) -> Option<u64> {
+        self.segments.iter().filter_map(|s| s.oldest_us).min()
+    }
+
+    /// Newest record timestamp in the shard.
+    pub fn newest_us(&self) -> Option<u64> {
+        self.segments.iter().filter_map(|s| s.newest_us).max()
+    }
+
+    /// Every damage of the shard: its directory's, then each segment's.
+    pub fn all_damage(&self) -> impl Iterator<Item = &Damage> + '_ {
+        self.damage
+            .iter()
+            .chain(self.segments.iter().flat_map(|s| s.damage.iter()))
+    }
+}
+
+/// What a whole WAL directory holds, after every record was checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WalScan {
+    /// The WAL directory.
+    pub dir: PathBuf,
+    /// Shard count (see [`WalLayout::shard_count`]).
+    pub shard_count: u32,
+    /// True when the manifest was read and passed every check.
+    pub manifest_ok: bool,
+    /// Every shard, by id.
+    pub shards: Vec<ShardScan>,
+    /// Damage at the directory level (manifest, foreign entries).
+    pub damage: Vec<Damage>,
+}
+
+impl WalScan {
+    /// Segment files in all shards.
+    pub fn segments(&self) -> u64 {
+        self.shards.iter().map(|s| s.segments.len() as u64).sum()
+    }
+
+    /// Valid records in all shards.
+    pub fn records(&self) -> u64 {
+        self.shards.iter().map(ShardScan::records).sum()
+    }
+
+    /// Distinct keys: the sum over shards (a key lives in exactly one shard).
+    pub fn keys(&self) -> u64 {
+        self.shards.iter().map(|s| s.keys).sum()
+    }
+
+    /// Bytes of all segment files on disk.
+    pub fn file_bytes(&self) -> u64 {
+        self.shards.iter().map(ShardScan::file_bytes).sum()
+    }
+
+    /// Encoded bytes of all valid records.
+    pub fn record_bytes(&self) -> u64 {
+        self.shards.iter().map(ShardScan::record_bytes).sum()
+    }
+
+    /// Oldest record timestamp in the WAL.
+    pub fn oldest_us(&self) -> Option<u64> {
+        self.shards.iter().filter_map(ShardScan::oldest_us).min()
+    }
+
+    /// Newest record timestamp in the WAL.
+    pub fn newest_us(&self) -> Option<u64> {
+        self.shards.iter().filter_map(ShardScan::newest_us).max()
+    }
+
+    /// Every damage: the directory's, then each shard's.
+    pub fn all_damage(&self) -> impl Iterator<Item = &Damage> + '_ {
+        self.damage
+            .iter()
+            .chain(self.shards.iter().flat_map(ShardScan::all_damage))
+    }
+
+    /// True when nothing at all is damaged (free space is not damage).
+    pub fn is_clean(&self) -> bool {
+        self.all_damage().next().is_none()
+    }
+}
+
+/// One valid record, borrowed from a [`SegmentRecords`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordRef<'a> {
+    /// Shard of the segment.
+    pub shard: u32,
+    /// Sequence number of the segment.
+    pub sequence: u64,
+    /// Byte offset of the record within the segment file.
+    pub offset: u64,
+    /// Timestamp, microseconds since the Unix epoch.
+    pub timestamp_us: u64,
+    /// The key.
+    pub key: &'a [u8],
+    /// The value.
+    pub value: &'a [u8],
+}
+
+/// The valid records of one segment, read from disk by [`SegmentFile::read_records`].
+#[derive(Clone)]
+pub struct SegmentRecords {
+    file: SegmentFile,
+    data: Vec<u8>,
+    offsets: Vec<usize>,
+    damage: Vec<Damage>,
+}
+
+impl fmt::Debug for SegmentRecords {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SegmentRecords")
+            .field("file", &self.file)
+            .field("records", &self.offsets.len())
+            .field("damage", &self.damage)
+            .finish()
+    }
+}
+
+impl SegmentRecords {
+    /// The segment they were read from.
+    pub fn file(&self) -> &SegmentFile {
+        &self.file
+    }
+
+    /// Number of valid records.
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// True when the segment holds no valid record.
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// Damage found while reading (as [`SegmentScan::damage`]).
+    pub fn damage(&self) -> &[Damage] {
+        &self.damage
+    }
+
+    /// The valid records, in file order (which is append order).
+    pub fn iter(&self) -> impl Iterator<Item = RecordRef<'_>> + '_ {
+        self.offsets.iter().filter_map(move |&offset| {
+            let record = decode(self.data.get(offset..)?).ok()?;
+            Some(RecordRef {
+                shard: self.file.shard,
+                sequence: self.file.sequence,
+                offset: offset as u64,
+                timestamp_us: record.timestamp_us,
+                key: record.key,
+                value: record.value,
+            })
+        })
+    }
+}
+
+impl SegmentFile {
+    /// Reads the segment and checks every record.
+    pub fn scan(&self) -> Result<SegmentScan> {
+        self.scan_into(&mut HashSet::new())
+    }
+
+    /// Reads the segment and returns its valid records (and its damage).
+    pub fn read_records(&self) -> Result<SegmentRecords> {
+        let data = read_file(&self.path)?;
+        let mut offsets = Vec::new();
+        let walked = walk(self, &data, |offset, _| offsets.push(offset));
+        Ok(SegmentRecords {
+            file: self.clone(),
+            data,
+            offsets,
+            damage: walked.damage,
+        })
+    }
+
+    /// [`SegmentFile::scan`], also adding the hashes of its keys to `shard_keys`.
+    fn scan_into(&self, shard_keys: &mut HashSet<u128>) -> Result<SegmentScan> {
+        let data = read_file(&self.path)?;
+        let mut keys = HashSet::new();
+        let mut out = SegmentScan {
+            file: self.clone(),
+            header: None,
+            file_len: data.len() as u64,
+            data_len: 0,
+            free_len: 0,
+            records: 0,
+            keys: 0,
+            record_bytes: 0,
+            key_bytes: 0,
+            value_bytes: 0,
+            oldest_us: None,
+            newest_us: None,
+            damage: Vec::new(),
+        };
+        let walked = walk(self, &data, |_, record| {
+            out.records += 1;
+            out.record_bytes += record.len as u64;
+            out.key_bytes += record.key.len() as u64;
+            out.value_bytes += record.value.len() as u64;
+            let ts = record.timestamp_us;
+            out.oldest_us = Some(out.oldest_us.map_or(ts, |o| o.min(ts)));
+            out.newest_us = Some(out.newest_us.map_or(ts, |n| n.max(ts)));
+            keys.insert(xxhash_rust::xxh3::xxh3_128(record.key));
+        });
+        out.keys = keys.len() as u64;
+        shard_keys.extend(keys);
+        out.header = walked.header;
+        out.data_len = walked.data_len;
+        out.free_len = walked.free_len;
+        out.damage = walked.damage;
+        Ok(out)
+    }
+}
+
+/// Reads the manifest and lists shards and segment files, without reading segments.
+///
+/// Fails when `dir` is not a directory, cannot be listed, or is not a WAL (no
+/// manifest and no shard directory), or when its manifest has a format version this
+/// build cannot read. Damage it can describe (a damaged manifest, foreign files) is
+/// listed in [`WalLayout::damage`] and [`ShardLayout::damage`] instead.
+pub fn layout(dir: &Path) -> Result<WalLayout> {
+    let meta = std::fs::metadata(dir).map_err(|e| WalError::io("inspecting", dir, e))?;
+    if !meta.is_dir() {
+        return Err(WalError::NotADirectory {
+            path: dir.to_path_buf(),
+        });
+    }
+    let mut damage = Vec::new();
+    let mut shard_dirs: Vec<(u32, PathBuf)> = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| WalError::io("listing", dir, e))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| WalError::io("listing", dir, e))?;
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        names.push((entry.file_name(), entry.path(), is_dir));
+    }
+    names.sort();
+    for (name, path, is_dir) in names {
+        let name = name.to_str().unwrap_or("");
+        if !is_dir && (name == LOCK_FILE || name == MANIFEST_FILE || name == MANIFEST_TMP_FILE) {
+            continue;
+        }
+        match parse_shard_dir_name(name) {
+            Some(shard) if is_dir => shard_dirs.push((shard, path)),
+            _ => damage.push(Damage {
+                len: entry_len(&path),
+                path,
+                offset: 0,
+                kind: DamageKind::ForeignFile,
+                reason: "not created by the WAL; Wal::new refuses a directory holding it".into(),
+            }),
+        }
+    }
+
+    let (shard_count, manifest_ok) = match Manifest::read(dir) {
+        Ok(m) => (m.shards, true),
+        Err(e @ WalError::UnsupportedVersion { .. }) => return Err(e),
+        Err(WalError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound && shard_dirs.is_empty() =>
+        {
+            // No manifest and no shard: not a WAL (Wal::new would create one here).
+            return Err(WalError::ManifestMismatch {
+                path: dir.join(MANIFEST_FILE),
+                reason: "no MANIFEST and no shard directory: this is not a WAL directory".into(),
+            });
+        }
+        Err(e @ WalError::Io { .. }) if !is_not_found(&e) => return Err(e),
+        Err(e) => {
+            let inferred = shard_dirs.iter().map(|(s, _)| s + 1).max().unwrap_or(0);
+            damage.push(Damage {
+                path: dir.join(MANIFEST_FILE),
+                offset: damage_offset(&e),
+                len: entry_len(&dir.join(MANIFEST_FILE)),
+                kind: DamageKind::BadManifest,
+                reason: format!(
+                    "{}; shard count inferred from the shard directories: {inferred}",
+                    error_reason(&e)
+                ),
+            });
+            (inferred, false)
+        }
+    };
+
+    let mut shards = Vec::with_capacity(shard_count as usize);
+    for shard in 0..shard_count {
+        let sdir = dir.join(shard_dir_name(shard));
+        let exists = shard_dirs.iter().any(|(s, _)| *s == shard);
+        let (files, shard_damage) = if exists {
+            list_shard(&sdir)?
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let count = files.len();
+        let segments = files
+            .into_iter()
+            .enumerate()
+            .map(|(i, (sequence, path))| SegmentFile {
+                shard,
+                sequence,
+                path,
+                newest: i + 1 == count,
+            })
+            .collect();
+        shards.push(ShardLayout {
+            shard,
+            dir: sdir,
+            exists,
+            segments,
+            damage: shard_damage,
+        });
+    }
+    for (shard, path) in shard_dirs {
+        if shard >= shard_count {
+            damage.push(Damage {
+                path,
+                offset: 0,
+                len: 0,
+                kind: DamageKind::Mismatch,
+                reason: format!(
+                    "shard directory beyond the manifest's {shard_count} shards; Wal::new refuses it"
+                ),
+            });
+        }
+    }
+    Ok(WalLayout {
+        dir: dir.to_path_buf(),
+        shard_count,
+        manifest_ok,
+        shards,
+        damage,
+    })
+}
+
+/// Reads every segment of every shard of the WAL at `dir` and checks every record.
+///
+/// Read-only, and the lock is not taken: see the module documentation. Fails as
+/// [`layout`] does, or on an I/O error reading a segment; damage is reported in the
+/// result, not as an error.
+pub fn scan(dir: &Path) -> Result<WalScan> {
+    let layout = layout(dir)?;
+    let shards: Vec<Result<ShardScan>> = {
+        use rayon::prelude::*;
+        layout.shards.into_par_iter().map(scan_shard).collect()
+    };
+    Ok(WalScan {
+        dir: layout.dir,
+        shard_count: layout.shard_count,
+        manifest_ok: layout.manifest_ok,
+        shards: shards.into_iter().collect::<Result<_>>()?,
+        damage: layout.damage,
+    })
+}
+
+fn scan_shard(shard: ShardLayout) -> Result<ShardScan> {
+    let mut keys = HashSet::new();
+    let segments = shard
+        .segments
+        .iter()
+        .map(|s| s.scan_into(&mut keys))
+        .collect::<Result<_>>()?;
+    Ok(ShardScan {
+        shard: shard.shard,
+        dir: shard.dir,
+        exists: shard.exists,
+        segments,
+        keys: keys.len() as u64,
+        damage: shard.damage,
+    })
+}
+
+/// `shard-NNN` (exactly as the WAL names it) to NNN.
+fn parse_shard_dir_name(name: &str) -> Option<u32> {
+    let shard: u32 = name.strip_prefix("shard-")?.parse().ok()?;
+    (name == shard_dir_name(shard) && (shard as usize) < crate::options::MAX_SHARDS)
+        .then_some(shard)
+}
+
+fn is_not_found(e: &WalError) -> bool {
+    matches!(e, WalError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
+fn damage_offset(e: &WalError) -> u64 {
+    match e {
+        WalError::Corruption { offset, .. } => *offset,
+        _ => 0,
+    }
+}
+
+fn error_reason(e: &WalError) -> String {
+    match e {
+        WalError::Corruption { reason, .. } | WalError::ManifestMismatch { reason, .. } => {
+            reason.clone()
+        }
+        WalError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            "the manifest is missing".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Length of a file (0 for a directory or when unknown): for damage reports only.
+fn entry_len(path: &Path) -> u64 {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map_or(0, |m| m.len())
+}
+
+/// Segment files of a shard directory (sequence, path), oldest first, and the damage
+/// of its foreign entries.
+type ShardListing = (Vec<(u64, PathBuf)>, Vec<Damage>);
+
+/// The segment files of a shard directory, oldest first, and its foreign entries.
+///
+/// Uses the engine's listing; when it refuses the directory because of a foreign
+/// entry, lists again tolerantly so every foreign entry is reported and the segments
+/// are still checked.
+fn list_shard(dir: &Path) -> Result<ShardListing> {
+    match list_segments(dir) {
+        Ok(files) => Ok((files, Vec::new())),
+        Err(WalError::ForeignFile { .. }) => {
+            let mut files = Vec::new();
+            let mut damage = Vec::new();
+            let entries = std::fs::read_dir(dir).map_err(|e| WalError::io("listing", dir, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| WalError::io("listing", dir, e))?;
+                let path = entry.path();
+                let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+                match entry.file_name().to_str().and_then(parse_segment_file_name) {
+                    Some(sequence) if is_file => files.push((sequence, path)),
+                    _ => damage.push(Damage {
+                        len: entry_len(&path),
+                        path,
+                        offset: 0,
+                        kind: DamageKind::ForeignFile,
+                        reason: "not a segment file; Wal::new refuses a shard directory holding it"
+                            .into(),
+                    }),
+                }
+            }
+            files.sort_unstable();
+            damage.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok((files, damage))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads a whole file, read-only.
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    let mut file = File::open(path).map_err(|e| WalError::io("opening segment", path, e))?;
+    let mut data = Vec::new();
+    file.read_to_end(&mut data)
+        .map_err(|e| WalError::io("reading segment", path, e))?;
+    Ok(data)
+}
+
+/// What walking a segment's bytes found, besides the records.
+struct Walked {
+    header: Option<SegmentHeaderInfo>,
+    data_len: u64,
+    free_len: u64,
+    damage: Vec<Damage>,
+}
+
+/// Checks the header and every record of a segment's bytes, calling `on_record` with
+/// the offset of each valid record, and classifies damage by the recovery rules.
+fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decoded<'_>)) -> Walked {
+    let path = &file.path;
+    let mut out = Walked {
+        header: None,
+        data_len: 0,
+        free_len: 0,
+        damage: Vec::new(),
+    };
+    let damage = |offset: usize, len: usize, kind: DamageKind, reason: String| Damage {
+        path: path.clone(),
+        offset: offset as u64,
+        len: len as u64,
+        kind,
+        reason,
+    };
+    match SegmentHeader::decode(data) {
+        Err(e) => {
+            let from = SEGMENT_HEADER_LEN.min(data.len());
+            if file.newest && find_next_valid(data, from).is_none() {
+                out.damage.push(damage(
+                    0,
+                    data.len(),
+                    DamageKind::TornTail,
+                    format!(
+                        "{}, and the newest segment holds no valid record: it was being \
+                         created when the writer stopped; recovery removes the file",
+                        e.reason()
+                    ),
+                ));
+                return out;
+            }
+            out.damage.push(damage(
+                0,
+                from,
+                DamageKind::BadHeader,
+                format!(
+                    "{}; recovery refuses the WAL (Strict) or ignores this segment \
+                     (SkipCorrupted)",
+                    e.reason()
+                ),
+            ));
+            if data.len() <= SEGMENT_HEADER_LEN {
+                return out;
+            }
+        }
+        Ok(h) => {
+            out.header = Some(SegmentHeaderInfo {
+                version: h.version,
+                shard: h.shard,
+                sequence: h.sequence,
+                created_us: h.created_us,
+            });
+            if h.version != FORMAT_VERSION {
+                out.damage.push(damage(
+                    8,
+                    4,
+                    DamageKind::UnsupportedVersion,
+                    format!(
+                        "segment format version {}; this build reads version {FORMAT_VERSION} \
+                         (records not checked)",
+                        h.version
+                    ),
+                ));
+                return out;
+            }
+            if h.shard != file.shard || h.sequence != file.sequence {
+                out.damage.push(damage(
+                    12,
+                    12,
+                    DamageKind::Mismatch,
+                    format!(
+                        "header says shard {} segment {}, but the file is shard {} segment {}",
+                        h.shard, h.sequence, file.shard, file.sequence
+                    ),
+                ));
+            }
+        }
+    }
+
+    let mut pos = SEGMENT_HEADER_LEN;
+    out.data_len = pos as u64;
+    while pos < data.len() {
+        let error = match decode(&data[pos..]) {
+            Ok(record) => {
+                on_record(pos, &record);
+                pos += record.len;
+                out.data_len = pos as u64;
+                continue;
+            }
+            Err(e) => e,
+        };
+        // End of the non-zero bytes from `pos`: the rest of the file is zeros.
+        let nonzero_end = data[pos..]
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(pos, |i| pos + i + 1);
+        if nonzero_end == pos {
+            if file.newest {
+                // Preallocated space ahead of the write position: free, not damage.
+                out.free_len = (data.len() - pos) as u64;
+            } else {
+                out.damage.push(damage(
+                    pos,
+                    data.len() - pos,
+                    DamageKind::Corrupt,
+                    "zero bytes from here to the end of a sealed segment, where records \
+                     should be (only the newest segment may end in preallocated space)"
+                        .into(),
+                ));
+            }
+            break;
+        }
+        let next = find_next_valid(data, pos + 1);
+        let unwritten = next.is_none_or(|n| data[pos..n].iter().all(|&b| b == 0));
+        if file.newest && unwritten {
+            let after = match next {
+                None => "nothing valid follows".to_string(),
+                Some(n) => format!("only zero bytes lie before the next valid record at {n}"),
+            };
+            out.damage.push(damage(
+                pos,
+                nonzero_end - pos,
+                DamageKind::TornTail,
+                format!(
+                    "{}; {after} in the newest segment: an interrupted write, recovery \
+                     truncates the file here",
+                    error.reason()
+                ),
+            ));
+            out.free_len = (data.len() - nonzero_end) as u64;
+            break;
+        }
+        let end = next.unwrap_or(data.len());
+        let reason = if file.newest {
+            format!(
+                "{}; valid records follow, so this is not a torn tail",
+                error.reason()
+            )
+        } else {
+            format!("{} in a sealed segment", error.reason())
+        };
+        out.damage
+            .push(damage(pos, end - pos, DamageKind::Corrupt, reason));
+        pos = end;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::encode_into;
+
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    fn header(shard: u32, sequence: u64) -> Vec<u8> {
+        SegmentHeader {
+            version: FORMAT_VERSION,
+            shard,
+            sequence,
+            created_us: 1_000,
+        }
+        .encode()
+        .to_vec()
+    }
+
+    fn record(buf: &mut Vec<u8>, ts: u64, key: &[u8], value: &[u8]) -> usize {
+        let at = buf.len();
+        encode_into(buf, ts, key, value);
+        at
+    }
+
+    /// A WAL directory with one shard whose segments hold `segments`' bytes.
+    fn wal_with(segments: &[Vec<u8>]) -> std::io::Result<tempfile::TempDir> {
+        let dir = tempfile::tempdir()?;
+        Manifest { shards: 1 }
+            .write(dir.path())
+            .map_err(std::io::Error::other)?;
+        let sdir = dir.path().join(shard_dir_name(0));
+        std::fs::create_dir(&sdir)?;
+        for (i, bytes) in segments.iter().enumerate() {
+            let name = crate::segment::segment_file_name(i as u64 + 1);
+            std::fs::write(sdir.join(name), bytes)?;
+        }
+        Ok(dir)
+    }
+
+    fn two_records(sequence: u64) -> (Vec<u8>, usize) {
+        let mut seg = header(0, sequence);
+        record(&mut seg, 10, b"a", b"one");
+        let second = record(&mut seg, 20, b"b", b"two");
+        (seg, second)
+    }
+
+    fn only_damage(scan: &WalScan) -> Vec<(DamageKind, u64, u64)> {
+        scan.all_damage()
+            .map(|d| (d.kind, d.offset, d.len))
+            .collect()
+    }
+
+    #[test]
+    fn clean_wal_counts_and_records_in_order() -> TestResult {
+        let mut first = header(0, 1);
+        record(&mut first, 5, b"k", b"v1");
+        record(&mut first, 7, b"", b"");
+        let mut second = header(0, 2);
+        record(&mut second, 9, b"k", b"v2");
+        record(&mut second, 8, &[0xff, 0], b"x");
+        let dir = wal_with(&[first.clone(), second])?;
+        let scan = scan(dir.path())?;
+        assert!(scan.is_clean(), "{:?}", scan.damage);
+        assert!(scan.manifest_ok);
+        assert_eq!(scan.shard_count, 1);
+        assert_eq!(
+            (scan.segments(), scan.records(), scan.keys()),
+            (2, 4, 3),
+            "segments, records, keys"
+        );
+        assert_eq!((scan.oldest_us(), scan.newest_us()), (Some(5), Some(9)));
+        let seg = &scan.shards[0].segments[0];
+        assert_eq!((seg.records, seg.keys), (2, 2));
+        assert_eq!(
+            (seg.file_len, seg.data_len),
+            (first.len() as u64, first.len() as u64)
+        );
+        assert!(!seg.file.newest && scan.shards[0].segments[1].file.newest);
+        let records = seg.file.read_records()?;
+        let got: Vec<_> = records.iter().map(|r| (r.offset, r.key, r.value)).collect();
+        assert_eq!(
+            got,
+            vec![(40, &b"k"[..], &b"v1"[..]), (40 + 23, &b""[..], &b""[..])]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn preallocated_zeros_at_the_end_of_the_newest_segment_are_free_space() -> TestResult {
+        let (mut seg, _) = two_records(1);
+        let data_len = seg.len() as u64;
+        seg.extend(std::iter::repeat_n(0u8, 4096));
+        let dir = wal_with(&[seg])?;
+        let scan = scan(dir.path())?;
+        assert!(scan.is_clean(), "{:?}", only_damage(&scan));
+        let s = &scan.shards[0].segments[0];
+        assert_eq!((s.records, s.data_len, s.free_len), (2, data_len, 4096));
+        Ok(())
+    }
+
+    #[test]
+    fn zeros_at_the_end_of_a_sealed_segment_are_corruption() -> TestResult {
+        let (mut sealed, _) = two_records(1);
+        let at = sealed.len() as u64;
+        sealed.extend([0u8; 100]);
+        let (newest, _) = two_records(2);
+        let dir = wal_with(&[sealed, newest])?;
+        assert_eq!(
+            only_damage(&scan(dir.path())?),
+            vec![(DamageKind::Corrupt, at, 100)]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn torn_tail_of_newest_then_zeros() -> TestResult {
+        let (mut seg, second) = two_records(1);
+        seg.truncate(seg.len() - 2);
+        let torn_len = (seg.len() - second) as u64;
+        seg.extend([0u8; 64]);
+        let dir = wal_with(&[seg])?;
+        let scan = scan(dir.path())?;
+        assert_eq!(
+            only_damage(&scan),
+            vec![(DamageKind::TornTail, second as u64, torn_len)]
+        );
+        let s = &scan.shards[0].segments[0];
+        assert_eq!((s.records, s.data_len, s.free_len), (1, second as u64, 64));
+        Ok(())
+    }
+
+    #[test]
+    fn torn_tail_of_a_sealed_segment_is_corruption() -> TestResult {
+        let (mut sealed, second) = two_records(1);
+        sealed.truncate(sealed.len() - 1);
+        let len = (sealed.len() - second) as u64;
+        let dir = wal_with(&[sealed, two_records(2).0])?;
+        assert_eq!(
+            only_damage(&scan(dir.path())?),
+            vec![(DamageKind::Corrupt, second as u64, len)]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn damage_in_the_middle_of_the_newest_segment_is_corruption() -> TestResult {
+        let (mut seg, second) = two_records(1);
+        let third = record(&mut seg, 30, b"c", b"three");
+        seg[second + 22] ^= 0x01;
+        let dir = wal_with(&[seg])?;
+        let scan = scan(dir.path())?;
+        assert_eq!(
+            only_damage(&scan),
+            vec![(DamageKind::Corrupt, second as u64, (third - second) as u64)]
+        );
+        let records = scan.shards[0].segments[0].file.read_records()?;
+        let keys: Vec<_> = records.iter().map(|r| r.key).collect();
+        assert_eq!(keys, vec![&b"a"[..], &b"c"[..]]);
+        Ok(())
+    }
+
+    #[test]
+    fn header_damage_by_position() -> TestResult {
+        // Sealed segment: bad header, records still checked and counted.
+        let (mut sealed, _) = two_records(1);
+        sealed[20] ^= 0x40;
+        // Newest segment with a bad header and no record: a torn creation.
+        let mut newest = header(0, 2);
+        newest[3] = b'X';
+        let dir = wal_with(&[sealed, newest])?;
+        let scan = scan(dir.path())?;
+        assert_eq!(
+            only_damage(&scan),
+            vec![
+                (DamageKind::BadHeader, 0, 40),
+                (DamageKind::TornTail, 0, 40)
+            ]
+        );
+        assert_eq!(scan.records(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn header_version_and_identity() -> TestResult {
+        let mut v2 = SegmentHeader {
+            version: 2,
+            shard: 0,
+            sequence: 1,
+            created_us: 0,
+        }
+        .encode()
+        .to_vec();
+        record(&mut v2, 1, b"k", b"v");
+        let mut wrong = header(0, 7);
+        record(&mut wrong, 1, b"k", b"v");
+        let dir = wal_with(&[v2, wrong])?;
+        let scan = scan(dir.path())?;
+        assert_eq!(
+            only_damage(&scan),
+            vec![
+                (DamageKind::UnsupportedVersion, 8, 4),
+                (DamageKind::Mismatch, 12, 12)
+            ]
+        );
+        assert_eq!(scan.records(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn foreign_entries_and_bad_manifest_are_reported_not_fatal() -> TestResult {
+        let dir = wal_with(&[two_records(1).0])?;
+        std::fs::write(dir.path().join("notes.txt"), b"hi")?;
+        std::fs::write(dir.path().join(shard_dir_name(0)).join("x.tmp"), b"")?;
+        let scan1 = scan(dir.path())?;
+        let kinds: Vec<_> = scan1.all_damage().map(|d| d.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![DamageKind::ForeignFile, DamageKind::ForeignFile]
+        );
+        assert_eq!(scan1.records(), 2);
+
+        let manifest = dir.path().join(MANIFEST_FILE);
+        let mut m = std::fs::read(&manifest)?;
+        m[13] ^= 1;
+        std::fs::write(&manifest, &m)?;
+        let scan2 = scan(dir.path())?;
+        assert!(!scan2.manifest_ok);
+        assert_eq!(scan2.shard_count, 1);
+        assert_eq!(scan2.damage[0].kind, DamageKind::ForeignFile);
+        assert_eq!(scan2.damage[1].kind, DamageKind::BadManifest);
+        assert_eq!(scan2.records(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn not_a_wal_is_an_error() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        assert!(matches!(
+            scan(dir.path()),
+            Err(WalError::ManifestMismatch { .. })
+        ));
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"")?;
+        assert!(matches!(scan(&file), Err(WalError::NotADirectory { .. })));
+        assert!(matches!(
+            scan(&dir.path().join("missing")),
+            Err(WalError::Io { .. })
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn a_real_wal_scans_clean_and_is_not_modified() -> TestResult {
+        use bytes::Bytes;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("wal");
+        let options = crate::WalOptions::default()
+            .with_shards(2)
+            .with_max_key_size(64)
+            .with_max_record_size(256)
+            .with_max_segment_size(1024);
+        let wal = crate::Wal::new(&path, options)?;
+        for i in 0..200u32 {
+            let key = format!("key-{}", i % 7);
+            wal.append_entry(key.as_bytes(), Bytes::from(vec![b'x'; 40]), false)?;
+        }
+        wal.close()?;
+        let before = crate::segment::segment_file_name(1);
+        let snapshot = |p: &Path| -> std::io::Result<Vec<(PathBuf, Vec<u8>)>> {
+            let mut out = Vec::new();
+            for shard in 0..2 {
+                for e in std::fs::read_dir(p.join(shard_dir_name(shard)))? {
+                    let e = e?.path();
+                    out.push((e.clone(), std::fs::read(&e)?));
+                }
+            }
+            out.sort();
+            Ok(out)
+        };
+        let files = snapshot(&path)?;
+        let scan = scan(&path)?;
+        assert!(scan.is_clean(), "{:?}", only_damage(&scan));
+        assert_eq!(scan.records(), 200);
+        assert_eq!(scan.keys(), 7);
+        assert!(scan.segments() > 2, "rotation expected");
+        assert!(scan.shards[0].segments[0].file.path.ends_with(before));
+        let layout = layout(&path)?;
+        for key in 0..7 {
+            let key = format!("key-{key}");
+            let shard = layout.shard_for_key(key.as_bytes()).ok_or("routing")? as usize;
+            let found: usize = layout.shards[shard]
+                .segments
+                .iter()
+                .map(|s| {
+                    s.read_records()
+                        .map(|r| r.iter().filter(|r| r.key == key.as_bytes()).count())
+                })
+                .sum::<Result<usize>>()?;
+            assert!(found >= 28, "{key}: {found}");
+        }
+        assert_eq!(snapshot(&path)?, files);
+        assert!(!path.join(MANIFEST_TMP_FILE).exists());
+        Ok(())
+    }
+}
