@@ -237,6 +237,7 @@ impl Actor {
             newest_us: now,
             len: SEGMENT_HEADER_LEN as u64,
             allocated: SEGMENT_HEADER_LEN as u64,
+            writeback_from: SEGMENT_HEADER_LEN as u64,
             records: 0,
             sealed: false,
         });
@@ -274,6 +275,13 @@ impl Actor {
             .write_at(&self.buf, active.len)
             .map_err(|e| WalError::io("writing", active.io.path(), e))?;
         active.len += self.buf.len() as u64;
+        let unflushed = active.len.saturating_sub(active.writeback_from);
+        if chunk > 0 && unflushed >= chunk {
+            // Start writing the last chunk back now, so that the fsync at the next
+            // seal (or durable batch) finds little left to write.
+            active.io.start_writeback(active.writeback_from, unflushed);
+            active.writeback_from = active.len;
+        }
         Counters::add(&self.shared.counters.bytes, self.buf.len() as u64);
         self.buf.clear();
         self.dirty = true;

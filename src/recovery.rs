@@ -160,6 +160,7 @@ fn recover_segment(
         newest_us: header.created_us,
         len: data.len() as u64,
         allocated: data.len() as u64,
+        writeback_from: 0,
         records: 0,
         sealed: !newest,
     };

@@ -120,6 +120,8 @@ pub(crate) struct Segment {
     pub(crate) len: u64,
     /// Length of the file: `len` plus preallocated zeros (only in the active segment).
     pub(crate) allocated: u64,
+    /// Bytes before this offset have been handed to the kernel's write-back.
+    pub(crate) writeback_from: u64,
     pub(crate) records: u64,
     /// Fsynced and closed to appends.
     pub(crate) sealed: bool,

@@ -24,6 +24,11 @@ pub(crate) trait SegmentIo: Send + Sync {
     fn preallocate(&self, len: u64) -> io::Result<()>;
     /// Cuts the file to `len` bytes and makes the new length durable.
     fn shrink_to(&self, len: u64) -> io::Result<()>;
+    /// Asks the kernel to start writing `len` bytes from `offset` back to disk without
+    /// waiting (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). A hint that promises
+    /// nothing: durability still comes only from `sync_data`, which also reports any
+    /// write-back error, so errors here are ignored.
+    fn start_writeback(&self, offset: u64, len: u64);
     /// Where the segment lives (for error messages).
     fn path(&self) -> &Path;
 }
@@ -105,6 +110,25 @@ impl SegmentIo for FileSegment {
             0 => Ok(()),
             code => Err(io::Error::from_raw_os_error(code)),
         }
+    }
+    fn start_writeback(&self, offset: u64, len: u64) {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (
+            libc::off64_t::try_from(offset),
+            libc::off64_t::try_from(len),
+        ) else {
+            return;
+        };
+        // SAFETY: the descriptor is owned by `self.file` and open for the whole call;
+        // the call takes no pointers. The result is ignored (see the trait docs).
+        let _ = unsafe {
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                offset,
+                len,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
     }
     fn shrink_to(&self, len: u64) -> io::Result<()> {
         self.file.set_len(len)?;
@@ -243,6 +267,7 @@ mod mem {
         fn preallocate(&self, _len: u64) -> io::Result<()> {
             Ok(())
         }
+        fn start_writeback(&self, _offset: u64, _len: u64) {}
         fn shrink_to(&self, len: u64) -> io::Result<()> {
             let mut g = lock(&self.data);
             g.0.truncate(len as usize);

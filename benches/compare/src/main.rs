@@ -48,6 +48,12 @@ struct Cli {
     /// Where the per-run temporary directories go [default: the system temp dir].
     #[arg(long, global = true)]
     dir: Option<PathBuf>,
+    /// Rounds: every workload runs this many times on every system, systems taking
+    /// turns within a round, and each cell keeps its best figure. The first writer
+    /// of fresh memory pays for it on this VM (about 2x on 4 KiB ingests), so a
+    /// single round favours whoever runs later.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 #[derive(Subcommand)]
@@ -105,7 +111,7 @@ fn main() -> Result<()> {
                     .error(clap::error::ErrorKind::InvalidValue, e)
                     .exit()
             });
-            compare(&base, &params, &only)
+            compare(&base, &params, &only, cli.rounds)
         }
     }
 }
@@ -130,7 +136,7 @@ fn selection(only: &[String]) -> Result<Vec<&'static str>, String> {
     Ok(picked)
 }
 
-fn compare(base: &Path, p: &Params, only: &[&'static str]) -> Result<()> {
+fn compare(base: &Path, p: &Params, only: &[&'static str], rounds: usize) -> Result<()> {
     let specs = systems::all();
     let n = |v: usize| thousands(v as u64);
     let (records, big, w2) = (n(p.records), n(p.big_records), p.w2_threads);
@@ -185,9 +191,12 @@ fn compare(base: &Path, p: &Params, only: &[&'static str]) -> Result<()> {
     let mut run = Run::new(base, only, p, tables);
 
     eprintln!("temp dirs under {}; progress:", base.display());
+    let rounds = rounds.max(1);
     if ["W1", "W5", "W6", "MEM"].iter().any(|w| only.contains(w)) {
-        for spec in &specs {
-            run.keyed_chain(spec);
+        for _ in 0..rounds {
+            for spec in &specs {
+                run.keyed_chain(spec);
+            }
         }
     }
     let ingest = |threads, records, value_size, durable| Ingest {
@@ -207,8 +216,10 @@ fn compare(base: &Path, p: &Params, only: &[&'static str]) -> Result<()> {
         ("W2-4K", ingest(w2, p.big_records, p.big_value, false)),
     ];
     for (id, w) in ingests.iter().filter(|(id, _)| only.contains(id)) {
-        for spec in &specs {
-            run.ingest_cell(id, spec, w);
+        for _ in 0..rounds {
+            for spec in &specs {
+                run.ingest_cell(id, spec, w);
+            }
         }
     }
 
@@ -216,7 +227,7 @@ fn compare(base: &Path, p: &Params, only: &[&'static str]) -> Result<()> {
     println!("# nano-wal comparison\n");
     println!(
         "Systems: {}. {} cores; temp dirs under `{}`; {} B values, {} keys unless said; \
-         MB = 10^6 value bytes. One run per cell (the machine is noisy).\n",
+         MB = 10^6 value bytes. Best of {rounds} rounds per cell (the machine is noisy).\n",
         names.join(", "),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         base.display(),
