@@ -112,6 +112,12 @@ impl Actor {
                 for &(ri, ei, loc) in &pending {
                     self.shared.index.push(key_of(&batch[ri], ei), loc);
                 }
+                if let Some(active) = self.segments.last() {
+                    // After the pushes: everything below `len` is written and final.
+                    active
+                        .published
+                        .store(active.len, std::sync::atomic::Ordering::Release);
+                }
                 Counters::add(&self.shared.counters.records, pending.len() as u64);
                 self.shared.advance(n);
                 for request in batch.drain(..) {
@@ -229,7 +235,10 @@ impl Actor {
             .storage
             .create_segment(self.shard(), sequence, &header.encode())?;
         self.next_sequence += 1;
-        self.shared.index.add_segment(sequence, io.clone());
+        let published =
+            self.shared
+                .index
+                .add_segment(sequence, io.clone(), SEGMENT_HEADER_LEN as u64);
         self.segments.push(Segment {
             sequence,
             io,
@@ -238,6 +247,7 @@ impl Actor {
             len: SEGMENT_HEADER_LEN as u64,
             allocated: SEGMENT_HEADER_LEN as u64,
             writeback_from: SEGMENT_HEADER_LEN as u64,
+            published,
             records: 0,
             sealed: false,
         });
@@ -317,6 +327,8 @@ impl Actor {
         self.release_preallocation()?;
         if let Some(s) = self.segments.last_mut() {
             s.sealed = true;
+            s.published
+                .store(s.len, std::sync::atomic::Ordering::Release);
         }
         Ok(())
     }
@@ -377,6 +389,7 @@ impl Actor {
         });
         let sequences: Vec<u64> = retired.iter().map(|r| r.sequence).collect();
         self.shared.index.remove_segments(&sequences);
+        self.shared.cache.forget_segments(&sequences);
         let c = &self.shared.counters;
         for r in &retired {
             Counters::sub(&c.records, r.records);

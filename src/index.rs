@@ -110,24 +110,49 @@ mod map {
     }
 }
 
+/// Bytes of a segment known to be written and final: every record location the
+/// actor has published in it ends at or below this. Raised by the actor after each
+/// batch (Release) and read by the block cache (Acquire). A hint for the cache only,
+/// not part of a protocol, hence a plain std atomic even under loom.
+pub(crate) type PublishedLen = std::sync::Arc<std::sync::atomic::AtomicU64>;
+
+/// A readable segment: its file and how much of it is final.
+#[derive(Clone)]
+pub(crate) struct SegmentEntry {
+    pub(crate) io: Arc<dyn SegmentIo>,
+    pub(crate) published: PublishedLen,
+}
+
 /// What a reader needs to read one key: its locations and a handle to each segment
 /// they name, taken atomically with respect to compaction.
 pub(crate) struct Snapshot {
     pub(crate) locations: Vec<Location>,
-    pub(crate) segments: BTreeMap<u64, Arc<dyn SegmentIo>>,
+    pub(crate) segments: BTreeMap<u64, SegmentEntry>,
 }
 
 /// One shard's index.
 #[derive(Default)]
 pub(crate) struct ShardIndex {
     keys: map::KeyMap,
-    segments: RwLock<BTreeMap<u64, Arc<dyn SegmentIo>>>,
+    segments: RwLock<BTreeMap<u64, SegmentEntry>>,
 }
 
 impl ShardIndex {
     /// Makes a segment readable. Actor only, before publishing locations in it.
-    pub(crate) fn add_segment(&self, sequence: u64, io: Arc<dyn SegmentIo>) {
-        write(&self.segments).insert(sequence, io);
+    /// `len` bytes of it are final already; the returned handle raises that figure.
+    pub(crate) fn add_segment(
+        &self,
+        sequence: u64,
+        io: Arc<dyn SegmentIo>,
+        len: u64,
+    ) -> PublishedLen {
+        let published = PublishedLen::new(std::sync::atomic::AtomicU64::new(len));
+        let entry = SegmentEntry {
+            io,
+            published: published.clone(),
+        };
+        write(&self.segments).insert(sequence, entry);
+        published
     }
 
     /// Publishes the location of a record whose bytes are written. Actor only.
@@ -162,8 +187,8 @@ impl ShardIndex {
         let mut segments = BTreeMap::new();
         for loc in &locations {
             if let std::collections::btree_map::Entry::Vacant(slot) = segments.entry(loc.segment) {
-                if let Some(io) = table.get(&loc.segment) {
-                    slot.insert(io.clone());
+                if let Some(entry) = table.get(&loc.segment) {
+                    slot.insert(entry.clone());
                 }
             }
         }

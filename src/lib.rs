@@ -56,6 +56,7 @@
 #![deny(missing_docs)]
 
 mod actor;
+mod cache;
 mod channel;
 mod compaction;
 mod completion;

@@ -69,6 +69,10 @@ pub struct WalOptions {
     pub max_record_size: usize,
     /// What recovery does with damage. Default [`RecoveryMode::Strict`].
     pub recovery_mode: RecoveryMode,
+    /// Bytes of 64 KiB segment blocks kept in memory for reads, split evenly across
+    /// shards. Default 64 MiB; 0 (or less than one block per shard) turns the cache
+    /// off and every record is read with its own `pread` (see `docs/ARCHITECTURE.md`).
+    pub read_cache_bytes: usize,
 }
 
 impl Default for WalOptions {
@@ -86,6 +90,7 @@ impl Default for WalOptions {
             max_key_size: 64 * 1024,
             max_record_size: 16 * 1024 * 1024,
             recovery_mode: RecoveryMode::Strict,
+            read_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -116,6 +121,12 @@ impl WalOptions {
         self.channel_capacity = capacity;
         self
     }
+    /// Sets `read_cache_bytes`.
+    pub fn with_read_cache_bytes(mut self, bytes: usize) -> Self {
+        self.read_cache_bytes = bytes;
+        self
+    }
+
     /// Sets `max_batch`.
     pub fn with_max_batch(mut self, requests: usize) -> Self {
         self.max_batch = requests;

@@ -161,6 +161,8 @@ fn recover_segment(
         len: data.len() as u64,
         allocated: data.len() as u64,
         writeback_from: 0,
+        // Set below, when the segment is handed to the index.
+        published: Default::default(),
         records: 0,
         sealed: !newest,
     };
@@ -218,7 +220,7 @@ fn recover_segment(
     }
     out.report.segments += 1;
     out.report.records += segment.records;
-    out.index.add_segment(sequence, io);
+    segment.published = out.index.add_segment(sequence, io, segment.len);
     Ok(Some(segment))
 }
 

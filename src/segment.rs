@@ -122,6 +122,8 @@ pub(crate) struct Segment {
     pub(crate) allocated: u64,
     /// Bytes before this offset have been handed to the kernel's write-back.
     pub(crate) writeback_from: u64,
+    /// `len` as far as readers may rely on it (see `index::PublishedLen`).
+    pub(crate) published: crate::index::PublishedLen,
     pub(crate) records: u64,
     /// Fsynced and closed to appends.
     pub(crate) sealed: bool,

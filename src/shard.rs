@@ -16,6 +16,7 @@
 //! snapshot, its index entry is published. A poisoned or stopped shard ends the wait
 //! with an error, never with a silent miss.
 
+use crate::cache::BlockCache;
 use crate::channel::Sender;
 use crate::completion::{Completer, Waiter};
 use crate::error::{Result, WalError};
@@ -90,6 +91,8 @@ struct Progress {
 pub(crate) struct ShardShared {
     pub(crate) id: usize,
     pub(crate) index: ShardIndex,
+    /// Blocks of this shard's segments, for reads (`cache.rs`).
+    pub(crate) cache: BlockCache,
     pub(crate) counters: Counters,
     submitted: AtomicU64,
     applied_hint: AtomicU64,
@@ -109,10 +112,11 @@ const POLLING_WAITERS: usize = 2;
 const POLL_BUDGET: std::time::Duration = std::time::Duration::from_micros(250);
 
 impl ShardShared {
-    pub(crate) fn new(id: usize, index: ShardIndex) -> ShardShared {
+    pub(crate) fn new(id: usize, index: ShardIndex, cache_bytes: usize) -> ShardShared {
         ShardShared {
             id,
             index,
+            cache: BlockCache::new(cache_bytes),
             counters: Counters::default(),
             submitted: AtomicU64::new(0),
             applied_hint: AtomicU64::new(0),

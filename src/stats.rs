@@ -22,6 +22,8 @@ pub struct ShardStats {
     pub fsyncs: u64,
     /// Approximate heap bytes of the shard's index (keys and locations).
     pub index_bytes: u64,
+    /// Bytes of segment blocks held by the shard's read cache.
+    pub read_cache_bytes: u64,
 }
 
 /// Figures of the whole WAL, per shard.
@@ -59,5 +61,9 @@ impl WalStats {
     /// Approximate heap bytes of all indexes.
     pub fn index_bytes(&self) -> u64 {
         self.sum(|s| s.index_bytes)
+    }
+    /// Bytes held by all read caches.
+    pub fn read_cache_bytes(&self) -> u64 {
+        self.sum(|s| s.read_cache_bytes)
     }
 }

@@ -16,6 +16,9 @@ pub(crate) trait SegmentIo: Send + Sync {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Fills `buf` from `offset`; fails if the bytes are not there.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Reads from `offset` into `buf` until it is full or the file ends; returns how
+    /// many bytes were read.
+    fn read_up_to(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// `fdatasync`: makes every byte written so far durable.
     fn sync_data(&self) -> io::Result<()>;
     /// Reserves disk blocks so the file is at least `len` bytes long (zeros past the
@@ -95,6 +98,21 @@ impl SegmentIo for FileSegment {
     }
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.file.read_exact_at(buf, offset)
+    }
+    fn read_up_to(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self
+                .file
+                .read_at(&mut buf[filled..], offset + filled as u64)
+            {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filled)
     }
     fn sync_data(&self) -> io::Result<()> {
         self.file.sync_data()
@@ -252,6 +270,13 @@ mod mem {
             }
             buf.copy_from_slice(&g.0[offset as usize..end]);
             Ok(())
+        }
+        fn read_up_to(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            let g = lock(&self.data);
+            let from = (offset as usize).min(g.0.len());
+            let n = buf.len().min(g.0.len() - from);
+            buf[..n].copy_from_slice(&g.0[from..from + n]);
+            Ok(n)
         }
         fn sync_data(&self) -> io::Result<()> {
             if self.faults.fail_syncs.load(Ordering::SeqCst) {

@@ -96,8 +96,15 @@ impl Wal {
             max_batch: options.max_batch,
         };
         let mut shards = Vec::with_capacity(recovered.len());
+        let shard_count = recovered.len();
         for (id, r) in recovered.into_iter().enumerate() {
-            let shared = Arc::new(ShardShared::new(id, r.index));
+            // The loom models read without the cache: it adds no protocol, only a lock.
+            let cache_bytes = if cfg!(loom) {
+                0
+            } else {
+                options.read_cache_bytes / shard_count.max(1)
+            };
+            let shared = Arc::new(ShardShared::new(id, r.index, cache_bytes));
             let c = &shared.counters;
             Counters::add(&c.segments, r.segments.len() as u64);
             Counters::add(&c.records, r.segments.iter().map(|s| s.records).sum());
@@ -275,7 +282,7 @@ impl Wal {
         let shard = self.shard(key);
         shard.shared.barrier()?;
         match shard.shared.index.snapshot(key) {
-            Some(snapshot) => Ok(read_records(key, &snapshot)?.into_iter()),
+            Some(snapshot) => Ok(read_records(key, &snapshot, &shard.shared.cache)?.into_iter()),
             None => Ok(Vec::new().into_iter()),
         }
     }
@@ -350,6 +357,7 @@ impl Wal {
                     batches: Counters::get(&c.batches),
                     fsyncs: Counters::get(&c.fsyncs),
                     index_bytes: s.shared.index.heap_bytes() as u64,
+                    read_cache_bytes: s.shared.cache.len_bytes() as u64,
                 }
             })
             .collect();

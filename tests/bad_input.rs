@@ -536,3 +536,80 @@ fn a_manifest_that_does_not_match_is_refused() -> TestResult {
 
     assert_data_intact(&dir)
 }
+
+/// A read-only directory: a read-only tmpfs when running as root (permission bits do
+/// not stop root), a 0o555 directory otherwise. `None` (with the reason printed) if
+/// neither can be had here.
+struct ReadOnlyDir {
+    path: std::path::PathBuf,
+    mounted: bool,
+}
+
+impl ReadOnlyDir {
+    fn new(path: std::path::PathBuf) -> Result<Option<ReadOnlyDir>, Box<dyn std::error::Error>> {
+        use std::os::unix::fs::PermissionsExt;
+        use std::process::Command;
+        std::fs::create_dir(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o555))?;
+        if std::fs::write(path.join("probe"), b"").is_err() {
+            return Ok(Some(ReadOnlyDir {
+                path,
+                mounted: false,
+            }));
+        }
+        // Root writes through permission bits: mount a read-only tmpfs instead.
+        std::fs::remove_file(path.join("probe"))?;
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("SKIPPED: cannot make a read-only directory here (root, and mount refused)");
+            return Ok(None);
+        }
+        Ok(Some(ReadOnlyDir {
+            path,
+            mounted: true,
+        }))
+    }
+}
+
+impl Drop for ReadOnlyDir {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = std::process::Command::new("umount")
+                .arg(&self.path)
+                .status();
+        }
+    }
+}
+
+#[test]
+fn an_unwritable_directory_is_an_io_error_naming_it() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let Some(ro) = ReadOnlyDir::new(tmp.path().join("ro"))? else {
+        return Ok(());
+    };
+    // Adopting the read-only directory itself, and creating a WAL inside it.
+    for path in [ro.path.clone(), ro.path.join("wal")] {
+        match Wal::new(&path, options()) {
+            Err(WalError::Io { path: at, .. }) => {
+                assert!(
+                    at.starts_with(&ro.path),
+                    "{at:?} is not under {:?}",
+                    ro.path
+                )
+            }
+            Err(other) => return Err(format!("{path:?}: expected Io, got {other}").into()),
+            Ok(_) => return Err(format!("{path:?}: a read-only directory was opened").into()),
+        }
+        assert_eq!(std::fs::read_dir(&ro.path)?.count(), 0, "nothing written");
+    }
+    // The failed opens left nothing behind that stops a WAL elsewhere.
+    let wal = Wal::new(tmp.path().join("elsewhere"), options())?;
+    wal.log_entry("k", Bytes::from("v"))?;
+    assert_eq!(wal.enumerate_records("k")?.count(), 1);
+    wal.close()?;
+    Ok(())
+}

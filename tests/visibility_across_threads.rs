@@ -220,3 +220,74 @@ fn ping_pong_between_threads_sees_each_other() -> TestResult {
     wal.close()?;
     Ok(())
 }
+
+/// The block cache (64 KiB blocks of segment files) must never serve bytes from
+/// before a record was written. Small records of 8 keys are appended round-robin, so
+/// each block holds records of every key and is cached while it is still being
+/// filled; after every append the reader, on another thread, reads that key and must
+/// find every record so far, in order, with the right bytes. Once with the cache and
+/// once without, over several segments.
+#[test]
+fn block_cache_never_serves_bytes_older_than_an_acknowledged_append() -> TestResult {
+    for cache in [64 * 1024 * 1024, 0] {
+        let tmp = tempfile::tempdir()?;
+        let options = WalOptions::default()
+            .with_shards(1)
+            .with_max_key_size(64)
+            .with_max_record_size(1024)
+            .with_max_segment_size(96 * 1024)
+            .with_read_cache_bytes(cache);
+        let wal = Wal::new(tmp.path().join("wal"), options)?;
+        const KEYS: usize = 8;
+        const N: usize = 6_000;
+        let (tx, rx) = mpsc::sync_channel::<(usize, usize)>(64);
+        let reader = {
+            let wal = wal.clone();
+            thread::spawn(move || -> Result<usize, String> {
+                let mut checked = 0;
+                for (k, count) in rx {
+                    let got: Vec<Bytes> = wal
+                        .enumerate_records(key(k))
+                        .map_err(|e| e.to_string())?
+                        .collect();
+                    // At least the acknowledged ones (the writer may be ahead), each
+                    // with its own bytes, in order.
+                    let want: Vec<Bytes> = (0..got.len()).map(|s| value(k, s)).collect();
+                    if got.len() < count || got != want {
+                        return Err(format!(
+                            "cache {cache}: key {k}: {} records, want at least {count}, in order",
+                            got.len()
+                        ));
+                    }
+                    checked += 1;
+                }
+                Ok(checked)
+            })
+        };
+        for i in 0..N {
+            let (k, seq) = (i % KEYS, i / KEYS);
+            wal.append_entry(key(k), value(k, seq), i % 500 == 0)?;
+            // Every 7th append is checked, so the reader keeps up with the writer.
+            if i % 7 == 0 && tx.send((k, seq + 1)).is_err() {
+                break; // the reader stopped: its error is reported below
+            }
+        }
+        drop(tx);
+        let checked = reader.join().map_err(|_| "reader panicked")??;
+        assert_eq!(checked, N.div_ceil(7));
+        assert!(
+            wal.stats()?.segments() > 1,
+            "the run spans several segments"
+        );
+        if cache > 0 {
+            assert!(
+                wal.stats()?.read_cache_bytes() > 0,
+                "reads went through the cache"
+            );
+        } else {
+            assert_eq!(wal.stats()?.read_cache_bytes(), 0);
+        }
+        wal.close()?;
+    }
+    Ok(())
+}

@@ -52,7 +52,7 @@ struct Cli {
     /// turns within a round, and each cell keeps its best figure. The first writer
     /// of fresh memory pays for it on this VM (about 2x on 4 KiB ingests), so a
     /// single round favours whoever runs later.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, global = true, default_value_t = 3)]
     rounds: usize,
 }
 
@@ -92,7 +92,13 @@ fn main() -> Result<()> {
         Some(Command::Sweep {
             ref svg,
             per_thread,
-        }) => sweep::sweep(&base, (per_thread / scale).max(1), 400 / scale, svg),
+        }) => sweep::sweep(
+            &base,
+            (per_thread / scale).max(1),
+            400 / scale,
+            cli.rounds,
+            svg,
+        ),
         None => {
             let params = Params {
                 keys: 10_000,
@@ -193,8 +199,8 @@ fn compare(base: &Path, p: &Params, only: &[&'static str], rounds: usize) -> Res
     eprintln!("temp dirs under {}; progress:", base.display());
     let rounds = rounds.max(1);
     if ["W1", "W5", "W6", "MEM"].iter().any(|w| only.contains(w)) {
-        for _ in 0..rounds {
-            for spec in &specs {
+        for round in 0..rounds {
+            for spec in rotated(&specs, round) {
                 run.keyed_chain(spec);
             }
         }
@@ -216,8 +222,8 @@ fn compare(base: &Path, p: &Params, only: &[&'static str], rounds: usize) -> Res
         ("W2-4K", ingest(w2, p.big_records, p.big_value, false)),
     ];
     for (id, w) in ingests.iter().filter(|(id, _)| only.contains(id)) {
-        for _ in 0..rounds {
-            for spec in &specs {
+        for round in 0..rounds {
+            for spec in rotated(&specs, round) {
                 run.ingest_cell(id, spec, w);
             }
         }
@@ -239,4 +245,11 @@ fn compare(base: &Path, p: &Params, only: &[&'static str], rounds: usize) -> Res
     }
     println!("{}", targets::summary(&run));
     Ok(())
+}
+
+/// The systems in turn order for `round`: each round starts one system later, so no
+/// system always runs first (on fresh memory) or right after a given other one.
+fn rotated<T>(items: &[T], round: usize) -> impl Iterator<Item = &T> {
+    let k = round % items.len().max(1);
+    items[k..].iter().chain(&items[..k])
 }
