@@ -29,9 +29,23 @@ pub(crate) struct Location {
 
 const _: () = assert!(std::mem::size_of::<Location>() == 16);
 
+/// Locations gathered by recovery before the index is shared: a plain map, so that
+/// the scan takes no lock per record; [`ShardIndex::load`] moves it in, key by key.
+pub(crate) type Staged = std::collections::HashMap<Box<[u8]>, Vec<Location>>;
+
+/// Adds a recovered record's location to `staged`.
+pub(crate) fn stage(staged: &mut Staged, key: &[u8], loc: Location) {
+    match staged.get_mut(key) {
+        Some(locs) => locs.push(loc),
+        None => {
+            staged.insert(key.into(), vec![loc]);
+        }
+    }
+}
+
 #[cfg(not(loom))]
 mod map {
-    use super::Location;
+    use super::{Location, Staged};
     use dashmap::DashMap;
 
     #[derive(Default)]
@@ -44,6 +58,11 @@ mod map {
                 return;
             }
             self.0.entry(key.into()).or_default().push(loc);
+        }
+        pub(super) fn load(&self, staged: Staged) {
+            for (key, locs) in staged {
+                self.0.entry(key).or_default().extend(locs);
+            }
         }
         pub(super) fn get(&self, key: &[u8]) -> Option<Vec<Location>> {
             self.0.get(key).map(|locs| locs.clone())
@@ -73,7 +92,7 @@ mod map {
 
 #[cfg(loom)]
 mod map {
-    use super::Location;
+    use super::{Location, Staged};
     use crate::sync::{read, write, RwLock};
     use std::collections::HashMap;
 
@@ -88,6 +107,12 @@ mod map {
     impl KeyMap {
         pub(super) fn push(&self, key: &[u8], loc: Location) {
             write(&self.0).entry(key.into()).or_default().push(loc);
+        }
+        pub(super) fn load(&self, staged: Staged) {
+            let mut map = write(&self.0);
+            for (key, locs) in staged {
+                map.entry(key).or_default().extend(locs);
+            }
         }
         pub(super) fn get(&self, key: &[u8]) -> Option<Vec<Location>> {
             read(&self.0).get(key).cloned()
@@ -158,6 +183,12 @@ impl ShardIndex {
     /// Publishes the location of a record whose bytes are written. Actor only.
     pub(crate) fn push(&self, key: &[u8], loc: Location) {
         self.keys.push(key, loc);
+    }
+
+    /// Moves recovery's staged locations in (before the index is shared). Each key's
+    /// locations stay in the order they were staged.
+    pub(crate) fn load(&self, staged: Staged) {
+        self.keys.load(staged);
     }
 
     /// Compaction's install step: forgets `removed` segments and every location in

@@ -19,7 +19,7 @@
 //! to continue into, and neither a torn tail nor damage.
 
 use crate::error::{Result, WalError};
-use crate::index::{Location, ShardIndex};
+use crate::index::{stage, Location, ShardIndex, Staged};
 use crate::options::RecoveryMode;
 use crate::record::{decode, find_next_valid};
 use crate::segment::{
@@ -55,6 +55,8 @@ impl RecoveryReport {
 /// A recovered shard, ready for its actor.
 pub(crate) struct RecoveredShard {
     pub(crate) index: ShardIndex,
+    /// Locations found by the scan, moved into `index` at the end of recovery.
+    staged: Staged,
     pub(crate) segments: Vec<Segment>,
     pub(crate) next_sequence: u64,
     pub(crate) report: RecoveryReport,
@@ -79,14 +81,25 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
+impl RecoveredShard {
+    /// A shard with no segments yet.
+    pub(crate) fn empty() -> RecoveredShard {
+        RecoveredShard {
+            index: ShardIndex::default(),
+            staged: Staged::default(),
+            segments: Vec::new(),
+            next_sequence: 1,
+            report: RecoveryReport::default(),
+        }
+    }
+}
+
 /// Recovers shard `shard` from `dir` (which exists).
 pub(crate) fn recover_shard(dir: &Path, shard: u32, mode: RecoveryMode) -> Result<RecoveredShard> {
     let files = list_segments(dir)?;
     let mut out = RecoveredShard {
-        index: ShardIndex::default(),
-        segments: Vec::new(),
         next_sequence: files.last().map_or(1, |(seq, _)| seq + 1),
-        report: RecoveryReport::default(),
+        ..RecoveredShard::empty()
     };
     let count = files.len();
     for (i, (sequence, path)) in files.into_iter().enumerate() {
@@ -95,6 +108,7 @@ pub(crate) fn recover_shard(dir: &Path, shard: u32, mode: RecoveryMode) -> Resul
             out.segments.push(segment);
         }
     }
+    out.index.load(std::mem::take(&mut out.staged));
     Ok(out)
 }
 
@@ -170,7 +184,8 @@ fn recover_segment(
     while pos < data.len() {
         match decode(&data[pos..]) {
             Ok(record) => {
-                out.index.push(
+                stage(
+                    &mut out.staged,
                     record.key,
                     Location {
                         segment: sequence,

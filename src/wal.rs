@@ -457,12 +457,7 @@ impl Wal {
     ) -> Result<Wal> {
         options.validate()?;
         let recovered = (0..options.shards)
-            .map(|_| RecoveredShard {
-                index: crate::index::ShardIndex::default(),
-                segments: Vec::new(),
-                next_sequence: 1,
-                report: RecoveryReport::default(),
-            })
+            .map(|_| RecoveredShard::empty())
             .collect();
         Wal::start(
             PathBuf::from("mem"),
