@@ -116,6 +116,11 @@ fn read_block_run(
     let block_start = block * BLOCK;
     let bytes = match cache.get(segment, block, end) {
         Some(bytes) => bytes,
+        None if !cache.should_fill() => {
+            // Recent reads have no locality the cache can hold: read just this run.
+            let start = u64::from(run[0].offset);
+            return read_run(key, io, run, start, end, out);
+        }
         None => {
             // Loaded before the read: every byte below it is written by then, so the
             // block read next holds it. (Loaded after, it could name bytes written

@@ -47,6 +47,9 @@ pub struct BenchArgs {
     /// Maximum segment size in bytes (default: the library's).
     #[arg(long)]
     max_segment_size: Option<u64>,
+    /// Read cache in MiB (default: the library's; 0 turns it off).
+    #[arg(long)]
+    read_cache_mib: Option<usize>,
     /// Parent directory for the WAL (default: the system temp dir). A fresh
     /// subdirectory is created in it and removed at the end.
     #[arg(long)]
@@ -81,6 +84,9 @@ impl BenchArgs {
         }
         if let Some(size) = self.max_segment_size {
             options.max_segment_size = size;
+        }
+        if let Some(mib) = self.read_cache_mib {
+            options.read_cache_bytes = mib.saturating_mul(1 << 20);
         }
         options
     }
