@@ -296,6 +296,14 @@ fn invalid_options_name_the_field_and_create_nothing() -> TestResult {
             "entry_retention",
         ),
         (
+            // 10 ms split into 100 segments: each would be 0.1 ms, under the 1 ms floor.
+            "retention-too-short-for-segments",
+            WalOptions::default()
+                .with_retention(Duration::from_millis(10))
+                .with_segments(100),
+            "entry_retention",
+        ),
+        (
             "max-key-0",
             WalOptions::default().with_max_key_size(0),
             "max_key_size",
