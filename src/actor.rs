@@ -24,6 +24,13 @@ use crate::shard::{Counters, Request, RetiredSegment, ShardShared};
 use crate::storage::Storage;
 use crate::sync::{now_us, Arc};
 
+/// How long an idle actor polls its queue (yielding between polls) before sleeping:
+/// a caller that just got its answer usually sends its next request within this, and
+/// is then served without the wake-up of a sleeping actor. Measured with the
+/// comparison's W3 (one thread, durable): 11.2-11.8 k/s without, 12.3 k/s with; no
+/// change beyond noise on non-durable ingest. At most this much CPU per idle spell.
+const IDLE_POLL: std::time::Duration = std::time::Duration::from_micros(50);
+
 /// Static configuration of an actor.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ActorConfig {
@@ -83,7 +90,7 @@ impl Actor {
         let shared = self.shared.clone();
         let _guard = ExitGuard(&shared);
         let mut batch = Vec::new();
-        while let Some(first) = self.rx.recv() {
+        while let Some(first) = self.rx.recv_polling(IDLE_POLL) {
             batch.push(first);
             while batch.len() < self.config.max_batch {
                 match self.rx.try_recv() {

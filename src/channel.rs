@@ -34,6 +34,22 @@ mod imp {
         pub(crate) fn recv(&self) -> Option<T> {
             self.0.recv().ok()
         }
+        /// Like `recv`, but polls for up to `budget` (yielding between polls) before
+        /// blocking: a request that arrives soon is taken without a wake-up.
+        pub(crate) fn recv_polling(&self, budget: std::time::Duration) -> Option<T> {
+            let started = std::time::Instant::now();
+            loop {
+                match self.0.try_recv() {
+                    Ok(msg) => return Some(msg),
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+                    Err(crossbeam_channel::TryRecvError::Empty) => {}
+                }
+                if started.elapsed() >= budget {
+                    return self.recv();
+                }
+                std::thread::yield_now();
+            }
+        }
         pub(crate) fn try_recv(&self) -> Option<T> {
             self.0.try_recv().ok()
         }
@@ -115,6 +131,10 @@ mod imp {
                 }
                 st = wait(&self.0.not_empty, st);
             }
+        }
+        /// Polling adds schedules, not behaviour: under loom it is a plain `recv`.
+        pub(crate) fn recv_polling(&self, _budget: std::time::Duration) -> Option<T> {
+            self.recv()
         }
         pub(crate) fn try_recv(&self) -> Option<T> {
             let msg = lock(&self.0.state).queue.pop_front();
