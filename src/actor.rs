@@ -73,6 +73,10 @@ impl Actor {
         segments: Vec<Segment>,
         next_sequence: u64,
     ) -> Actor {
+        // A recovered active segment may hold bytes a killed process wrote but never
+        // synced (still in the page cache, readable now): the first sync or seal of
+        // this process must cover them.
+        let dirty = segments.last().is_some_and(|s| !s.sealed);
         Actor {
             shared,
             storage,
@@ -80,7 +84,7 @@ impl Actor {
             config,
             segments,
             next_sequence,
-            dirty: false,
+            dirty,
             buf: Vec::new(),
         }
     }
