@@ -51,6 +51,10 @@ pub(crate) struct BlockCache {
     /// reads just its record instead of a whole block. Statistics: relaxed std atomics.
     hits: std::sync::atomic::AtomicU64,
     misses: std::sync::atomic::AtomicU64,
+    /// Segments below this were removed by compaction (which removes the oldest):
+    /// a reader that still held one in its snapshot must not cache its blocks again.
+    /// Were a live segment ever below it, its blocks would merely not be cached.
+    removed_below: std::sync::atomic::AtomicU64,
 }
 
 /// Lookups after which the hit/miss counts are halved (so they follow the workload).
@@ -76,6 +80,7 @@ impl BlockCache {
             parts: (0..parts).map(|_| Mutex::new(Blocks::default())).collect(),
             hits: Default::default(),
             misses: Default::default(),
+            removed_below: Default::default(),
         }
     }
 
@@ -131,6 +136,13 @@ impl BlockCache {
 
     /// Caches a block read from disk whose bytes below `valid_end` are final.
     pub(crate) fn put(&self, segment: u64, block: u64, bytes: Bytes, valid_end: u64) {
+        if segment
+            < self
+                .removed_below
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
         let mut blocks = lock(self.part(segment, block));
         let len = bytes.len();
         let new = Block { bytes, valid_end };
@@ -157,6 +169,10 @@ impl BlockCache {
     pub(crate) fn forget_segments(&self, removed: &[u64]) {
         if !self.enabled() || removed.is_empty() {
             return;
+        }
+        if let Some(&newest) = removed.last() {
+            self.removed_below
+                .fetch_max(newest + 1, std::sync::atomic::Ordering::Relaxed);
         }
         for part in &self.parts {
             let mut blocks = lock(part);
@@ -222,6 +238,10 @@ mod tests {
         assert!(cache.get(1, 0, 1).is_none());
         assert!(cache.get(3, 5, 1).is_none());
         assert!(cache.get(2, 0, 1).is_some());
+        assert_eq!(cache.len_bytes(), BLOCK as usize);
+        // A reader that still held segment 1 does not bring its block back.
+        cache.put(1, 0, block(1), 10);
+        assert!(cache.get(1, 0, 1).is_none());
         assert_eq!(cache.len_bytes(), BLOCK as usize);
     }
 
