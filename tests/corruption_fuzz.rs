@@ -21,15 +21,14 @@
 mod common;
 
 use bytes::Bytes;
-use common::{walk_records, RecordPos, TestResult, SEGMENT_HEADER_LEN};
+use common::{
+    restore, snapshot, walk_records, RecordPos, Snapshot, TestResult, SEGMENT_HEADER_LEN,
+};
 use nano_wal::{RecoveryMode, Wal, WalError, WalOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
-
-/// Relative path -> contents, of every file of a WAL directory.
-type Snapshot = BTreeMap<PathBuf, Vec<u8>>;
 
 const RECORDS: usize = 400;
 const KEYS: [&[u8]; 6] = [b"", b"one", &[0xff, 0xfe], b"three", &[0x00, 0x80], b"five"];
@@ -59,45 +58,6 @@ fn index_of(r: &RecordPos) -> usize {
         .ok()
         .and_then(|s| s.parse().ok())
         .expect("a record written by this test")
-}
-
-fn snapshot(dir: &Path) -> AnyResult<Snapshot> {
-    let mut out = Snapshot::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d)? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.strip_prefix(dir)?.to_path_buf(), std::fs::read(&p)?);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Makes the WAL directory `dir` hold exactly the files of `snap`, rewriting only
-/// what differs. (Reusing one directory per mode keeps the test fast: creating and
-/// deleting thousands of files makes ext4's inode allocator crawl.)
-fn materialize(snap: &Snapshot, dir: &Path) -> TestResult {
-    std::fs::create_dir_all(dir)?;
-    let current = snapshot(dir)?;
-    for rel in current.keys() {
-        if !snap.contains_key(rel) {
-            std::fs::remove_file(dir.join(rel))?;
-        }
-    }
-    for (rel, data) in snap {
-        if current.get(rel) != Some(data) {
-            let path = dir.join(rel);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(path, data)?;
-        }
-    }
-    Ok(())
 }
 
 /// The written WAL, closed, as a snapshot.
@@ -295,7 +255,7 @@ fn seeded_bit_flips_in_segments() -> TestResult {
 
         // Strict.
         let dir = tmp.path().join("strict");
-        materialize(&damaged, &dir)?;
+        restore(&damaged, &dir)?;
         let path = dir.join(&seg.rel);
         match (Wal::new(&dir, options(RecoveryMode::Strict)), &expect) {
             (
@@ -339,7 +299,7 @@ fn seeded_bit_flips_in_segments() -> TestResult {
 
         // SkipCorrupted, on a fresh copy.
         let dir = tmp.path().join("skip");
-        materialize(&damaged, &dir)?;
+        restore(&damaged, &dir)?;
         let path = dir.join(&seg.rel);
         let wal = match Wal::new(&dir, options(RecoveryMode::SkipCorrupted)) {
             Ok(wal) => wal,
@@ -391,7 +351,7 @@ fn both_modes_fail(
 ) -> TestResult {
     for mode in [RecoveryMode::Strict, RecoveryMode::SkipCorrupted] {
         let dir = root.join(format!("{mode:?}"));
-        materialize(snap, &dir)?;
+        restore(snap, &dir)?;
         match Wal::new(&dir, options(mode)) {
             Err(e) => assert!(check(&dir, &e), "{name} ({mode:?}): unexpected error {e:?}"),
             Ok(_) => panic!("{name} ({mode:?}): opened"),
@@ -543,7 +503,7 @@ fn damaged_segment_headers_give_specific_errors() -> TestResult {
     let crc = crc32c::crc32c(&same[..32]);
     same[32..36].copy_from_slice(&crc.to_le_bytes());
     let dir = tmp.path().join("same");
-    materialize(&with_header(same)?, &dir)?;
+    restore(&with_header(same)?, &dir)?;
     Wal::new(&dir, options(RecoveryMode::Strict))?.close()?;
 
     // A sealed segment cut inside its header: corruption at 0 (Strict), the whole
@@ -553,7 +513,7 @@ fn damaged_segment_headers_give_specific_errors() -> TestResult {
         let mut snap = original.clone();
         snap.get_mut(&sealed.rel).ok_or("segment")?.truncate(len);
         let dir = tmp.path().join("cut-strict");
-        materialize(&snap, &dir)?;
+        restore(&snap, &dir)?;
         match Wal::new(&dir, options(RecoveryMode::Strict)) {
             Err(WalError::Corruption {
                 path, offset: 0, ..
@@ -562,7 +522,7 @@ fn damaged_segment_headers_give_specific_errors() -> TestResult {
             Ok(_) => panic!("cut at {len}: Strict opened"),
         }
         let dir = tmp.path().join("cut-skip");
-        materialize(&snap, &dir)?;
+        restore(&snap, &dir)?;
         let wal = Wal::new(&dir, options(RecoveryMode::SkipCorrupted))?;
         assert_eq!(
             wal.recovery_report().skipped,

@@ -12,9 +12,11 @@
 mod common;
 
 use bytes::Bytes;
-use common::{records_of_file, segment_files, RecordPos, TestResult, RECORD_HEADER_LEN};
+use common::{
+    records_of_file, restore, segment_files, snapshot, RecordPos, TestResult, RECORD_HEADER_LEN,
+};
 use nano_wal::{Wal, WalOptions};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -71,48 +73,6 @@ fn write_and_close(dir: &Path, shards: usize, n: usize) -> TestResult {
         }
     }
     wal.close()?;
-    Ok(())
-}
-
-/// Relative path -> contents, of every file of a WAL directory.
-type Snapshot = BTreeMap<PathBuf, Vec<u8>>;
-
-fn snapshot(dir: &Path) -> AnyResult<Snapshot> {
-    let mut out = Snapshot::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d)? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.strip_prefix(dir)?.to_path_buf(), std::fs::read(&p)?);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Makes `dir` hold exactly the files of `snap` (a fresh copy of the written WAL),
-/// rewriting only what differs: one directory is reused for every case, because
-/// creating and deleting thousands of files makes ext4's inode allocator crawl.
-fn restore(snap: &Snapshot, dir: &Path) -> TestResult {
-    std::fs::create_dir_all(dir)?;
-    let current = snapshot(dir)?;
-    for rel in current.keys() {
-        if !snap.contains_key(rel) {
-            std::fs::remove_file(dir.join(rel))?;
-        }
-    }
-    for (rel, data) in snap {
-        if current.get(rel) != Some(data) {
-            let path = dir.join(rel);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(path, data)?;
-        }
-    }
     Ok(())
 }
 

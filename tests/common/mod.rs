@@ -112,3 +112,46 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Relative path -> contents, of every file under a WAL directory.
+pub type Snapshot = std::collections::BTreeMap<PathBuf, Vec<u8>>;
+
+/// Every file under `dir`, by path relative to it.
+pub fn snapshot(dir: &Path) -> Result<Snapshot, Box<dyn std::error::Error>> {
+    let mut out = Snapshot::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(dir)?.to_path_buf(), std::fs::read(&p)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Makes `dir` hold exactly the files of `snap`, rewriting only what differs. Tests
+/// that try hundreds of damaged copies reuse one directory this way: creating and
+/// deleting thousands of files makes ext4's inode allocator crawl.
+pub fn restore(snap: &Snapshot, dir: &Path) -> TestResult {
+    std::fs::create_dir_all(dir)?;
+    let current = snapshot(dir)?;
+    for rel in current.keys() {
+        if !snap.contains_key(rel) {
+            std::fs::remove_file(dir.join(rel))?;
+        }
+    }
+    for (rel, data) in snap {
+        if current.get(rel) != Some(data) {
+            let path = dir.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, data)?;
+        }
+    }
+    Ok(())
+}
