@@ -415,7 +415,12 @@ pub fn dump(args: &DumpArgs) -> ToolResult<()> {
 
 fn format_record(s: &mut String, format: DumpFormat, r: &inspect::RecordRef<'_>) {
     match format {
-        DumpFormat::Text => {
+        DumpFormat::Text | DumpFormat::Hex => {
+            let bytes: fn(&mut String, &[u8]) = if matches!(format, DumpFormat::Text) {
+                escaped_text
+            } else {
+                hex
+            };
             let _ = write!(
                 s,
                 "shard={} segment={} offset={} time={} key=",
@@ -424,22 +429,9 @@ fn format_record(s: &mut String, format: DumpFormat, r: &inspect::RecordRef<'_>)
                 r.offset,
                 format_timestamp_us(r.timestamp_us)
             );
-            escaped_text(s, r.key);
+            bytes(s, r.key);
             s.push_str(" value=");
-            escaped_text(s, r.value);
-        }
-        DumpFormat::Hex => {
-            let _ = write!(
-                s,
-                "shard={} segment={} offset={} time={} key=",
-                r.shard,
-                r.sequence,
-                r.offset,
-                format_timestamp_us(r.timestamp_us)
-            );
-            hex(s, r.key);
-            s.push_str(" value=");
-            hex(s, r.value);
+            bytes(s, r.value);
         }
         DumpFormat::Json => {
             let _ = write!(
