@@ -22,7 +22,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{
-    restore, snapshot, walk_records, RecordPos, Snapshot, TestResult, SEGMENT_HEADER_LEN,
+    restore, snapshot, walk_records, RecordPos, Rng, Snapshot, TestResult, SEGMENT_HEADER_LEN,
 };
 use nano_wal::{RecoveryMode, Wal, WalError, WalOptions};
 use std::collections::{BTreeMap, BTreeSet};
@@ -144,20 +144,6 @@ enum Expect {
     Harmless,
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 #[test]
 fn seeded_bit_flips_in_segments() -> TestResult {
     let tmp = tempfile::tempdir()?;
@@ -178,7 +164,7 @@ fn seeded_bit_flips_in_segments() -> TestResult {
 
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for seed in 1..=300u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut rng = Rng::seeded(seed);
         // Mostly a uniformly random byte of all segments; some cases aim at the
         // headers and at the newest segments' last records, which are rare otherwise.
         let (seg, at) = match seed % 10 {

@@ -9,10 +9,11 @@ mod common;
 
 use bytes::Bytes;
 use common::{
-    records_of_file, segment_files, RecordPos, TestResult, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    records_of_file, segment_files, snapshot, RecordPos, TestResult, RECORD_HEADER_LEN,
+    SEGMENT_HEADER_LEN,
 };
 use nano_wal::{RecoveryMode, Wal, WalError, WalOptions};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 const RECORDS: usize = 60;
@@ -72,24 +73,6 @@ fn flip_bit(path: &Path, at: u64, bit: u8) -> TestResult {
     data[at as usize] ^= 1 << bit;
     std::fs::write(path, &data)?;
     Ok(())
-}
-
-/// Snapshot of every file under `dir` with its contents.
-fn snapshot(dir: &Path) -> Result<BTreeMap<PathBuf, Vec<u8>>, Box<dyn std::error::Error>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d)? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let data = std::fs::read(&p)?;
-                out.insert(p, data);
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Strict reopen fails with Corruption at (path, offset), twice (the failed open left

@@ -13,7 +13,8 @@ mod common;
 
 use bytes::Bytes;
 use common::{
-    records_of_file, restore, segment_files, snapshot, RecordPos, TestResult, RECORD_HEADER_LEN,
+    records_of_file, restore, segment_files, snapshot, RecordPos, Rng, TestResult,
+    RECORD_HEADER_LEN,
 };
 use nano_wal::{Wal, WalOptions};
 use std::collections::BTreeSet;
@@ -286,24 +287,6 @@ fn every_cut_inside_the_last_three_records_of_one_shard_of_three() -> TestResult
     every_cut(3, 200)
 }
 
-/// Seeded pseudo-random generator (xorshift64*); any bytes, zeros included.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| (self.next() >> 32) as u8).collect()
-    }
-}
-
 /// Garbage of one of several shapes: random bytes, zeros then random bytes, a
 /// plausible record header with a wrong checksum, a real record of this segment with
 /// one bit flipped, or a real record cut short.
@@ -371,7 +354,7 @@ fn seeded_garbage_after_a_valid_prefix() -> TestResult {
     let data = std::fs::read(&newest)?;
     let mut shapes = BTreeSet::new();
     for seed in 1..=200u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut rng = Rng::seeded(seed);
         // Keep the first `keep` records of the newest segment (0..=all of them).
         let keep = rng.below(records.len() as u64 + 1) as usize;
         let prefix_end = records.get(keep).map_or(data.len() as u64, |r| r.offset);

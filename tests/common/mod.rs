@@ -155,3 +155,28 @@ pub fn restore(snap: &Snapshot, dir: &Path) -> TestResult {
     }
     Ok(())
 }
+
+/// Seeded pseudo-random numbers (xorshift64*) for seeded damage cases: any bytes,
+/// zeros included (unlike [`noise`]).
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for case `seed` (any value, 0 included).
+    pub fn seeded(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| (self.next() >> 32) as u8).collect()
+    }
+}
