@@ -111,19 +111,12 @@ impl BlockCache {
         } else {
             &self.misses
         };
-        if counter.fetch_add(1, Relaxed) + self.other(counter).load(Relaxed) > WINDOW {
+        counter.fetch_add(1, Relaxed);
+        if self.hits.load(Relaxed) + self.misses.load(Relaxed) > WINDOW {
             self.hits.store(self.hits.load(Relaxed) / 2, Relaxed);
             self.misses.store(self.misses.load(Relaxed) / 2, Relaxed);
         }
         found
-    }
-
-    fn other(&self, counter: &std::sync::atomic::AtomicU64) -> &std::sync::atomic::AtomicU64 {
-        if std::ptr::eq(counter, &self.hits) {
-            &self.misses
-        } else {
-            &self.hits
-        }
     }
 
     /// After a miss: whether to read and keep the whole block (recent lookups nearly

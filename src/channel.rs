@@ -37,18 +37,9 @@ mod imp {
         /// Like `recv`, but polls for up to `budget` (yielding between polls) before
         /// blocking: a request that arrives soon is taken without a wake-up.
         pub(crate) fn recv_polling(&self, budget: std::time::Duration) -> Option<T> {
-            let started = std::time::Instant::now();
-            loop {
-                match self.0.try_recv() {
-                    Ok(msg) => return Some(msg),
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
-                    Err(crossbeam_channel::TryRecvError::Empty) => {}
-                }
-                if started.elapsed() >= budget {
-                    return self.recv();
-                }
-                std::thread::yield_now();
-            }
+            // Once disconnected, `recv` returns `None` at once (after at most one
+            // budget of polling, paid once at close).
+            crate::sync::poll_for(budget, || self.0.try_recv().ok()).or_else(|| self.recv())
         }
         pub(crate) fn try_recv(&self) -> Option<T> {
             self.0.try_recv().ok()

@@ -71,19 +71,14 @@ impl<T> Waiter<T> {
     /// behaviour, only schedules.
     pub(crate) fn wait_polling(self, budget: std::time::Duration) -> Result<T> {
         #[cfg(not(loom))]
-        {
-            let started = std::time::Instant::now();
-            loop {
-                if let Ok(mut value) = self.slot.value.try_lock() {
-                    if let Some(result) = value.take() {
-                        return result;
-                    }
-                }
-                if started.elapsed() >= budget {
-                    break;
-                }
-                std::thread::yield_now();
-            }
+        if let Some(result) = crate::sync::poll_for(budget, || {
+            self.slot
+                .value
+                .try_lock()
+                .ok()
+                .and_then(|mut value| value.take())
+        }) {
+            return result;
         }
         #[cfg(loom)]
         let _ = budget;

@@ -52,6 +52,28 @@ pub(crate) fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<
     cv.wait(guard).unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Polls `ready` for up to `budget`, yielding the CPU between polls; `None` if it
+/// gave nothing in time. The callers then block the ordinary way: polling only
+/// spares a wake-up when the answer comes soon (see `Waiter::wait_polling`,
+/// `Receiver::recv_polling`). Not used under loom, where it would add schedules and
+/// no behaviour.
+#[cfg(not(loom))]
+pub(crate) fn poll_for<T>(
+    budget: std::time::Duration,
+    mut ready: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = ready() {
+            return Some(value);
+        }
+        if started.elapsed() >= budget {
+            return None;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// Microseconds since the Unix epoch (0 if the clock is before it).
 #[cfg(not(loom))]
 pub(crate) fn now_us() -> u64 {
