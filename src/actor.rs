@@ -2,9 +2,11 @@
 //!
 //! **Loop (group commit).** Block for one request, drain what else is queued (up to
 //! `max_batch`), encode every record of the batch into one buffer, write it with one
-//! call, and issue one `fdatasync` if any request in the batch asked for durability.
-//! Only then publish the index entries, advance the read barrier and answer the
-//! waiters. One fsync thus covers every durable waiter of the batch.
+//! call, and issue one `fdatasync` if any request in the batch asked for durability
+//! (first taking in, and writing, what was queued meanwhile). Only then publish the
+//! index entries, advance the read barrier and answer the waiters, waking them by
+//! chaining (`completion::complete_all`). One fsync thus covers every durable waiter
+//! of the batch.
 //!
 //! **Poisoning.** A failed write or sync poisons the shard: every request of that
 //! batch gets the error, and so does every later request (it is answered without
@@ -16,6 +18,7 @@
 //! the actor panicked, so no reader or waiter hangs on a dead actor.
 
 use crate::channel::Receiver;
+use crate::completion::{complete_all, Completer};
 use crate::error::{Result, WalError};
 use crate::index::Location;
 use crate::record::{encode_into, encoded_len};
@@ -96,12 +99,7 @@ impl Actor {
         let mut batch = Vec::new();
         while let Some(first) = self.rx.recv_polling(IDLE_POLL) {
             batch.push(first);
-            while batch.len() < self.config.max_batch {
-                match self.rx.try_recv() {
-                    Some(r) => batch.push(r),
-                    None => break,
-                }
-            }
+            self.drain_into(&mut batch);
             self.process(&mut batch);
         }
         self.finish()
@@ -112,12 +110,13 @@ impl Actor {
     }
 
     fn process(&mut self, batch: &mut Vec<Request>) {
-        let n = batch.len() as u64;
         Counters::add(&self.shared.counters.batches, 1);
         let result = self
             .shared
             .check_poison()
             .and_then(|()| self.write_batch(batch));
+        // Counted after the write: the batch grows while it waits for its sync.
+        let n = batch.len() as u64;
         match result {
             Ok(pending) => {
                 for &(ri, ei, loc) in &pending {
@@ -131,8 +130,14 @@ impl Actor {
                 }
                 Counters::add(&self.shared.counters.records, pending.len() as u64);
                 self.shared.advance(n);
-                for request in batch.drain(..) {
-                    self.answer(request);
+                let (waiting, installs) = split_waiters(batch);
+                complete_all(waiting, Ok(()));
+                for (cutoff_us, done) in installs {
+                    let result = self.retire(cutoff_us);
+                    if let Err(e) = &result {
+                        self.shared.poison(e.clone());
+                    }
+                    done.complete(result);
                 }
             }
             Err(e) => {
@@ -140,20 +145,65 @@ impl Actor {
                     self.shared.poison(e.clone());
                 }
                 self.shared.advance(n);
-                for request in batch.drain(..) {
-                    answer_err(request, e.clone());
+                let (waiting, installs) = split_waiters(batch);
+                complete_all(waiting, Err(e.clone()));
+                for (_, done) in installs {
+                    done.complete(Err(e.clone()));
                 }
             }
         }
     }
 
     /// Encodes and writes the whole batch; syncs once if any request needs it.
-    fn write_batch(&mut self, batch: &[Request]) -> Result<Vec<Pending>> {
+    /// Before that sync, whatever was queued meanwhile joins the batch (written
+    /// too, covered by the same sync): the callers woken by the previous batch are
+    /// sending their next requests right now, and each one taken here is one
+    /// fsync fewer.
+    fn write_batch(&mut self, batch: &mut Vec<Request>) -> Result<Vec<Pending>> {
         let now = now_us();
         let mut pending = Vec::with_capacity(batch.len());
-        let mut need_sync = false;
         self.buf.clear();
-        for (ri, request) in batch.iter().enumerate() {
+        let need_sync = self.encode_requests(batch, 0, now, &mut pending)?;
+        self.flush_buf()?;
+        if need_sync {
+            loop {
+                let before = batch.len();
+                self.drain_into(batch);
+                if batch.len() == before {
+                    break;
+                }
+                self.encode_requests(batch, before, now, &mut pending)?;
+                self.flush_buf()?;
+            }
+            if self.dirty {
+                self.sync_active()?;
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Moves queued requests into `batch` until it holds `max_batch` or the queue
+    /// is empty.
+    fn drain_into(&self, batch: &mut Vec<Request>) {
+        while batch.len() < self.config.max_batch {
+            match self.rx.try_recv() {
+                Some(r) => batch.push(r),
+                None => break,
+            }
+        }
+    }
+
+    /// Encodes the records of `batch[from..]` into the buffer; true if any of
+    /// those requests needs a sync.
+    fn encode_requests(
+        &mut self,
+        batch: &[Request],
+        from: usize,
+        now: u64,
+        pending: &mut Vec<Pending>,
+    ) -> Result<bool> {
+        let mut need_sync = false;
+        for (ri, request) in batch.iter().enumerate().skip(from) {
             match request {
                 Request::Append {
                     key,
@@ -161,14 +211,14 @@ impl Actor {
                     durable,
                     ..
                 } => {
-                    self.encode(ri, 0, key, value, now, &mut pending)?;
+                    self.encode(ri, 0, key, value, now, pending)?;
                     need_sync |= durable;
                 }
                 Request::Batch {
                     entries, durable, ..
                 } => {
                     for (ei, (key, value)) in entries.iter().enumerate() {
-                        self.encode(ri, ei, key, value, now, &mut pending)?;
+                        self.encode(ri, ei, key, value, now, pending)?;
                     }
                     need_sync |= durable;
                 }
@@ -176,11 +226,7 @@ impl Actor {
                 Request::Retire { .. } => {}
             }
         }
-        self.flush_buf()?;
-        if need_sync && self.dirty {
-            self.sync_active()?;
-        }
-        Ok(pending)
+        Ok(need_sync)
     }
 
     fn encode(
@@ -359,24 +405,6 @@ impl Actor {
         Ok(())
     }
 
-    fn answer(&mut self, request: Request) {
-        match request {
-            Request::Append { done, .. } | Request::Batch { done, .. } => {
-                if let Some(done) = done {
-                    done.complete(Ok(()));
-                }
-            }
-            Request::Sync { done } => done.complete(Ok(())),
-            Request::Retire { cutoff_us, done } => {
-                let result = self.retire(cutoff_us);
-                if let Err(e) = &result {
-                    self.shared.poison(e.clone());
-                }
-                done.complete(result);
-            }
-        }
-    }
-
     /// Compaction's install step (see `compaction.rs`).
     fn retire(&mut self, cutoff_us: u64) -> Result<Vec<RetiredSegment>> {
         let now = now_us();
@@ -436,14 +464,21 @@ fn key_of(request: &Request, entry: usize) -> &[u8] {
     }
 }
 
-fn answer_err(request: Request, e: WalError) {
-    match request {
-        Request::Append { done, .. } | Request::Batch { done, .. } => {
-            if let Some(done) = done {
-                done.complete(Err(e));
-            }
+/// A compaction install request still to answer: its cutoff and completer.
+type Install = (u64, Completer<Vec<RetiredSegment>>);
+
+/// Empties the batch into the completers of its appends and syncs (every one gets
+/// the batch's result, answered together by [`complete_all`]) and its compaction
+/// installs.
+fn split_waiters(batch: &mut Vec<Request>) -> (Vec<Completer<()>>, Vec<Install>) {
+    let mut waiting = Vec::with_capacity(batch.len());
+    let mut installs = Vec::new();
+    for request in batch.drain(..) {
+        match request {
+            Request::Append { done, .. } | Request::Batch { done, .. } => waiting.extend(done),
+            Request::Sync { done } => waiting.push(done),
+            Request::Retire { cutoff_us, done } => installs.push((cutoff_us, done)),
         }
-        Request::Sync { done } => done.complete(Err(e)),
-        Request::Retire { done, .. } => done.complete(Err(e)),
     }
+    (waiting, installs)
 }

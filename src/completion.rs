@@ -1,16 +1,37 @@
 //! A one-shot reply slot: how a shard actor answers a caller that waits (durable
 //! appends, `sync`, compaction).
 //!
-//! **Invariant.** Every [`Waiter`] is woken exactly once: by [`Completer::complete`],
-//! or, if the completer is dropped unanswered (the actor panicked, or the request
-//! never reached it), by its `Drop` with [`WalError::ShardStopped`]. A caller can
-//! therefore never hang on a request that was lost.
+//! **Invariant.** Every [`Waiter`] is woken exactly once: by [`Completer::complete`]
+//! or [`complete_all`], or, if the completer is dropped unanswered (the actor
+//! panicked, or the request never reached it), by its `Drop` with
+//! [`WalError::ShardStopped`]. A caller can therefore never hang on a request that
+//! was lost.
+//!
+//! **Wake chaining.** After a group commit the actor answers every waiter of the
+//! batch at once ([`complete_all`]), but wakes only the first. Each answered slot
+//! holds up to two followers (heap order: slot `i` holds `2i+1` and `2i+2`), and
+//! whoever takes a slot's answer wakes its followers: the waiter itself, or its
+//! `Drop` if it was dropped before it waited, or `complete_all` if the waiter was
+//! already gone. Slots are answered last to first, so a follower is always answered
+//! before anyone can wake it. Waking a sleeping thread costs the waker several
+//! microseconds on the machines we measured (about 8 us each on a 2-vCPU VM); chained,
+//! the actor pays for one and goes back to writing and syncing, and the woken
+//! callers spread the rest over the free cores in about log2(n) steps.
 
 use crate::error::{Result, WalError};
 use crate::sync::{lock, wait, Arc, Condvar, Mutex};
 
+struct State<T> {
+    /// The answer, until the waiter takes it.
+    answer: Option<Result<T>>,
+    /// Slots whose waiters this slot's answer-taker must wake (wake chaining).
+    followers: Vec<Arc<Slot<T>>>,
+    /// The waiter is gone: whoever answers the slot wakes its followers itself.
+    abandoned: bool,
+}
+
 struct Slot<T> {
-    value: Mutex<Option<Result<T>>>,
+    state: Mutex<State<T>>,
     ready: Condvar,
 }
 
@@ -28,7 +49,11 @@ pub(crate) struct Waiter<T> {
 /// A connected completer/waiter pair for a request to `shard`.
 pub(crate) fn completion<T>(shard: usize) -> (Completer<T>, Waiter<T>) {
     let slot = Arc::new(Slot {
-        value: Mutex::new(None),
+        state: Mutex::new(State {
+            answer: None,
+            followers: Vec::new(),
+            abandoned: false,
+        }),
         ready: Condvar::new(),
     });
     (
@@ -40,16 +65,53 @@ pub(crate) fn completion<T>(shard: usize) -> (Completer<T>, Waiter<T>) {
     )
 }
 
-fn fill<T>(slot: &Slot<T>, result: Result<T>) {
-    *lock(&slot.value) = Some(result);
-    slot.ready.notify_one();
+/// Answers `slot` and hands it `followers` to wake. Returns the followers back if
+/// the waiter is gone, for the caller to wake.
+fn fill<T>(slot: &Slot<T>, result: Result<T>, followers: Vec<Arc<Slot<T>>>) -> Vec<Arc<Slot<T>>> {
+    let mut state = lock(&slot.state);
+    state.answer = Some(result);
+    if state.abandoned {
+        followers
+    } else {
+        state.followers = followers;
+        Vec::new()
+    }
+}
+
+fn wake<T>(slots: Vec<Arc<Slot<T>>>) {
+    for slot in slots {
+        slot.ready.notify_one();
+    }
+}
+
+/// Answers every completer with `result`, waking their waiters by chaining (see the
+/// module docs): the caller pays for one wake-up, not one per waiter.
+pub(crate) fn complete_all<T: Clone>(completers: Vec<Completer<T>>, result: Result<T>) {
+    let slots: Vec<Arc<Slot<T>>> = completers
+        .into_iter()
+        .filter_map(|mut c| c.slot.take())
+        .collect();
+    let mut orphans = Vec::new();
+    // Last to first: a slot's followers are answered before the slot is.
+    for i in (0..slots.len()).rev() {
+        let followers = [2 * i + 1, 2 * i + 2]
+            .into_iter()
+            .filter_map(|f| slots.get(f).cloned())
+            .collect();
+        orphans.extend(fill(&slots[i], result.clone(), followers));
+    }
+    if let Some(first) = slots.first() {
+        first.ready.notify_one();
+    }
+    wake(orphans);
 }
 
 impl<T> Completer<T> {
     /// Answers the waiter.
     pub(crate) fn complete(mut self, result: Result<T>) {
         if let Some(slot) = self.slot.take() {
-            fill(&slot, result);
+            fill(&slot, result, Vec::new());
+            slot.ready.notify_one();
         }
     }
 }
@@ -57,7 +119,9 @@ impl<T> Completer<T> {
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
-            fill(&slot, Err(WalError::ShardStopped { shard: self.shard }));
+            let shard = self.shard;
+            fill(&slot, Err(WalError::ShardStopped { shard }), Vec::new());
+            slot.ready.notify_one();
         }
     }
 }
@@ -73,10 +137,10 @@ impl<T> Waiter<T> {
         #[cfg(not(loom))]
         if let Some(result) = crate::sync::poll_for(budget, || {
             self.slot
-                .value
+                .state
                 .try_lock()
                 .ok()
-                .and_then(|mut value| value.take())
+                .and_then(|mut state| state.answer.take())
         }) {
             return result;
         }
@@ -85,14 +149,98 @@ impl<T> Waiter<T> {
         self.wait()
     }
 
-    /// Blocks until the request is answered.
+    /// Blocks until the request is answered. (Dropping `self` on the way out wakes
+    /// the slot's followers.)
     pub(crate) fn wait(self) -> Result<T> {
-        let mut value = lock(&self.slot.value);
+        let mut state = lock(&self.slot.state);
         loop {
-            if let Some(result) = value.take() {
+            if let Some(result) = state.answer.take() {
                 return result;
             }
-            value = wait(&self.slot.ready, value);
+            state = wait(&self.slot.ready, state);
+        }
+    }
+}
+
+impl<T> Drop for Waiter<T> {
+    fn drop(&mut self) {
+        let followers = {
+            let mut state = lock(&self.slot.state);
+            state.abandoned = true;
+            std::mem::take(&mut state.followers)
+        };
+        wake(followers);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Answers `n` waiters together while some of them are dropped unwaited (before
+    /// or after the answer): every waiter that waits gets the answer, so no chain
+    /// is broken by a missing link. Runs on real threads; a broken chain hangs, which
+    /// the receive timeout turns into a failure.
+    fn chained(n: usize, dropped: impl Fn(usize) -> bool, drop_early: bool) {
+        let (completers, waiters): (Vec<_>, Vec<_>) = (0..n).map(|_| completion::<u64>(0)).unzip();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut threads = Vec::new();
+        let mut expected = 0;
+        for (i, waiter) in waiters.into_iter().enumerate() {
+            if dropped(i) {
+                if drop_early {
+                    drop(waiter);
+                } else {
+                    threads.push(std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(20));
+                        drop(waiter);
+                    }));
+                }
+                continue;
+            }
+            expected += 1;
+            let tx = tx.clone();
+            threads.push(std::thread::spawn(move || {
+                let _ = tx.send((i, waiter.wait()));
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        complete_all(completers, Ok(7));
+        for _ in 0..expected {
+            let (i, got) = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a chained waiter was never woken");
+            assert_eq!(got.expect("answer"), 7, "waiter {i}");
+        }
+        for t in threads {
+            t.join().expect("thread");
+        }
+    }
+
+    #[test]
+    fn every_waiter_of_a_chain_is_woken() {
+        chained(1, |_| false, false);
+        chained(37, |_| false, false);
+    }
+
+    #[test]
+    fn waiters_dropped_before_the_answer_do_not_break_the_chain() {
+        // Slot 0 (the one the completer wakes) and inner links are dropped.
+        chained(37, |i| i == 0 || i % 3 == 1, true);
+    }
+
+    #[test]
+    fn waiters_dropped_after_the_answer_still_wake_their_followers() {
+        chained(37, |i| i == 0 || i == 1 || i == 5, false);
+    }
+
+    #[test]
+    fn errors_reach_every_waiter_of_the_chain() {
+        let (completers, waiters): (Vec<_>, Vec<_>) = (0..5).map(|_| completion::<()>(3)).unzip();
+        complete_all(completers, Err(WalError::ShardStopped { shard: 3 }));
+        for w in waiters {
+            assert!(matches!(w.wait(), Err(WalError::ShardStopped { shard: 3 })));
         }
     }
 }
