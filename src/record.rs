@@ -79,12 +79,18 @@ fn u64_at(buf: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// The length a record header at the start of `buf` claims (unchecked); `buf` holds
+/// at least [`RECORD_HEADER_LEN`] bytes.
+pub(crate) fn record_len(buf: &[u8]) -> usize {
+    u32_at(buf, 4) as usize
+}
+
 /// Decodes the record at the start of `buf` (which may hold more after it).
 pub(crate) fn decode(buf: &[u8]) -> Result<Decoded<'_>, DecodeError> {
     if buf.len() < RECORD_HEADER_LEN {
         return Err(DecodeError::Incomplete);
     }
-    let len = u32_at(buf, 4) as usize;
+    let len = record_len(buf);
     if len < RECORD_HEADER_LEN {
         return Err(DecodeError::BadLength);
     }

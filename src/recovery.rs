@@ -21,11 +21,12 @@
 use crate::error::{Result, WalError};
 use crate::index::{stage, Location, ShardIndex, Staged};
 use crate::options::RecoveryMode;
-use crate::record::{decode, find_next_valid};
+use crate::record::{decode, find_next_valid, record_len, DecodeError, Decoded, RECORD_HEADER_LEN};
 use crate::segment::{
     parse_segment_file_name, Segment, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN,
 };
 use crate::storage::{sync_directory, FileSegment};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -102,9 +103,17 @@ pub(crate) fn recover_shard(dir: &Path, shard: u32, mode: RecoveryMode) -> Resul
         ..RecoveredShard::empty()
     };
     let count = files.len();
+    let mut buf = Vec::new();
     for (i, (sequence, path)) in files.into_iter().enumerate() {
         let newest = i + 1 == count;
-        if let Some(segment) = recover_segment(&path, shard, sequence, newest, mode, &mut out)? {
+        let scan = Scan {
+            path: &path,
+            shard,
+            sequence,
+            newest,
+            mode,
+        };
+        if let Some(segment) = recover_segment(&scan, &mut out, &mut buf)? {
             out.segments.push(segment);
         }
     }
@@ -112,18 +121,53 @@ pub(crate) fn recover_shard(dir: &Path, shard: u32, mode: RecoveryMode) -> Resul
     Ok(out)
 }
 
-fn recover_segment(
-    path: &Path,
+/// One segment file to recover.
+struct Scan<'a> {
+    path: &'a Path,
     shard: u32,
     sequence: u64,
     newest: bool,
     mode: RecoveryMode,
+}
+
+/// Bytes read at a time while every record checks out.
+const STREAM_CHUNK: usize = 4 * 1024 * 1024;
+
+fn read_whole(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| WalError::io("reading segment", path, e))
+}
+
+/// Recovers one segment. Records are read through `buf` (reused across the shard's
+/// segments, so a reopen does not fault in a fresh segment-sized buffer per file)
+/// for as long as every record checks out, which is the whole file after a clean
+/// close. At the first byte that does not start a valid record, the rest of the file
+/// is judged on the whole file in memory (free space, torn tail or corruption).
+fn recover_segment(
+    scan: &Scan<'_>,
     out: &mut RecoveredShard,
+    buf: &mut Vec<u8>,
 ) -> Result<Option<Segment>> {
-    let data = std::fs::read(path).map_err(|e| WalError::io("reading segment", path, e))?;
-    let header = match SegmentHeader::decode(&data) {
+    let &Scan {
+        path,
+        shard,
+        sequence,
+        newest,
+        mode,
+    } = scan;
+    let io = Arc::new(FileSegment::open(path.to_path_buf())?);
+    let file_len = io
+        .file()
+        .metadata()
+        .map_err(|e| WalError::io("reading segment", path, e))?
+        .len();
+    let mut head = vec![0; SEGMENT_HEADER_LEN.min(file_len as usize)];
+    io.file()
+        .read_exact_at(&mut head, 0)
+        .map_err(|e| WalError::io("reading segment", path, e))?;
+    let header = match SegmentHeader::decode(&head) {
         Ok(h) => h,
         Err(e) => {
+            let data = read_whole(path)?;
             // A newest segment whose header is torn and that holds no valid record
             // was being created when the process died; one whose header reads as all
             // zeros lost its first page in a power cut, and any fsync of the file
@@ -172,35 +216,124 @@ fn recover_segment(
             ),
         });
     }
-    let io = Arc::new(FileSegment::open(path.to_path_buf())?);
     let mut segment = Segment {
         sequence,
         io: io.clone(),
         created_us: header.created_us,
         newest_us: header.created_us,
-        len: data.len() as u64,
-        allocated: data.len() as u64,
+        len: file_len,
+        allocated: file_len,
         writeback_from: 0,
         // Set below, when the segment is handed to the index.
         published: Default::default(),
         records: 0,
         sealed: !newest,
     };
-    let mut pos = SEGMENT_HEADER_LEN;
+    let streamed = stream_records(
+        io.file(),
+        file_len,
+        SEGMENT_HEADER_LEN as u64,
+        buf,
+        STREAM_CHUNK,
+        |pos, record| take_record(&mut out.staged, &mut segment, pos, record),
+    )
+    .map_err(|e| WalError::io("reading segment", path, e))?;
+    if streamed < file_len {
+        let data = read_whole(path)?;
+        judge_rest(scan, &data, streamed as usize, &io, &mut segment, out)?;
+    }
+    out.report.segments += 1;
+    out.report.records += segment.records;
+    segment.published = out.index.add_segment(sequence, io, segment.len);
+    Ok(Some(segment))
+}
+
+/// Counts and stages one valid record at `pos`.
+fn take_record(staged: &mut Staged, segment: &mut Segment, pos: u64, record: &Decoded<'_>) {
+    stage(
+        staged,
+        record.key,
+        Location {
+            segment: segment.sequence,
+            offset: pos as u32,
+            len: record.len as u32,
+        },
+    );
+    segment.records += 1;
+    segment.newest_us = segment.newest_us.max(record.timestamp_us);
+}
+
+/// Reads whole records from `file` (of `len` bytes) from offset `pos` on, through
+/// `buf` in reads of `chunk` bytes (more for a record larger than that), handing each
+/// valid one to `each` with its offset. Returns the offset of the first byte that
+/// does not start a whole valid record: `len` if every byte did.
+fn stream_records(
+    file: &std::fs::File,
+    len: u64,
+    mut pos: u64,
+    buf: &mut Vec<u8>,
+    chunk: usize,
+    mut each: impl FnMut(u64, &Decoded<'_>),
+) -> std::io::Result<u64> {
+    buf.clear();
+    buf.resize(chunk, 0);
+    // `buf[start..filled]` holds the file's bytes from `pos` on.
+    let (mut start, mut filled) = (0, 0);
+    loop {
+        while start < filled {
+            match decode(&buf[start..filled]) {
+                Ok(record) => {
+                    each(pos, &record);
+                    pos += record.len as u64;
+                    start += record.len;
+                }
+                Err(DecodeError::Incomplete) => break,
+                Err(_) => return Ok(pos),
+            }
+        }
+        if pos >= len {
+            return Ok(pos);
+        }
+        buf.copy_within(start..filled, 0);
+        filled -= start;
+        start = 0;
+        if filled >= RECORD_HEADER_LEN {
+            // A record longer than the buffer: make room for all of it, unless it
+            // claims to run past the end of the file (then it is judged as damage).
+            let need = record_len(&buf[..filled]);
+            if need as u64 > len - pos {
+                return Ok(pos);
+            }
+            if need > buf.len() {
+                buf.resize(need, 0);
+            }
+        }
+        let want = (buf.len() - filled).min((len - pos) as usize - filled);
+        if want == 0 {
+            return Ok(pos);
+        }
+        file.read_exact_at(&mut buf[filled..filled + want], pos + filled as u64)?;
+        filled += want;
+    }
+}
+
+/// Judges the bytes of a segment from `pos` on, where streaming stopped: valid
+/// records (after skipped damage), free space, a torn tail, or corruption.
+fn judge_rest(
+    scan: &Scan<'_>,
+    data: &[u8],
+    mut pos: usize,
+    io: &FileSegment,
+    segment: &mut Segment,
+    out: &mut RecoveredShard,
+) -> Result<()> {
+    let &Scan {
+        path, newest, mode, ..
+    } = scan;
     while pos < data.len() {
         match decode(&data[pos..]) {
             Ok(record) => {
-                stage(
-                    &mut out.staged,
-                    record.key,
-                    Location {
-                        segment: sequence,
-                        offset: pos as u32,
-                        len: record.len as u32,
-                    },
-                );
-                segment.records += 1;
-                segment.newest_us = segment.newest_us.max(record.timestamp_us);
+                take_record(&mut out.staged, segment, pos as u64, &record);
                 pos += record.len;
             }
             Err(_) if newest && data[pos..].iter().all(|&b| b == 0) => {
@@ -209,11 +342,11 @@ fn recover_segment(
                 break;
             }
             Err(e) => {
-                let next = find_next_valid(&data, pos + 1);
+                let next = find_next_valid(data, pos + 1);
                 let end = next.unwrap_or(data.len());
                 let unwritten = next.is_none()
                     || data[pos..end].iter().all(|&b| b == 0)
-                    || has_lost_page(&data, pos, end);
+                    || has_lost_page(data, pos, end);
                 if newest && unwritten {
                     truncate(io.file(), path, pos as u64)?;
                     out.report.truncated.push((
@@ -242,10 +375,7 @@ fn recover_segment(
             }
         }
     }
-    out.report.segments += 1;
-    out.report.records += segment.records;
-    segment.published = out.index.add_segment(sequence, io, segment.len);
-    Ok(Some(segment))
+    Ok(())
 }
 
 /// The page size the rule below assumes: the smallest unit the kernel writes back.
@@ -276,4 +406,73 @@ fn truncate(file: &std::fs::File, path: &Path, len: u64) -> Result<()> {
     // at this offset, or a crash could put the torn bytes back behind them.
     file.sync_all()
         .map_err(|e| WalError::io("syncing truncation of", path, e))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::record::encode_into;
+    use std::io::Write;
+
+    /// Records of 1 to 700 value bytes: with a 64-byte chunk, most straddle a read and
+    /// many are larger than the buffer.
+    fn records() -> (Vec<u8>, Vec<u64>) {
+        let mut bytes = Vec::new();
+        let mut offsets = Vec::new();
+        for i in 0..200usize {
+            offsets.push(bytes.len() as u64);
+            let value = vec![i as u8; (i * 37) % 700 + 1];
+            encode_into(&mut bytes, i as u64, format!("k{i}").as_bytes(), &value);
+        }
+        (bytes, offsets)
+    }
+
+    /// Streams `bytes` through chunks of `chunk` bytes; returns the offsets handed
+    /// out and where streaming stopped.
+    fn stream(bytes: &[u8], chunk: usize) -> (Vec<u64>, u64) {
+        let mut file = tempfile::tempfile().expect("temp file");
+        file.write_all(bytes).expect("write");
+        let mut seen = Vec::new();
+        let mut buf = Vec::new();
+        let stop = stream_records(&file, bytes.len() as u64, 0, &mut buf, chunk, |pos, r| {
+            assert_eq!(r.key, format!("k{}", r.timestamp_us).as_bytes());
+            seen.push(pos);
+        })
+        .expect("stream");
+        (seen, stop)
+    }
+
+    #[test]
+    fn streaming_in_small_chunks_finds_every_record() {
+        let (bytes, offsets) = records();
+        for chunk in [64, 1000, STREAM_CHUNK] {
+            let (seen, stop) = stream(&bytes, chunk);
+            assert_eq!(seen, offsets, "chunk {chunk}");
+            assert_eq!(stop, bytes.len() as u64, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn streaming_stops_at_the_first_damaged_record() {
+        let (mut bytes, offsets) = records();
+        bytes[offsets[120] as usize + 25] ^= 0x40;
+        let (seen, stop) = stream(&bytes, 64);
+        assert_eq!(seen, offsets[..120]);
+        assert_eq!(stop, offsets[120]);
+    }
+
+    #[test]
+    fn streaming_stops_at_free_space_and_at_a_torn_record() {
+        let (mut bytes, offsets) = records();
+        let end = bytes.len() as u64;
+        bytes.extend_from_slice(&[0; 5000]);
+        let (seen, stop) = stream(&bytes, 64);
+        assert_eq!((seen.len(), stop), (offsets.len(), end));
+
+        let (bytes, offsets) = records();
+        let torn = &bytes[..bytes.len() - 3];
+        let (seen, stop) = stream(torn, 64);
+        assert_eq!(seen, offsets[..offsets.len() - 1]);
+        assert_eq!(stop, offsets[offsets.len() - 1]);
+    }
 }
