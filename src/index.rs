@@ -218,6 +218,19 @@ impl ShardIndex {
         drop(table);
     }
 
+    /// Forgets every key and segment (the WAL closed): frees the index and closes the
+    /// shard's file handles, so a closed handle that is kept around holds neither.
+    /// Readers that took a snapshot before keep their own handles. Returns the
+    /// sequences forgotten.
+    pub(crate) fn clear(&self) -> Vec<u64> {
+        let mut table = write(&self.segments);
+        let sequences = table.keys().copied().collect();
+        table.clear();
+        self.keys.retain(|_| false);
+        drop(table);
+        sequences
+    }
+
     /// The key's locations and the segments they need, or `None` for an unknown key.
     pub(crate) fn snapshot(&self, key: &[u8]) -> Option<Snapshot> {
         let table = read(&self.segments);

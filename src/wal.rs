@@ -283,7 +283,12 @@ impl Wal {
         shard.shared.barrier()?;
         match shard.shared.index.snapshot(key) {
             Some(snapshot) => Ok(read_records(key, &snapshot, &shard.shared.cache)?.into_iter()),
-            None => Ok(Vec::new().into_iter()),
+            None => {
+                // A close racing this call empties the index after marking the WAL
+                // closed: an empty answer is only true if the WAL is still open.
+                self.check_open()?;
+                Ok(Vec::new().into_iter())
+            }
         }
     }
 
@@ -296,6 +301,8 @@ impl Wal {
             shard.shared.barrier()?;
             keys.extend(shard.shared.index.keys().into_iter().map(K::from));
         }
+        // As in `enumerate_records`: a racing close may have emptied some shards.
+        self.check_open()?;
         Ok(keys.into_iter())
     }
 
@@ -420,13 +427,27 @@ impl Inner {
                 }
             }
         }
+        for s in &self.shards {
+            // The actors are gone and every call now fails with `Closed`: release the
+            // index and the segment files' handles (for `shutdown`, the deleted files'
+            // space) now rather than when the last clone of the handle is dropped.
+            let forgotten = s.shared.index.clear();
+            s.shared.cache.forget_segments(&forgotten);
+        }
         let lock_file = lock(&self.lock).take();
         if remove_files && lock_file.is_some() {
             // The data is being deleted, so a failed final sync no longer matters;
             // a failed deletion does.
             outcome = crate::open::remove_dir_files(&self.path, self.shards.len());
         }
-        drop(lock_file);
+        if let Some(file) = lock_file {
+            // Unlock before closing: a process spawned by another thread holds a copy
+            // of this descriptor until it execs, and the flock would live on in it,
+            // refusing an immediate reopen. An unlock releases it for every copy. If
+            // it fails, closing the descriptor below still releases the lock once
+            // the copies are gone.
+            let _ = file.unlock();
+        }
         *result = Some(outcome.clone());
         outcome
     }

@@ -344,3 +344,52 @@ fn sync_after_reopen_covers_recovered_records() -> TestResult {
     wal.close()?;
     Ok(())
 }
+
+/// The open file descriptors of this process that name a file under `dir`
+/// (`/proc/self/fd`; the links of deleted files end in " (deleted)").
+fn fds_under(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let dir = dir.to_string_lossy().into_owned();
+    entries
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| target.starts_with(&dir))
+        .collect()
+}
+
+/// A closed handle that is kept alive holds no segment file open (after `shutdown`,
+/// no deleted file's space stays pinned), while an open one does.
+#[test]
+fn a_closed_handle_kept_alive_holds_no_segment_files() -> TestResult {
+    for remove in [false, true] {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().join("wal");
+        let wal = Wal::new(&dir, options())?;
+        fill(&wal, true, 50)?;
+        let kept = wal.clone();
+        let open = fds_under(&dir);
+        assert!(
+            open.iter().any(|f| f.contains(".seg")),
+            "an open WAL should hold its segments: {open:?}"
+        );
+        if remove {
+            wal.shutdown()?;
+        } else {
+            wal.close()?;
+        }
+        drop(wal);
+        let left = fds_under(&dir);
+        assert!(left.is_empty(), "closed handle still holds {left:?}");
+        assert!(matches!(
+            kept.enumerate_records("key-0"),
+            Err(WalError::Closed)
+        ));
+        assert!(matches!(
+            kept.enumerate_keys::<Vec<u8>>(),
+            Err(WalError::Closed)
+        ));
+    }
+    Ok(())
+}

@@ -233,3 +233,47 @@ fn lock_is_released_when_the_holder_is_killed() -> TestResult {
     wal.close()?;
     Ok(())
 }
+
+/// Closing releases the lock even while another thread of the process is spawning
+/// processes. A spawned child holds a copy of every descriptor until it execs, and an
+/// flock lives until its last descriptor is closed, so a close that only dropped its
+/// descriptor could leave the directory locked for a moment, and an immediate reopen
+/// failed with `Locked` (seen as a flaky `bad_input` test while another test ran
+/// `mount`). Close unlocks explicitly.
+#[test]
+fn close_then_reopen_while_the_process_spawns_children() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("wal");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spawner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut spawned = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(mut child) = Command::new("true").stdin(Stdio::null()).spawn() {
+                    let _ = child.wait();
+                    spawned += 1;
+                }
+            }
+            spawned
+        })
+    };
+    let mut outcome = Ok(());
+    for cycle in 0..300 {
+        let result = Wal::new(&dir, options()).and_then(|wal| {
+            wal.append_entry("k", Bytes::from(format!("v{cycle}")), false)?;
+            wal.close()
+        });
+        if let Err(e) = result {
+            outcome = Err(format!("cycle {cycle}: {e}"));
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let spawned = spawner.join().map_err(|_| "spawner panicked")?;
+    assert!(spawned > 0, "no child was spawned during the test");
+    outcome?;
+    let wal = Wal::new(&dir, options())?;
+    assert_eq!(wal.enumerate_records("k")?.count(), 300);
+    Ok(())
+}
