@@ -20,9 +20,25 @@ use std::path::{Path, PathBuf};
 
 pub(crate) const LOCK_FILE: &str = "LOCK";
 
+/// The directory lock: an flock on `DIR/LOCK`, held until this is dropped.
+///
+/// Dropping unlocks explicitly before closing the descriptor: a process spawned by
+/// another thread holds a copy of every descriptor until it execs, and an flock lives
+/// as long as any copy does, so only closing ours could leave the directory locked
+/// for a moment and refuse an immediate reopen (`exclusion_lock.rs`:
+/// `close_then_reopen_while_the_process_spawns_children`). An unlock releases it for
+/// every copy. If it fails, closing still releases the lock once the copies are gone.
+pub(crate) struct DirLock(File);
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
 /// A directory that is open: its lock, shard count and recovered shards.
 pub(crate) struct Opened {
-    pub(crate) lock: File,
+    pub(crate) lock: DirLock,
     pub(crate) shards: Vec<RecoveredShard>,
     pub(crate) report: RecoveryReport,
 }
@@ -39,7 +55,7 @@ fn entry_names(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>> {
     Ok(out)
 }
 
-fn lock_dir(dir: &Path) -> Result<File> {
+fn lock_dir(dir: &Path) -> Result<DirLock> {
     let path = dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -49,7 +65,7 @@ fn lock_dir(dir: &Path) -> Result<File> {
         .open(&path)
         .map_err(|e| WalError::io("opening lock file", &path, e))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => Ok(DirLock(file)),
         Err(std::fs::TryLockError::WouldBlock) => Err(WalError::Locked { path }),
         Err(std::fs::TryLockError::Error(e)) => Err(WalError::io("locking", &path, e)),
     }

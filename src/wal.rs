@@ -10,6 +10,7 @@ use crate::compaction::{self, CompactionReport};
 use crate::completion::completion;
 use crate::error::{Result, WalError};
 use crate::hash::shard_for;
+use crate::open::DirLock;
 use crate::options::WalOptions;
 use crate::read::read_records;
 use crate::recovery::{RecoveredShard, RecoveryReport};
@@ -18,7 +19,6 @@ use crate::stats::{ShardStats, WalStats};
 use crate::storage::{FsStorage, Storage};
 use crate::sync::{lock, Arc, AtomicBool, Mutex, Ordering, ThreadBuilder};
 use bytes::Bytes;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// An open write-ahead log. Clone it freely: every clone is the same WAL.
@@ -37,7 +37,7 @@ struct Inner {
     closed: AtomicBool,
     /// `Some` once closed: the result every later `close` returns.
     close_result: Mutex<Option<Result<()>>>,
-    lock: Mutex<Option<File>>,
+    lock: Mutex<Option<DirLock>>,
     recovery: RecoveryReport,
 }
 
@@ -86,7 +86,7 @@ impl Wal {
         options: WalOptions,
         storage: std::sync::Arc<dyn Storage>,
         recovered: Vec<RecoveredShard>,
-        lock_file: Option<File>,
+        lock_file: Option<DirLock>,
         recovery: RecoveryReport,
     ) -> Result<Wal> {
         let config = ActorConfig {
@@ -440,14 +440,8 @@ impl Inner {
             // a failed deletion does.
             outcome = crate::open::remove_dir_files(&self.path, self.shards.len());
         }
-        if let Some(file) = lock_file {
-            // Unlock before closing: a process spawned by another thread holds a copy
-            // of this descriptor until it execs, and the flock would live on in it,
-            // refusing an immediate reopen. An unlock releases it for every copy. If
-            // it fails, closing the descriptor below still releases the lock once
-            // the copies are gone.
-            let _ = file.unlock();
-        }
+        // Unlocks the directory (see `DirLock`).
+        drop(lock_file);
         *result = Some(outcome.clone());
         outcome
     }
