@@ -471,7 +471,8 @@ type Install = (u64, Completer<Vec<RetiredSegment>>);
 /// the batch's result, answered together by [`complete_all`]) and its compaction
 /// installs.
 fn split_waiters(batch: &mut Vec<Request>) -> (Vec<Completer<()>>, Vec<Install>) {
-    let mut waiting = Vec::with_capacity(batch.len());
+    // Grown only by what the batch holds: a non-durable batch allocates nothing here.
+    let mut waiting = Vec::new();
     let mut installs = Vec::new();
     for request in batch.drain(..) {
         match request {

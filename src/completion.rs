@@ -107,8 +107,12 @@ pub(crate) fn complete_all<T: Clone>(completers: Vec<Completer<T>>, result: Resu
 }
 
 impl<T> Completer<T> {
-    /// Answers the waiter.
+    /// Answers the waiter alone (no chain).
     pub(crate) fn complete(mut self, result: Result<T>) {
+        self.answer(result);
+    }
+
+    fn answer(&mut self, result: Result<T>) {
         if let Some(slot) = self.slot.take() {
             fill(&slot, result, Vec::new());
             slot.ready.notify_one();
@@ -118,11 +122,8 @@ impl<T> Completer<T> {
 
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            let shard = self.shard;
-            fill(&slot, Err(WalError::ShardStopped { shard }), Vec::new());
-            slot.ready.notify_one();
-        }
+        let shard = self.shard;
+        self.answer(Err(WalError::ShardStopped { shard }));
     }
 }
 
