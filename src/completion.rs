@@ -25,10 +25,14 @@ struct State<T> {
     /// The answer, until the waiter takes it.
     answer: Option<Result<T>>,
     /// Slots whose waiters this slot's answer-taker must wake (wake chaining).
-    followers: Vec<Arc<Slot<T>>>,
+    followers: Followers<T>,
     /// The waiter is gone: whoever answers the slot wakes its followers itself.
     abandoned: bool,
 }
+
+/// A slot's followers in the wake chain (fixed size: the actor allocates nothing
+/// per waiter to build the chain).
+type Followers<T> = [Option<Arc<Slot<T>>>; 2];
 
 struct Slot<T> {
     state: Mutex<State<T>>,
@@ -51,7 +55,7 @@ pub(crate) fn completion<T>(shard: usize) -> (Completer<T>, Waiter<T>) {
     let slot = Arc::new(Slot {
         state: Mutex::new(State {
             answer: None,
-            followers: Vec::new(),
+            followers: [None, None],
             abandoned: false,
         }),
         ready: Condvar::new(),
@@ -67,19 +71,19 @@ pub(crate) fn completion<T>(shard: usize) -> (Completer<T>, Waiter<T>) {
 
 /// Answers `slot` and hands it `followers` to wake. Returns the followers back if
 /// the waiter is gone, for the caller to wake.
-fn fill<T>(slot: &Slot<T>, result: Result<T>, followers: Vec<Arc<Slot<T>>>) -> Vec<Arc<Slot<T>>> {
+fn fill<T>(slot: &Slot<T>, result: Result<T>, followers: Followers<T>) -> Followers<T> {
     let mut state = lock(&slot.state);
     state.answer = Some(result);
     if state.abandoned {
         followers
     } else {
         state.followers = followers;
-        Vec::new()
+        [None, None]
     }
 }
 
-fn wake<T>(slots: Vec<Arc<Slot<T>>>) {
-    for slot in slots {
+fn wake<T>(slots: impl IntoIterator<Item = Option<Arc<Slot<T>>>>) {
+    for slot in slots.into_iter().flatten() {
         slot.ready.notify_one();
     }
 }
@@ -94,10 +98,7 @@ pub(crate) fn complete_all<T: Clone>(completers: Vec<Completer<T>>, result: Resu
     let mut orphans = Vec::new();
     // Last to first: a slot's followers are answered before the slot is.
     for i in (0..slots.len()).rev() {
-        let followers = [2 * i + 1, 2 * i + 2]
-            .into_iter()
-            .filter_map(|f| slots.get(f).cloned())
-            .collect();
+        let followers = [slots.get(2 * i + 1).cloned(), slots.get(2 * i + 2).cloned()];
         orphans.extend(fill(&slots[i], result.clone(), followers));
     }
     if let Some(first) = slots.first() {
@@ -114,7 +115,7 @@ impl<T> Completer<T> {
 
     fn answer(&mut self, result: Result<T>) {
         if let Some(slot) = self.slot.take() {
-            fill(&slot, result, Vec::new());
+            fill(&slot, result, [None, None]);
             slot.ready.notify_one();
         }
     }
