@@ -140,8 +140,8 @@ fn read_whole(path: &Path) -> Result<Vec<u8>> {
 /// Recovers one segment. Records are read through `buf` (reused across the shard's
 /// segments, so a reopen does not fault in a fresh segment-sized buffer per file)
 /// for as long as every record checks out, which is the whole file after a clean
-/// close. At the first byte that does not start a valid record, the rest of the file
-/// is judged on the whole file in memory (free space, torn tail or corruption).
+/// close. From the first byte that does not start a valid record, the rest of the
+/// file is read in one piece and judged (free space, torn tail or corruption).
 fn recover_segment(
     scan: &Scan<'_>,
     out: &mut RecoveredShard,
@@ -239,8 +239,21 @@ fn recover_segment(
     )
     .map_err(|e| WalError::io("reading segment", path, e))?;
     if streamed < file_len {
-        let data = read_whole(path)?;
-        judge_rest(scan, &data, streamed as usize, &io, &mut segment, out)?;
+        // Only the rest of the file is judged, from the start of the page that holds
+        // the first bad byte: page-aligned, so the lost-page rule sees the file's
+        // own page boundaries.
+        let base = streamed - streamed % PAGE as u64;
+        buf.clear();
+        buf.resize((file_len - base) as usize, 0);
+        io.file()
+            .read_exact_at(buf, base)
+            .map_err(|e| WalError::io("reading segment", path, e))?;
+        let rest = Rest {
+            data: buf,
+            base,
+            from: (streamed - base) as usize,
+        };
+        judge_rest(scan, &rest, &io, &mut segment, out)?;
     }
     out.report.segments += 1;
     out.report.records += segment.records;
@@ -275,8 +288,9 @@ fn stream_records(
     chunk: usize,
     mut each: impl FnMut(u64, &Decoded<'_>),
 ) -> std::io::Result<u64> {
-    buf.clear();
-    buf.resize(chunk, 0);
+    if buf.len() < chunk {
+        buf.resize(chunk, 0);
+    }
     // `buf[start..filled]` holds the file's bytes from `pos` on.
     let (mut start, mut filled) = (0, 0);
     loop {
@@ -317,12 +331,19 @@ fn stream_records(
     }
 }
 
-/// Judges the bytes of a segment from `pos` on, where streaming stopped: valid
-/// records (after skipped damage), free space, a torn tail, or corruption.
+/// The end of a segment file where streaming stopped: `data` holds the file from
+/// offset `base` (page-aligned) on, and judging starts at `data[from]`.
+struct Rest<'a> {
+    data: &'a [u8],
+    base: u64,
+    from: usize,
+}
+
+/// Judges the rest of a segment, where streaming stopped: valid records (after
+/// skipped damage), free space, a torn tail, or corruption.
 fn judge_rest(
     scan: &Scan<'_>,
-    data: &[u8],
-    mut pos: usize,
+    rest: &Rest<'_>,
     io: &FileSegment,
     segment: &mut Segment,
     out: &mut RecoveredShard,
@@ -330,15 +351,19 @@ fn judge_rest(
     let &Scan {
         path, newest, mode, ..
     } = scan;
+    let &Rest { data, base, from } = rest;
+    // File offset of `data[p]`.
+    let at = |p: usize| base + p as u64;
+    let mut pos = from;
     while pos < data.len() {
         match decode(&data[pos..]) {
             Ok(record) => {
-                take_record(&mut out.staged, segment, pos as u64, &record);
+                take_record(&mut out.staged, segment, at(pos), &record);
                 pos += record.len;
             }
             Err(_) if newest && data[pos..].iter().all(|&b| b == 0) => {
                 // Space the writer preallocated and had not reached: free, not damage.
-                segment.len = pos as u64;
+                segment.len = at(pos);
                 break;
             }
             Err(e) => {
@@ -348,27 +373,24 @@ fn judge_rest(
                     || data[pos..end].iter().all(|&b| b == 0)
                     || has_lost_page(data, pos, end);
                 if newest && unwritten {
-                    truncate(io.file(), path, pos as u64)?;
+                    truncate(io.file(), path, at(pos))?;
                     out.report.truncated.push((
                         path.to_path_buf(),
-                        pos as u64,
+                        at(pos),
                         (data.len() - pos) as u64,
                     ));
-                    segment.len = pos as u64;
-                    segment.allocated = pos as u64;
+                    segment.len = at(pos);
+                    segment.allocated = at(pos);
                     break;
                 }
                 match mode {
                     RecoveryMode::Strict => {
-                        return Err(WalError::corruption(path, pos as u64, e.reason()))
+                        return Err(WalError::corruption(path, at(pos), e.reason()))
                     }
                     RecoveryMode::SkipCorrupted => {
-                        let end = next.unwrap_or(data.len());
-                        out.report.skipped.push((
-                            path.to_path_buf(),
-                            pos as u64,
-                            (end - pos) as u64,
-                        ));
+                        out.report
+                            .skipped
+                            .push((path.to_path_buf(), at(pos), (end - pos) as u64));
                         pos = end;
                     }
                 }

@@ -1,0 +1,151 @@
+//! Guarantee 4 far into a segment: recovery streams a segment until the first byte
+//! that does not start a valid record and judges the rest of the file from that
+//! byte's page on. These cases put the damage tens of KiB into large segments, so
+//! every offset recovery reports comes from that second read: a torn tail, a lost
+//! (zero) page in the newest segment, and a bit flip in a sealed segment, in both
+//! recovery modes.
+
+mod common;
+
+use bytes::Bytes;
+use common::{records_of_file, segment_files, RecordPos, TestResult};
+use nano_wal::{RecoveryMode, Wal, WalError, WalOptions};
+use std::path::{Path, PathBuf};
+
+const RECORDS: usize = 400;
+
+fn options() -> WalOptions {
+    WalOptions::default()
+        .with_shards(1)
+        .with_max_key_size(64)
+        .with_max_record_size(1024)
+        .with_max_segment_size(64 * 1024)
+}
+
+/// Value of record `i`: its number first, then 150-400 bytes of filler.
+fn value_of(i: usize) -> Bytes {
+    Bytes::from(format!("{i:05}|{}", "d".repeat(150 + (i * 37) % 250)))
+}
+
+/// Writes `RECORDS` records under one key and closes; returns the WAL directory and
+/// its segment files (at least two, so the first is sealed).
+fn write(root: &Path) -> Result<(PathBuf, Vec<PathBuf>), Box<dyn std::error::Error>> {
+    let dir = root.join("wal");
+    let wal = Wal::new(&dir, options())?;
+    for i in 0..RECORDS {
+        wal.append_entry("k", value_of(i), i % 50 == 0)?;
+    }
+    wal.close()?;
+    let files = segment_files(&dir, 0)?;
+    assert!(files.len() >= 2, "the test wants a sealed segment");
+    Ok((dir, files))
+}
+
+/// Record numbers found under the key.
+fn numbers(wal: &Wal) -> Result<Vec<usize>, Box<dyn std::error::Error>> {
+    wal.enumerate_records("k")?
+        .map(|v| Ok(std::str::from_utf8(&v[..5])?.parse::<usize>()?))
+        .collect()
+}
+
+fn number_of(r: &RecordPos) -> usize {
+    std::str::from_utf8(&r.value[..5])
+        .expect("utf-8")
+        .parse()
+        .expect("record number")
+}
+
+#[test]
+fn a_torn_last_record_deep_in_the_newest_segment_is_cut_at_its_offset() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (dir, files) = write(tmp.path())?;
+    let newest = files.last().expect("a segment");
+    let records = records_of_file(newest)?;
+    let last = records.last().expect("a record");
+    assert!(
+        last.offset > 16 * 1024,
+        "the cut must lie past the first pages"
+    );
+    let cut_at = last.offset + last.len / 2;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(newest)?
+        .set_len(cut_at)?;
+
+    let wal = Wal::new(&dir, options())?;
+    assert_eq!(
+        wal.recovery_report().truncated,
+        vec![(newest.clone(), last.offset, cut_at - last.offset)]
+    );
+    let want: Vec<usize> = (0..RECORDS).filter(|&i| i != number_of(last)).collect();
+    assert_eq!(numbers(&wal)?, want);
+    wal.close()?;
+    Ok(())
+}
+
+#[test]
+fn a_lost_page_deep_in_the_newest_segment_is_a_torn_tail() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (dir, files) = write(tmp.path())?;
+    let newest = files.last().expect("a segment");
+    let records = records_of_file(newest)?;
+    // Zero a page-aligned page near the end: a page the disk never got, with valid
+    // records after it (written later, they reached the disk first).
+    let mut data = std::fs::read(newest)?;
+    let page = (data.len() as u64 / 4096 - 2) * 4096;
+    assert!(page > 16 * 1024, "the hole must lie past the first pages");
+    let first_hit = records
+        .iter()
+        .find(|r| r.offset + r.len > page)
+        .expect("a record over the page")
+        .clone();
+    assert!(
+        records.iter().any(|r| r.offset >= page + 4096),
+        "a valid record must follow the hole"
+    );
+    data[page as usize..page as usize + 4096].fill(0);
+    std::fs::write(newest, &data)?;
+
+    let wal = Wal::new(&dir, options())?;
+    let report = wal.recovery_report().clone();
+    assert_eq!(report.truncated.len(), 1, "{report:?}");
+    assert_eq!(report.truncated[0].0, *newest);
+    assert_eq!(report.truncated[0].1, first_hit.offset);
+    let kept: Vec<usize> = numbers(&wal)?;
+    assert_eq!(kept, (0..number_of(&first_hit)).collect::<Vec<_>>());
+    wal.close()?;
+    Ok(())
+}
+
+#[test]
+fn a_bit_flip_deep_in_a_sealed_segment_is_named_and_can_be_skipped() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (dir, files) = write(tmp.path())?;
+    let sealed = &files[0];
+    let records = records_of_file(sealed)?;
+    let hit = records
+        .iter()
+        .find(|r| r.offset > 20 * 1024)
+        .expect("a record past 20 KiB")
+        .clone();
+    let mut data = std::fs::read(sealed)?;
+    data[(hit.offset + hit.len - 3) as usize] ^= 0x10;
+    std::fs::write(sealed, &data)?;
+
+    match Wal::new(&dir, options()) {
+        Err(WalError::Corruption { path, offset, .. }) => {
+            assert_eq!((path, offset), (sealed.clone(), hit.offset));
+        }
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+    let salvage = options().with_recovery_mode(RecoveryMode::SkipCorrupted);
+    let wal = Wal::new(&dir, salvage)?;
+    assert_eq!(
+        wal.recovery_report().skipped,
+        vec![(sealed.clone(), hit.offset, hit.len)]
+    );
+    let want: Vec<usize> = (0..RECORDS).filter(|&i| i != number_of(&hit)).collect();
+    assert_eq!(numbers(&wal)?, want);
+    wal.close()?;
+    Ok(())
+}
