@@ -6,8 +6,8 @@
 //! panics if one of their invariants breaks:
 //!
 //! - nothing panics, whatever the bytes;
-//! - a decoded record lies within the input, its parts add up to its length, and it
-//!   re-encodes to exactly the bytes it was decoded from;
+//! - a decoded record (or sync marker) lies within the input, its parts add up to
+//!   its length, and it re-encodes to exactly the bytes it was decoded from;
 //! - each decode error is the documented one for the bytes (too short, impossible
 //!   lengths, checksum);
 //! - the scanner returns only offsets past its start where a record decodes, and no
@@ -16,8 +16,10 @@
 //! - walking the bytes as a segment (header, then records with the scanner over
 //!   damage, as recovery does) always moves forward and ends inside the input.
 
-use crate::record::RECORD_HEADER_LEN;
-use crate::record::{decode, encode_into, encoded_len, find_next_valid, DecodeError};
+use crate::record::{
+    decode, encode_into, encode_marker, encoded_len, find_next_valid, DecodeError,
+};
+use crate::record::{MARKER_KEY_LEN, MARKER_LEN, RECORD_HEADER_LEN};
 use crate::segment::{HeaderError, SegmentHeader, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 
 fn u32_at(buf: &[u8], at: usize) -> u32 {
@@ -35,8 +37,19 @@ fn check_record(buf: &[u8]) -> Option<usize> {
             );
             assert_eq!(RECORD_HEADER_LEN + r.key.len() + r.value.len(), r.len);
             assert_eq!(r.len, u32_at(buf, 4) as usize);
-            assert_eq!(r.key.len(), u32_at(buf, 16) as usize);
             let mut again = Vec::new();
+            if let Some(synced) = r.synced_through {
+                assert_eq!(u32_at(buf, 16), MARKER_KEY_LEN);
+                assert_eq!((r.len, r.key.len()), (MARKER_LEN, 0));
+                encode_marker(&mut again, r.timestamp_us, synced);
+                assert_eq!(
+                    &again[..],
+                    &buf[..r.len],
+                    "a marker re-encodes to its bytes"
+                );
+                return Some(r.len);
+            }
+            assert_eq!(r.key.len(), u32_at(buf, 16) as usize);
             encode_into(&mut again, r.timestamp_us, r.key, r.value);
             assert_eq!(again.len(), encoded_len(r.key.len(), r.value.len()));
             assert_eq!(
@@ -52,9 +65,15 @@ fn check_record(buf: &[u8]) -> Option<usize> {
         }
         Err(DecodeError::BadLength) => {
             let len = u32_at(buf, 4) as usize;
+            let key_len = u32_at(buf, 16);
             assert!(
                 len < RECORD_HEADER_LEN
-                    || (len <= buf.len() && u32_at(buf, 16) as usize > len - RECORD_HEADER_LEN)
+                    || (len <= buf.len()
+                        && if key_len == MARKER_KEY_LEN {
+                            len != MARKER_LEN
+                        } else {
+                            key_len as usize > len - RECORD_HEADER_LEN
+                        })
             );
             None
         }

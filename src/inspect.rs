@@ -43,7 +43,10 @@ use crate::hash::shard_for;
 use crate::manifest::{Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
 use crate::record::{decode, find_next_valid, Decoded};
 use crate::recovery::list_segments;
-use crate::segment::{parse_segment_file_name, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN};
+use crate::segment::{
+    parse_segment_file_name, SegmentHeader, FORMAT_VERSION, OLDEST_READABLE_VERSION,
+    SEGMENT_HEADER_LEN,
+};
 use crate::storage::shard_dir_name;
 use std::collections::HashSet;
 use std::fmt;
@@ -231,8 +234,11 @@ pub struct SegmentScan {
     pub data_len: u64,
     /// Zero bytes at the end of the newest segment: preallocated free space.
     pub free_len: u64,
-    /// Valid records.
+    /// Valid records (sync markers not included).
     pub records: u64,
+    /// Valid sync markers: bookkeeping records saying that the shard's segments up
+    /// to some sequence number are durable (docs/FORMAT.md); never returned to readers.
+    pub markers: u64,
     /// Distinct keys among the valid records.
     pub keys: u64,
     /// Encoded bytes of the valid records (record headers included).
@@ -470,6 +476,7 @@ impl SegmentFile {
             data_len: 0,
             free_len: 0,
             records: 0,
+            markers: 0,
             keys: 0,
             record_bytes: 0,
             key_bytes: 0,
@@ -491,6 +498,7 @@ impl SegmentFile {
         out.keys = keys.len() as u64;
         shard_keys.extend(keys);
         out.header = walked.header;
+        out.markers = walked.markers;
         out.data_len = walked.data_len;
         out.free_len = walked.free_len;
         out.damage = walked.damage;
@@ -744,17 +752,20 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 /// What walking a segment's bytes found, besides the records.
 struct Walked {
     header: Option<SegmentHeaderInfo>,
+    markers: u64,
     data_len: u64,
     free_len: u64,
     damage: Vec<Damage>,
 }
 
 /// Checks the header and every record of a segment's bytes, calling `on_record` with
-/// the offset of each valid record, and classifies damage by the recovery rules.
+/// the offset of each valid record (sync markers are counted, not passed on), and
+/// classifies damage by the recovery rules.
 fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decoded<'_>)) -> Walked {
     let path = &file.path;
     let mut out = Walked {
         header: None,
+        markers: 0,
         data_len: 0,
         free_len: 0,
         damage: Vec::new(),
@@ -803,13 +814,14 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
                 sequence: h.sequence,
                 created_us: h.created_us,
             });
-            if h.version != FORMAT_VERSION {
+            if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&h.version) {
                 out.damage.push(damage(
                     8,
                     4,
                     DamageKind::UnsupportedVersion,
                     format!(
-                        "segment format version {}; this build reads version {FORMAT_VERSION} \
+                        "segment format version {}; this build reads versions \
+                         {OLDEST_READABLE_VERSION} to {FORMAT_VERSION} \
                          (records not checked)",
                         h.version
                     ),
@@ -835,7 +847,11 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
     while pos < data.len() {
         let error = match decode(&data[pos..]) {
             Ok(record) => {
-                on_record(pos, &record);
+                if record.synced_through.is_some() {
+                    out.markers += 1;
+                } else {
+                    on_record(pos, &record);
+                }
                 pos += record.len;
                 out.data_len = pos as u64;
                 continue;
@@ -1083,18 +1099,18 @@ mod tests {
 
     #[test]
     fn header_version_and_identity() -> TestResult {
-        let mut v2 = SegmentHeader {
-            version: 2,
+        let mut future = SegmentHeader {
+            version: FORMAT_VERSION + 1,
             shard: 0,
             sequence: 1,
             created_us: 0,
         }
         .encode()
         .to_vec();
-        record(&mut v2, 1, b"k", b"v");
+        record(&mut future, 1, b"k", b"v");
         let mut wrong = header(0, 7);
         record(&mut wrong, 1, b"k", b"v");
-        let dir = wal_with(&[v2, wrong])?;
+        let dir = wal_with(&[future, wrong])?;
         let scan = scan(dir.path())?;
         assert_eq!(
             only_damage(&scan),

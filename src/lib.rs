@@ -80,6 +80,7 @@ mod shard;
 mod stats;
 mod storage;
 mod sync;
+mod syncer;
 mod wal;
 
 pub use compaction::CompactionReport;

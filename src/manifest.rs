@@ -13,7 +13,6 @@
 
 use crate::error::{Result, WalError};
 use crate::hash::HASH_ALGORITHM_ID;
-use crate::segment::FORMAT_VERSION;
 use crate::storage::sync_directory;
 use std::io::Write;
 use std::path::Path;
@@ -22,6 +21,8 @@ pub(crate) const MANIFEST_FILE: &str = "MANIFEST";
 pub(crate) const MANIFEST_TMP_FILE: &str = "MANIFEST.tmp";
 const MANIFEST_MAGIC: &[u8; 8] = b"NANOWALM";
 const MANIFEST_LEN: usize = 24;
+/// The manifest's own layout version (segments have theirs, `segment::FORMAT_VERSION`).
+const MANIFEST_VERSION: u32 = 1;
 
 /// The decoded manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +34,7 @@ impl Manifest {
     fn encode(&self) -> [u8; MANIFEST_LEN] {
         let mut b = [0u8; MANIFEST_LEN];
         b[0..8].copy_from_slice(MANIFEST_MAGIC);
-        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&MANIFEST_VERSION.to_le_bytes());
         b[12..16].copy_from_slice(&self.shards.to_le_bytes());
         b[16..20].copy_from_slice(&HASH_ALGORITHM_ID.to_le_bytes());
         let crc = crc32c::crc32c(&b[0..20]);
@@ -68,11 +69,11 @@ impl Manifest {
             ));
         }
         let version = u32_at(8);
-        if version != FORMAT_VERSION {
+        if version != MANIFEST_VERSION {
             return Err(WalError::UnsupportedVersion {
                 path,
                 found: version,
-                supported: FORMAT_VERSION,
+                supported: MANIFEST_VERSION,
             });
         }
         let shards = u32_at(12);

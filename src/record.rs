@@ -12,9 +12,18 @@
 //!
 //! All integers little-endian. The checksum covers everything after itself, so a
 //! flipped bit in a length, the timestamp, the key or the value is caught.
+//!
+//! A *sync marker* (format version 2) is a record whose `key_len` is `0xFFFF_FFFF`,
+//! which no data record can have, followed by one u64: every segment of the shard up
+//! to that sequence number was made durable before the marker was written (see
+//! `syncer.rs`). It is 28 bytes long and never indexed or returned to readers.
 
 /// Bytes before the key.
 pub(crate) const RECORD_HEADER_LEN: usize = 20;
+/// The `key_len` of a sync marker.
+pub(crate) const MARKER_KEY_LEN: u32 = u32::MAX;
+/// Length of a sync marker: the header and one u64.
+pub(crate) const MARKER_LEN: usize = RECORD_HEADER_LEN + 8;
 
 /// A record whose checksum and lengths hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +32,9 @@ pub(crate) struct Decoded<'a> {
     pub(crate) timestamp_us: u64,
     pub(crate) key: &'a [u8],
     pub(crate) value: &'a [u8],
+    /// For a sync marker, the sequence number it vouches for (`key` is then empty and
+    /// `value` holds the 8 encoded bytes); `None` for a data record.
+    pub(crate) synced_through: Option<u64>,
 }
 
 /// Why bytes are not a record.
@@ -67,6 +79,18 @@ pub(crate) fn encode_into(buf: &mut Vec<u8>, timestamp_us: u64, key: &[u8], valu
     buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Appends a sync marker saying that every segment up to `synced_through` is durable.
+pub(crate) fn encode_marker(buf: &mut Vec<u8>, timestamp_us: u64, synced_through: u64) {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&(MARKER_LEN as u32).to_le_bytes());
+    buf.extend_from_slice(&timestamp_us.to_le_bytes());
+    buf.extend_from_slice(&MARKER_KEY_LEN.to_le_bytes());
+    buf.extend_from_slice(&synced_through.to_le_bytes());
+    let crc = crc32c::crc32c(&buf[start + 4..]);
+    buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
 fn u32_at(buf: &[u8], at: usize) -> u32 {
     let mut b = [0; 4];
     b.copy_from_slice(&buf[at..at + 4]);
@@ -97,8 +121,9 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Decoded<'_>, DecodeError> {
     if len > buf.len() {
         return Err(DecodeError::Incomplete);
     }
-    let key_len = u32_at(buf, 16) as usize;
-    if key_len > len - RECORD_HEADER_LEN {
+    let marker = u32_at(buf, 16) == MARKER_KEY_LEN;
+    let key_len = if marker { 0 } else { u32_at(buf, 16) as usize };
+    if (marker && len != MARKER_LEN) || key_len > len - RECORD_HEADER_LEN {
         return Err(DecodeError::BadLength);
     }
     if crc32c::crc32c(&buf[4..len]) != u32_at(buf, 0) {
@@ -110,6 +135,7 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Decoded<'_>, DecodeError> {
         timestamp_us: u64_at(buf, 8),
         key: &buf[RECORD_HEADER_LEN..key_end],
         value: &buf[key_end..len],
+        synced_through: marker.then(|| u64_at(buf, RECORD_HEADER_LEN)),
     })
 }
 
@@ -175,6 +201,33 @@ mod tests {
         for cut in 0..buf.len() {
             assert!(decode(&buf[..cut]).is_err(), "cut at {cut} decoded");
         }
+    }
+
+    #[test]
+    fn a_sync_marker_decodes_as_a_marker_and_every_bit_flip_is_caught() {
+        let mut buf = Vec::new();
+        encode_marker(&mut buf, 9, 0x0A0B_0C0D_0E0F_1011);
+        assert_eq!(buf.len(), MARKER_LEN);
+        assert_eq!(&buf[16..20], &[0xFF; 4]);
+        let d = decode(&buf).expect("valid marker");
+        assert_eq!(d.synced_through, Some(0x0A0B_0C0D_0E0F_1011));
+        assert_eq!((d.len, d.timestamp_us, d.key), (MARKER_LEN, 9, &b""[..]));
+        assert_eq!(
+            decode(&one(1, b"k", b"v")).expect("record").synced_through,
+            None
+        );
+        for bit in 0..buf.len() * 8 {
+            let mut bad = buf.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode(&bad).is_err(), "flip of bit {bit} went unnoticed");
+        }
+        // A marker key length with any other record length is impossible.
+        let mut long = buf.clone();
+        long.push(0);
+        long[4..8].copy_from_slice(&(MARKER_LEN as u32 + 1).to_le_bytes());
+        let crc = crc32c::crc32c(&long[4..]);
+        long[0..4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(&long), Err(DecodeError::BadLength));
     }
 
     #[test]

@@ -23,7 +23,8 @@ use crate::index::{stage, Location, ShardIndex, Staged};
 use crate::options::RecoveryMode;
 use crate::record::{decode, find_next_valid, record_len, DecodeError, Decoded, RECORD_HEADER_LEN};
 use crate::segment::{
-    parse_segment_file_name, Segment, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN,
+    parse_segment_file_name, Segment, SegmentHeader, FORMAT_VERSION, OLDEST_READABLE_VERSION,
+    SEGMENT_HEADER_LEN,
 };
 use crate::storage::{sync_directory, FileSegment};
 use std::os::unix::fs::FileExt;
@@ -61,6 +62,9 @@ pub(crate) struct RecoveredShard {
     pub(crate) segments: Vec<Segment>,
     pub(crate) next_sequence: u64,
     pub(crate) report: RecoveryReport,
+    /// Every segment up to this sequence is durable, as a valid sync marker says
+    /// (0: no marker found).
+    pub(crate) synced_through: u64,
 }
 
 /// Lists the segment files of a shard directory, oldest first. Anything else in the
@@ -91,6 +95,7 @@ impl RecoveredShard {
             segments: Vec::new(),
             next_sequence: 1,
             report: RecoveryReport::default(),
+            synced_through: 0,
         }
     }
 }
@@ -102,19 +107,23 @@ pub(crate) fn recover_shard(dir: &Path, shard: u32, mode: RecoveryMode) -> Resul
         next_sequence: files.last().map_or(1, |(seq, _)| seq + 1),
         ..RecoveredShard::empty()
     };
-    let count = files.len();
     let mut buf = Vec::new();
-    for (i, (sequence, path)) in files.into_iter().enumerate() {
-        let newest = i + 1 == count;
+    for (i, (sequence, path)) in files.iter().enumerate() {
         let scan = Scan {
-            path: &path,
+            path,
             shard,
-            sequence,
-            newest,
+            sequence: *sequence,
+            later: &files[i + 1..],
+            newest: i + 1 == files.len(),
             mode,
         };
-        if let Some(segment) = recover_segment(&scan, &mut out, &mut buf)? {
-            out.segments.push(segment);
+        let (segment, cut) = recover_segment(&scan, &mut out, &mut buf)?;
+        out.segments.extend(segment);
+        if cut {
+            // An unfinished seal lost bytes of this segment: the later segments would
+            // follow a hole, and none of their records was acknowledged as durable.
+            drop_segments(scan.later, &mut out)?;
+            break;
         }
     }
     out.index.load(std::mem::take(&mut out.staged));
@@ -126,8 +135,81 @@ struct Scan<'a> {
     path: &'a Path,
     shard: u32,
     sequence: u64,
+    /// The shard's segment files after this one.
+    later: &'a [(u64, PathBuf)],
     newest: bool,
     mode: RecoveryMode,
+}
+
+impl Scan<'_> {
+    /// Whether bytes missing from this segment (a torn or lost tail, lost pages)
+    /// can be the work of a crash rather than corruption: always for the newest
+    /// segment; for a sealed one, when its seal's fsync may not have finished. A
+    /// version-2 writer syncs a sealed segment in the background and writes a sync
+    /// marker once that fsync has returned, before acknowledging anything durable
+    /// after it (`syncer.rs`). So a sealed segment is vouched for, and damage in it is
+    /// corruption, when a valid marker in a later segment covers it, or when it and
+    /// its successor were written by version 1, which synced before sealing.
+    fn unsynced_seal_possible(&self, own_version: Option<u32>) -> Result<bool> {
+        let Some((_, successor)) = self.later.first() else {
+            return Ok(true);
+        };
+        if own_version.is_none_or(|v| v < 2) && header_version(successor)? == Some(1) {
+            return Ok(false);
+        }
+        for (_, path) in self.later {
+            if vouches_for(&read_whole(path)?, self.sequence) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The format version in the header of `path`, if the header is valid.
+fn header_version(path: &Path) -> Result<Option<u32>> {
+    let file = std::fs::File::open(path).map_err(|e| WalError::io("opening segment", path, e))?;
+    let mut head = [0u8; SEGMENT_HEADER_LEN];
+    match file.read_exact_at(&mut head, 0) {
+        Ok(()) => Ok(SegmentHeader::decode(&head).ok().map(|h| h.version)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(WalError::io("reading segment", path, e)),
+    }
+}
+
+/// Whether a valid sync marker in segment bytes `data` covers segment `sequence`.
+/// Markers past damage count too: a marker is written only after the fsync it
+/// reports has returned, so a valid one anywhere is proof.
+fn vouches_for(data: &[u8], sequence: u64) -> bool {
+    let mut pos = SEGMENT_HEADER_LEN.min(data.len());
+    while pos < data.len() {
+        match decode(&data[pos..]) {
+            Ok(record) if record.synced_through.is_some_and(|s| s >= sequence) => return true,
+            Ok(record) => pos += record.len,
+            Err(_) => match find_next_valid(data, pos + 1) {
+                Some(next) => pos = next,
+                None => return false,
+            },
+        }
+    }
+    false
+}
+
+/// Removes segment files `files` (listed as truncated), then fsyncs their directory.
+fn drop_segments(files: &[(u64, PathBuf)], out: &mut RecoveredShard) -> Result<()> {
+    for (_, path) in files {
+        let len = std::fs::metadata(path)
+            .map_err(|e| WalError::io("reading segment", path, e))?
+            .len();
+        std::fs::remove_file(path).map_err(|e| WalError::io("removing segment", path, e))?;
+        out.report.truncated.push((path.clone(), 0, len));
+    }
+    if let Some(dir) = files.first().and_then(|(_, p)| p.parent()) {
+        // fsync the directory: the removals must be durable before the writer appends
+        // after the cut, or a crash could bring the dropped segments back behind it.
+        sync_directory(dir)?;
+    }
+    Ok(())
 }
 
 /// Bytes read at a time while every record checks out.
@@ -142,17 +224,21 @@ fn read_whole(path: &Path) -> Result<Vec<u8>> {
 /// for as long as every record checks out, which is the whole file after a clean
 /// close. From the first byte that does not start a valid record, the rest of the
 /// file is read in one piece and judged (free space, torn tail or corruption).
+///
+/// Returns the segment (unless removed or skipped) and whether recovery cut bytes
+/// from a sealed segment, so that the later ones must go.
 fn recover_segment(
     scan: &Scan<'_>,
     out: &mut RecoveredShard,
     buf: &mut Vec<u8>,
-) -> Result<Option<Segment>> {
+) -> Result<(Option<Segment>, bool)> {
     let &Scan {
         path,
         shard,
         sequence,
         newest,
         mode,
+        ..
     } = scan;
     let io = Arc::new(FileSegment::open(path.to_path_buf())?);
     let file_len = io
@@ -176,7 +262,7 @@ fn recover_segment(
             let header_lost = data.len() >= SEGMENT_HEADER_LEN
                 && data[..SEGMENT_HEADER_LEN].iter().all(|&b| b == 0);
             let no_record = find_next_valid(&data, SEGMENT_HEADER_LEN.min(data.len())).is_none();
-            if newest && (header_lost || no_record) {
+            if (header_lost || no_record) && scan.unsynced_seal_possible(None)? {
                 std::fs::remove_file(path)
                     .map_err(|e| WalError::io("removing torn segment", path, e))?;
                 if let Some(dir) = path.parent() {
@@ -187,7 +273,7 @@ fn recover_segment(
                 out.report
                     .truncated
                     .push((path.to_path_buf(), 0, data.len() as u64));
-                return Ok(None);
+                return Ok((None, !newest));
             }
             return match mode {
                 RecoveryMode::Strict => Err(WalError::corruption(path, 0, e.reason())),
@@ -195,12 +281,12 @@ fn recover_segment(
                     out.report
                         .skipped
                         .push((path.to_path_buf(), 0, data.len() as u64));
-                    Ok(None)
+                    Ok((None, false))
                 }
             };
         }
     };
-    if header.version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&header.version) {
         return Err(WalError::UnsupportedVersion {
             path: path.to_path_buf(),
             found: header.version,
@@ -223,7 +309,6 @@ fn recover_segment(
         newest_us: header.created_us,
         len: file_len,
         allocated: file_len,
-        writeback_from: 0,
         // Set below, when the segment is handed to the index.
         published: Default::default(),
         records: 0,
@@ -235,9 +320,18 @@ fn recover_segment(
         SEGMENT_HEADER_LEN as u64,
         buf,
         STREAM_CHUNK,
-        |pos, record| take_record(&mut out.staged, &mut segment, pos, record),
+        |pos, record| {
+            take_record(
+                &mut out.staged,
+                &mut out.synced_through,
+                &mut segment,
+                pos,
+                record,
+            )
+        },
     )
     .map_err(|e| WalError::io("reading segment", path, e))?;
+    let mut cut = false;
     if streamed < file_len {
         // Only the rest of the file is judged, from the start of the page that holds
         // the first bad byte: page-aligned, so the lost-page rule sees the file's
@@ -253,16 +347,27 @@ fn recover_segment(
             base,
             from: (streamed - base) as usize,
         };
-        judge_rest(scan, &rest, &io, &mut segment, out)?;
+        cut = judge_rest(scan, &rest, &io, &mut segment, header.version, out)?;
     }
     out.report.segments += 1;
     out.report.records += segment.records;
     segment.published = out.index.add_segment(sequence, io, segment.len);
-    Ok(Some(segment))
+    Ok((Some(segment), cut))
 }
 
-/// Counts and stages one valid record at `pos`.
-fn take_record(staged: &mut Staged, segment: &mut Segment, pos: u64, record: &Decoded<'_>) {
+/// Counts and stages one valid record at `pos`; a sync marker only raises
+/// `synced_through`.
+fn take_record(
+    staged: &mut Staged,
+    synced_through: &mut u64,
+    segment: &mut Segment,
+    pos: u64,
+    record: &Decoded<'_>,
+) {
+    if let Some(synced) = record.synced_through {
+        *synced_through = (*synced_through).max(synced);
+        return;
+    }
     stage(
         staged,
         record.key,
@@ -340,14 +445,16 @@ struct Rest<'a> {
 }
 
 /// Judges the rest of a segment, where streaming stopped: valid records (after
-/// skipped damage), free space, a torn tail, or corruption.
+/// skipped damage), free space, a torn tail, or corruption. Returns whether it cut
+/// a sealed segment (an unfinished seal), so that the later segments must go.
 fn judge_rest(
     scan: &Scan<'_>,
     rest: &Rest<'_>,
     io: &FileSegment,
     segment: &mut Segment,
+    version: u32,
     out: &mut RecoveredShard,
-) -> Result<()> {
+) -> Result<bool> {
     let &Scan {
         path, newest, mode, ..
     } = scan;
@@ -358,7 +465,13 @@ fn judge_rest(
     while pos < data.len() {
         match decode(&data[pos..]) {
             Ok(record) => {
-                take_record(&mut out.staged, segment, at(pos), &record);
+                take_record(
+                    &mut out.staged,
+                    &mut out.synced_through,
+                    segment,
+                    at(pos),
+                    &record,
+                );
                 pos += record.len;
             }
             Err(_) if newest && data[pos..].iter().all(|&b| b == 0) => {
@@ -372,7 +485,7 @@ fn judge_rest(
                 let unwritten = next.is_none()
                     || data[pos..end].iter().all(|&b| b == 0)
                     || has_lost_page(data, pos, end);
-                if newest && unwritten {
+                if unwritten && scan.unsynced_seal_possible(Some(version))? {
                     truncate(io.file(), path, at(pos))?;
                     out.report.truncated.push((
                         path.to_path_buf(),
@@ -381,7 +494,9 @@ fn judge_rest(
                     ));
                     segment.len = at(pos);
                     segment.allocated = at(pos);
-                    break;
+                    // A cut sealed segment becomes the newest: the writer goes on in it.
+                    segment.sealed = false;
+                    return Ok(!newest);
                 }
                 match mode {
                     RecoveryMode::Strict => {
@@ -397,7 +512,7 @@ fn judge_rest(
             }
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// The page size the rule below assumes: the smallest unit the kernel writes back.

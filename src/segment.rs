@@ -4,7 +4,7 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic       b"NANOWALS"
-//!      8     4  version     format version (1)
+//!      8     4  version     format version (2; 1 is still read)
 //!     12     4  shard       shard id that owns the file
 //!     16     8  sequence    segment sequence number (also the file name)
 //!     24     8  created     creation time, microseconds since the Unix epoch
@@ -18,8 +18,12 @@ use std::sync::Arc;
 
 /// Magic bytes at the start of every segment.
 pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"NANOWALS";
-/// The on-disk format version this build writes and reads.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// The on-disk format version this build writes: 2 (sync markers, deferred seal
+/// syncs). Version 1 segments, which never hold a marker and whose seals were synced
+/// before their successors existed, are read as well.
+pub(crate) const FORMAT_VERSION: u32 = 2;
+/// The oldest segment format version this build reads.
+pub(crate) const OLDEST_READABLE_VERSION: u32 = 1;
 /// Length of the segment header.
 pub(crate) const SEGMENT_HEADER_LEN: usize = 40;
 /// Suffix of segment file names.
@@ -120,8 +124,6 @@ pub(crate) struct Segment {
     pub(crate) len: u64,
     /// Length of the file: `len` plus preallocated zeros (only in the active segment).
     pub(crate) allocated: u64,
-    /// Bytes before this offset have been handed to the kernel's write-back.
-    pub(crate) writeback_from: u64,
     /// `len` as far as readers may rely on it (see `index::PublishedLen`).
     pub(crate) published: crate::index::PublishedLen,
     pub(crate) records: u64,

@@ -25,21 +25,19 @@ pub(crate) trait SegmentIo: Send + Sync {
     /// data). Writes into reserved blocks change no metadata, so the `fdatasync` that
     /// follows them does not have to commit the file's size or block map.
     fn preallocate(&self, len: u64) -> io::Result<()>;
-    /// Cuts the file to `len` bytes and makes the new length durable.
-    fn shrink_to(&self, len: u64) -> io::Result<()>;
-    /// Asks the kernel to start writing `len` bytes from `offset` back to disk without
-    /// waiting (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). A hint that promises
-    /// nothing: durability still comes only from `sync_data`, which also reports any
-    /// write-back error, so errors here are ignored.
-    fn start_writeback(&self, offset: u64, len: u64);
+    /// Cuts the file to `len` bytes (not durable until [`sync_all`](Self::sync_all)).
+    fn cut_to(&self, len: u64) -> io::Result<()>;
+    /// `fsync`: makes every byte written so far and the file's length durable.
+    fn sync_all(&self) -> io::Result<()>;
     /// Where the segment lives (for error messages).
     fn path(&self) -> &Path;
 }
 
 /// Creates and removes segment files of every shard.
 pub(crate) trait Storage: Send + Sync {
-    /// Creates segment `sequence` of `shard`, writes `header` into it and makes the
-    /// file's name durable.
+    /// Creates segment `sequence` of `shard` and writes `header` into it. The name is
+    /// not durable until [`sync_dir`](Self::sync_dir) (the actor leaves that to the
+    /// seal syncer, which runs it before anything in the segment is acknowledged).
     fn create_segment(
         &self,
         shard: u32,
@@ -129,29 +127,10 @@ impl SegmentIo for FileSegment {
             code => Err(io::Error::from_raw_os_error(code)),
         }
     }
-    fn start_writeback(&self, offset: u64, len: u64) {
-        use std::os::fd::AsRawFd;
-        let (Ok(offset), Ok(len)) = (
-            libc::off64_t::try_from(offset),
-            libc::off64_t::try_from(len),
-        ) else {
-            return;
-        };
-        // SAFETY: the descriptor is owned by `self.file` and open for the whole call;
-        // the call takes no pointers. The result is ignored (see the trait docs).
-        let _ = unsafe {
-            libc::sync_file_range(
-                self.file.as_raw_fd(),
-                offset,
-                len,
-                libc::SYNC_FILE_RANGE_WRITE,
-            )
-        };
+    fn cut_to(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
     }
-    fn shrink_to(&self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)?;
-        // fsync after cutting the preallocated tail: the segment is sealed or closed,
-        // and recovery expects such a segment to end exactly at its last record.
+    fn sync_all(&self) -> io::Result<()> {
         self.file.sync_all()
     }
     fn path(&self) -> &Path {
@@ -194,9 +173,6 @@ impl Storage for FsStorage {
             .map_err(|e| WalError::io("creating segment", &path, e))?;
         file.write_all_at(header, 0)
             .map_err(|e| WalError::io("writing segment header", &path, e))?;
-        // fsync the directory: the new file's name must be durable before any record
-        // in it is acknowledged as durable (fdatasync of the file does not cover it).
-        self.sync_dir(shard)?;
         Ok(Arc::new(FileSegment { file, path }))
     }
 
@@ -230,6 +206,9 @@ mod mem {
         pub(crate) fail_writes: AtomicBool,
         pub(crate) fail_syncs: AtomicBool,
         pub(crate) syncs: AtomicU64,
+        /// Microseconds every `sync_all` (the seal syncer's call) sleeps first: a slow
+        /// disk, so that a test can catch an answer that did not wait for it.
+        pub(crate) seal_sync_delay_us: AtomicU64,
     }
 
     pub(crate) struct MemSegment {
@@ -243,6 +222,10 @@ mod mem {
         pub(crate) fn synced(&self) -> Vec<u8> {
             let g = lock(&self.data);
             g.0[..g.1].to_vec()
+        }
+        /// Bytes written.
+        pub(crate) fn data_len(&self) -> usize {
+            lock(&self.data).0.len()
         }
     }
 
@@ -288,16 +271,22 @@ mod mem {
             Ok(())
         }
         // The in-memory store has no blocks to reserve (`preallocation_chunk` is 0,
-        // so the writer never calls these two).
+        // so the writer never calls this).
         fn preallocate(&self, _len: u64) -> io::Result<()> {
             Ok(())
         }
-        fn start_writeback(&self, _offset: u64, _len: u64) {}
-        fn shrink_to(&self, len: u64) -> io::Result<()> {
+        fn cut_to(&self, len: u64) -> io::Result<()> {
             let mut g = lock(&self.data);
             g.0.truncate(len as usize);
             g.1 = g.1.min(len as usize);
             Ok(())
+        }
+        fn sync_all(&self) -> io::Result<()> {
+            let delay = self.faults.seal_sync_delay_us.load(Ordering::SeqCst);
+            if delay > 0 {
+                std::thread::sleep(std::time::Duration::from_micros(delay));
+            }
+            self.sync_data()
         }
         fn path(&self) -> &Path {
             &self.path

@@ -117,6 +117,7 @@ impl Wal {
                 config,
                 r.segments,
                 r.next_sequence,
+                r.synced_through,
             );
             let spawned = ThreadBuilder::new()
                 .name(format!("nano-wal-shard-{id}"))
@@ -523,6 +524,82 @@ mod tests {
         }
         assert!(wal.close().is_err(), "close must report the poisoned shard");
         assert_eq!(storage.faults.syncs.load(StdOrdering::SeqCst), syncs_before);
+    }
+
+    #[test]
+    fn a_failed_seal_fsync_poisons_the_shard_and_nothing_after_it_is_durable() {
+        let storage = std::sync::Arc::new(MemStorage::default());
+        // Room for one 100-byte record per segment: every append seals the previous.
+        let options = WalOptions::default()
+            .with_shards(1)
+            .with_max_record_size(100)
+            .with_max_key_size(8)
+            .with_max_segment_size(40 + 20 + 8 + 100);
+        let wal = Wal::with_mem_storage(options, storage.clone()).unwrap();
+        let value = Bytes::from(vec![7u8; 100]);
+        wal.append_entry(b"k", value.clone(), false).unwrap();
+        storage.faults.fail_syncs.store(true, StdOrdering::SeqCst);
+        // Seals segment 1; its fsync fails on the syncer thread.
+        wal.append_entry(b"k", value.clone(), false).unwrap();
+        // A durable answer waits for that seal and must get its error, even though the
+        // disk "recovers" before the request is served.
+        let err = loop {
+            match wal.append_entry(b"k", value.clone(), false) {
+                Ok(()) => std::thread::yield_now(),
+                Err(e) => break e,
+            }
+        };
+        storage.faults.fail_syncs.store(false, StdOrdering::SeqCst);
+        assert!(
+            matches!(
+                &err,
+                WalError::Io {
+                    op: "syncing sealed segment",
+                    ..
+                }
+            ) || matches!(&err, WalError::Poisoned { shard: 0, .. }),
+            "{err:?}"
+        );
+        for result in [wal.log_entry(b"k", value.clone()), wal.sync()] {
+            assert!(
+                matches!(result, Err(WalError::Poisoned { shard: 0, .. })),
+                "{result:?}"
+            );
+        }
+        assert!(wal.close().is_err(), "close must report the poisoned shard");
+        assert!(storage.segment(0, 1).unwrap().synced().is_empty());
+    }
+
+    #[test]
+    fn a_durable_answer_comes_after_every_seal_before_it_is_synced() {
+        let storage = std::sync::Arc::new(MemStorage::default());
+        let options = WalOptions::default()
+            .with_shards(1)
+            .with_max_record_size(1000)
+            .with_max_key_size(8)
+            .with_max_segment_size(4096);
+        storage
+            .faults
+            .seal_sync_delay_us
+            .store(2_000, StdOrdering::SeqCst);
+        let wal = Wal::with_mem_storage(options, storage.clone()).unwrap();
+        for round in 0..20 {
+            for _ in 0..30 {
+                wal.append_entry(b"k", Bytes::from(vec![round as u8; 900]), false)
+                    .unwrap();
+            }
+            wal.log_entry(b"k", Bytes::from_static(b"durable")).unwrap();
+            let newest = wal.stats().unwrap().shards[0].segments;
+            for sequence in 1..newest {
+                let seg = storage.segment(0, sequence).unwrap();
+                assert_eq!(
+                    seg.synced().len(),
+                    seg.data_len(),
+                    "round {round}: segment {sequence} of {newest} not synced at a durable answer"
+                );
+            }
+        }
+        wal.close().unwrap();
     }
 
     #[test]

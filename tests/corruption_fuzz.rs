@@ -22,7 +22,8 @@ mod common;
 
 use bytes::Bytes;
 use common::{
-    restore, snapshot, walk_records, RecordPos, Rng, Snapshot, TestResult, SEGMENT_HEADER_LEN,
+    restore, snapshot, walk_markers, walk_records, RecordPos, Rng, Snapshot, TestResult,
+    SEGMENT_HEADER_LEN,
 };
 use nano_wal::{RecoveryMode, Wal, WalError, WalOptions};
 use std::collections::{BTreeMap, BTreeSet};
@@ -77,6 +78,8 @@ struct Seg {
     len: u64,
     newest: bool,
     records: Vec<RecordPos>,
+    /// Records and sync markers, in file order: (offset, len, record index if a record).
+    items: Vec<(u64, u64, Option<usize>)>,
 }
 
 fn segments(snap: &Snapshot) -> Vec<Seg> {
@@ -89,9 +92,16 @@ fn segments(snap: &Snapshot) -> Vec<Seg> {
         .map(|(i, rel)| {
             let data = &snap[*rel];
             let records = walk_records(data);
-            let end = records
+            let mut items: Vec<(u64, u64, Option<usize>)> = records
+                .iter()
+                .map(|r| (r.offset, r.len, Some(index_of(r))))
+                .chain(walk_markers(data).iter().map(|m| (m.offset, 28, None)))
+                .collect();
+            items.sort_unstable();
+            // Records and sync markers fill the file.
+            let end = items
                 .last()
-                .map_or(SEGMENT_HEADER_LEN as u64, |r| r.offset + r.len);
+                .map_or(SEGMENT_HEADER_LEN as u64, |&(offset, len, _)| offset + len);
             assert_eq!(end, data.len() as u64, "{rel:?} is exact after close");
             let newest = segs
                 .get(i + 1)
@@ -101,6 +111,7 @@ fn segments(snap: &Snapshot) -> Vec<Seg> {
                 len: data.len() as u64,
                 newest,
                 records,
+                items,
             }
         })
         .collect()
@@ -156,10 +167,7 @@ fn seeded_bit_flips_in_segments() -> TestResult {
         let n = segs.iter().filter(|s| s.rel.starts_with(&prefix)).count();
         assert!(n >= 4, "{prefix} has {n} segments; the test wants several");
     }
-    assert!(segs
-        .iter()
-        .filter(|s| s.newest)
-        .all(|s| s.records.len() >= 2));
+    assert!(segs.iter().filter(|s| s.newest).all(|s| s.items.len() >= 2));
     let total_bytes: u64 = segs.iter().map(|s| s.len).sum();
 
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -175,8 +183,8 @@ fn seeded_bit_flips_in_segments() -> TestResult {
             1 => {
                 let newest: Vec<&Seg> = segs.iter().filter(|s| s.newest).collect();
                 let s = newest[rng.below(newest.len() as u64) as usize];
-                let last = s.records.last().ok_or("empty newest segment")?;
-                (s, last.offset + rng.below(last.len))
+                let &(offset, len, _) = s.items.last().ok_or("empty newest segment")?;
+                (s, offset + rng.below(len))
             }
             _ => {
                 let mut byte = rng.below(total_bytes);
@@ -205,30 +213,29 @@ fn seeded_bit_flips_in_segments() -> TestResult {
         } else if at < SEGMENT_HEADER_LEN as u64 {
             (Expect::Harmless, BTreeSet::new(), "reserved header bytes")
         } else {
-            let r = seg
-                .records
+            // A record or a sync marker (whose loss loses no record). After a clean
+            // close a marker vouches for every sealed segment, so damage there is
+            // corruption even at a sealed segment's end.
+            let &(offset, len, index) = seg
+                .items
                 .iter()
-                .find(|r| r.offset <= at && at < r.offset + r.len)
+                .find(|&&(offset, len, _)| offset <= at && at < offset + len)
                 .ok_or("a byte outside every record")?;
-            let last = seg.records.last() == Some(r);
-            let lost = BTreeSet::from([index_of(r)]);
+            let last = seg.items.last().map(|i| i.0) == Some(offset);
+            let lost: BTreeSet<usize> = index.into_iter().collect();
             if seg.newest && last {
-                let e = Expect::Torn {
-                    offset: r.offset,
-                    len: r.len,
-                };
-                (e, lost, "last record of a newest segment")
+                (
+                    Expect::Torn { offset, len },
+                    lost,
+                    "last record of a newest segment",
+                )
             } else {
-                let e = Expect::Corrupt {
-                    offset: r.offset,
-                    len: r.len,
+                let kind = match (seg.newest, index) {
+                    (_, None) => "sync marker",
+                    (true, _) => "record of a newest segment",
+                    (false, _) => "record of a sealed segment",
                 };
-                let kind = if seg.newest {
-                    "record of a newest segment"
-                } else {
-                    "record of a sealed segment"
-                };
-                (e, lost, kind)
+                (Expect::Corrupt { offset, len }, lost, kind)
             }
         };
         *seen.entry(kind).or_default() += 1;
@@ -321,6 +328,7 @@ fn seeded_bit_flips_in_segments() -> TestResult {
         "last record of a newest segment",
         "record of a newest segment",
         "record of a sealed segment",
+        "sync marker",
     ] {
         assert!(seen.contains_key(kind), "no case hit: {kind} ({seen:?})");
     }
@@ -462,12 +470,12 @@ fn damaged_segment_headers_give_specific_errors() -> TestResult {
     let rel = sealed.rel.clone();
 
     // Consistent checksum, wrong contents: refused in both modes (not skippable).
-    let snap = with_header(header(2, 1, seq))?;
+    let snap = with_header(header(3, 1, seq))?;
     both_modes_fail(
         tmp.path(),
         "version",
         &snap,
-        |dir, e| matches!(e, WalError::UnsupportedVersion { path, found: 2, supported: 1 } if *path == dir.join(&rel)),
+        |dir, e| matches!(e, WalError::UnsupportedVersion { path, found: 3, supported: 2 } if *path == dir.join(&rel)),
     )?;
     for (name, h) in [
         ("other-shard", header(1, 0, seq)),

@@ -315,9 +315,7 @@ fn run(dir: &Path, opts: WalOptions, ops: Vec<Op>, short: bool) -> Outcome {
     wal.close().map_err(wal_error)?;
     for seg in common::all_segment_files(dir).map_err(io_error)? {
         let data = std::fs::read(&seg).map_err(io_error)?;
-        let end = common::walk_records(&data)
-            .last()
-            .map_or(common::SEGMENT_HEADER_LEN as u64, |r| r.offset + r.len);
+        let end = common::walked_end(&data);
         prop_assert_eq!(
             end,
             data.len() as u64,

@@ -153,17 +153,19 @@ fn check_case(c: &Case) -> TestResult {
     assert_contents(&wal, more.end, &c.missing, case)?;
     wal.close()?;
     // The newest segment now continues right at the prefix.
-    let walked = records_of_file(c.newest)?;
-    let walked_end = walked
-        .last()
-        .map_or(common::SEGMENT_HEADER_LEN as u64, |r| r.offset + r.len);
+    let data = std::fs::read(c.newest)?;
+    let walked = common::walk_records(&data);
+    let markers = common::walk_markers(&data);
+    let walked_end = common::walked_end(&data);
     assert_eq!(
         walked_end,
         std::fs::metadata(c.newest)?.len(),
         "{case}: the repaired segment is whole after close"
     );
     assert!(
-        walked.iter().any(|r| r.offset == c.prefix_end) || walked_end == c.prefix_end,
+        walked.iter().any(|r| r.offset == c.prefix_end)
+            || markers.iter().any(|m| m.offset == c.prefix_end)
+            || walked_end == c.prefix_end,
         "{case}: appends did not continue at the prefix end {}",
         c.prefix_end
     );
@@ -195,10 +197,7 @@ fn pick_newest(dir: &Path, shards: usize) -> AnyResult<(PathBuf, Vec<RecordPos>)
     for shard in 0..shards {
         let files = segment_files(dir, shard)?;
         for f in &files {
-            let records = records_of_file(f)?;
-            let end = records
-                .last()
-                .map_or(common::SEGMENT_HEADER_LEN as u64, |r| r.offset + r.len);
+            let end = common::walked_end(&std::fs::read(f)?);
             assert_eq!(end, std::fs::metadata(f)?.len(), "{f:?} is exact");
         }
         let Some(newest) = files.last() else {

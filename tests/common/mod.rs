@@ -60,28 +60,75 @@ pub fn all_segment_files(wal: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// `key_len` of a sync marker (format version 2): a 28-byte record whose payload is a
+/// u64 segment sequence number; not a data record.
+pub const MARKER_KEY_LEN: u32 = u32::MAX;
+
+/// A sync marker found by walking a segment file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkerPos {
+    pub offset: u64,
+    pub synced_through: u64,
+}
+
 /// Walks the records of a segment's bytes by the documented format, checking each
 /// record's CRC32C (over bytes 4..len). Stops at the first record that is incomplete
-/// or fails its checks.
+/// or fails its checks. Sync markers are checked and passed over.
 pub fn walk_records(data: &[u8]) -> Vec<RecordPos> {
+    walk_segment(data).0
+}
+
+/// The sync markers of a segment's bytes, up to where [`walk_records`] stops.
+pub fn walk_markers(data: &[u8]) -> Vec<MarkerPos> {
+    walk_segment(data).1
+}
+
+/// Where the records and sync markers of a segment's bytes end, as far as
+/// [`walk_records`] gets (the header length when there is neither).
+pub fn walked_end(data: &[u8]) -> u64 {
+    let (records, markers) = walk_segment(data);
+    let record_end = records.last().map_or(0, |r| r.offset + r.len);
+    let marker_end = markers
+        .last()
+        .map_or(0, |m| m.offset + RECORD_HEADER_LEN as u64 + 8);
+    record_end.max(marker_end).max(SEGMENT_HEADER_LEN as u64)
+}
+
+fn walk_segment(data: &[u8]) -> (Vec<RecordPos>, Vec<MarkerPos>) {
     assert!(
         data.len() >= SEGMENT_HEADER_LEN,
         "segment shorter than its header"
     );
     assert_eq!(&data[0..8], b"NANOWALS", "segment magic");
     let mut out = Vec::new();
+    let mut markers = Vec::new();
     let mut pos = SEGMENT_HEADER_LEN;
     while pos + RECORD_HEADER_LEN <= data.len() {
         let len = u32_at(data, pos + 4) as usize;
         if len < RECORD_HEADER_LEN || pos + len > data.len() {
             break;
         }
-        let key_len = u32_at(data, pos + 16) as usize;
-        if key_len > len - RECORD_HEADER_LEN {
+        let marker = u32_at(data, pos + 16) == MARKER_KEY_LEN;
+        let key_len = if marker {
+            0
+        } else {
+            u32_at(data, pos + 16) as usize
+        };
+        if (marker && len != RECORD_HEADER_LEN + 8) || key_len > len - RECORD_HEADER_LEN {
             break;
         }
         if crc32c::crc32c(&data[pos + 4..pos + len]) != u32_at(data, pos) {
             break;
+        }
+        if marker {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&data[pos + RECORD_HEADER_LEN..pos + len]);
+            markers.push(MarkerPos {
+                offset: pos as u64,
+                synced_through: u64::from_le_bytes(b),
+            });
+            pos += len;
+            continue;
         }
         let key_end = pos + RECORD_HEADER_LEN + key_len;
         out.push(RecordPos {
@@ -92,7 +139,7 @@ pub fn walk_records(data: &[u8]) -> Vec<RecordPos> {
         });
         pos += len;
     }
-    out
+    (out, markers)
 }
 
 /// Reads a segment file and walks its records.

@@ -1,0 +1,239 @@
+//! Guarantee 4 with deferred seal syncs (format version 2): a sealed segment is
+//! fsynced in the background, and a sync marker in a later segment vouches for it
+//! once that fsync has returned. These cases rebuild, from a cleanly closed WAL, what a
+//! power cut leaves before a seal's fsync finished (the sealed segment's last page
+//! lost, no marker for it after), and check both sides of the rule: unvouched damage
+//! is cut and the later segments go (none of their records was acknowledged as
+//! durable); vouched damage, or damage in version-1 segments, is corruption.
+
+mod common;
+
+use bytes::Bytes;
+use common::{records_of_file, segment_files, walk_markers, TestResult, SEGMENT_HEADER_LEN};
+use nano_wal::{RecoveryMode, Wal, WalError, WalOptions};
+use std::path::{Path, PathBuf};
+
+const RECORDS: usize = 300;
+
+fn options(mode: RecoveryMode) -> WalOptions {
+    WalOptions::default()
+        .with_shards(1)
+        .with_max_key_size(64)
+        .with_max_record_size(1024)
+        .with_max_segment_size(16 * 1024)
+        .with_recovery_mode(mode)
+}
+
+fn value_of(i: usize) -> Bytes {
+    Bytes::from(format!("{i:05}|{}", "v".repeat(100 + (i * 53) % 300)))
+}
+
+/// Writes `RECORDS` records under one key (every 40th durable) and closes.
+fn write(root: &Path) -> Result<(PathBuf, Vec<PathBuf>), Box<dyn std::error::Error>> {
+    let dir = root.join("wal");
+    let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
+    for i in 0..RECORDS {
+        wal.append_entry("k", value_of(i), i % 40 == 0)?;
+    }
+    wal.close()?;
+    let files = segment_files(&dir, 0)?;
+    assert!(files.len() >= 4, "the test wants several sealed segments");
+    Ok((dir, files))
+}
+
+fn numbers(wal: &Wal) -> Result<Vec<usize>, Box<dyn std::error::Error>> {
+    wal.enumerate_records("k")?
+        .map(|v| Ok(std::str::from_utf8(&v[..5])?.parse::<usize>()?))
+        .collect()
+}
+
+/// Records in the files before `files[upto]`.
+fn records_before(files: &[PathBuf], upto: usize) -> Result<usize, Box<dyn std::error::Error>> {
+    let mut n = 0;
+    for f in &files[..upto] {
+        n += records_of_file(f)?.len();
+    }
+    Ok(n)
+}
+
+/// Zeroes `victim` from the start of the page after its first record to the end: the
+/// pages a power cut took before the seal's fsync. Returns where the damage starts
+/// (the first record it hits) and how many records stay.
+fn lose_tail_pages(victim: &Path) -> Result<(u64, usize), Box<dyn std::error::Error>> {
+    let mut data = std::fs::read(victim)?;
+    let records = records_of_file(victim)?;
+    let page = (records[0].offset / 4096 + 1) * 4096;
+    assert!(
+        page + 4096 <= data.len() as u64,
+        "segment smaller than the test wants"
+    );
+    let kept = records
+        .iter()
+        .take_while(|r| r.offset + r.len <= page)
+        .count();
+    let cut = records[kept].offset;
+    for b in &mut data[page as usize..] {
+        *b = 0;
+    }
+    std::fs::write(victim, &data)?;
+    Ok((cut, kept))
+}
+
+/// Cuts every sync marker vouching for `sequence` (and whatever follows it) out of
+/// `files`: a power cut before the marker reached the disk.
+fn drop_markers_for(files: &[PathBuf], sequence: u64) -> TestResult {
+    for f in files {
+        let data = std::fs::read(f)?;
+        if let Some(m) = walk_markers(&data)
+            .into_iter()
+            .find(|m| m.synced_through >= sequence)
+        {
+            std::fs::write(f, &data[..m.offset as usize])?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites `files` without their sync markers, records back to back as version 1
+/// wrote them.
+fn strip_markers(files: &[PathBuf]) -> TestResult {
+    for f in files {
+        let data = std::fs::read(f)?;
+        let mut out = data[..SEGMENT_HEADER_LEN].to_vec();
+        for r in records_of_file(f)? {
+            out.extend_from_slice(&data[r.offset as usize..(r.offset + r.len) as usize]);
+        }
+        std::fs::write(f, &out)?;
+    }
+    Ok(())
+}
+
+fn set_version(path: &Path, version: u32) -> TestResult {
+    let mut data = std::fs::read(path)?;
+    data[8..12].copy_from_slice(&version.to_le_bytes());
+    let crc = crc32c::crc32c(&data[0..32]);
+    data[32..36].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(path, &data)?;
+    Ok(())
+}
+
+#[test]
+fn a_clean_close_leaves_a_marker_vouching_for_every_sealed_segment() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (_, files) = write(tmp.path())?;
+    let newest = std::fs::read(files.last().ok_or("no segment")?)?;
+    let vouched = walk_markers(&newest).iter().map(|m| m.synced_through).max();
+    assert_eq!(vouched, Some(files.len() as u64 - 1));
+    Ok(())
+}
+
+#[test]
+fn an_unfinished_seal_is_cut_and_the_segments_after_it_are_dropped() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (dir, files) = write(tmp.path())?;
+    let n = files.len();
+    let victim = n - 2; // the segment sealed last, whose fsync "had not finished"
+    let before = records_before(&files, victim)?;
+    let newest_len = std::fs::metadata(&files[n - 1])?.len();
+    drop_markers_for(&files[victim + 1..], victim as u64 + 1)?;
+    let newest_len_after = std::fs::metadata(&files[n - 1])?.len();
+    let victim_len = std::fs::metadata(&files[victim])?.len();
+    let (cut, kept) = lose_tail_pages(&files[victim])?;
+    assert!(newest_len_after <= newest_len);
+
+    let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
+    let report = wal.recovery_report().clone();
+    assert_eq!(
+        report.truncated,
+        vec![
+            (files[victim].clone(), cut, victim_len - cut),
+            (files[n - 1].clone(), 0, newest_len_after),
+        ]
+    );
+    assert!(report.skipped.is_empty());
+    assert_eq!(numbers(&wal)?, (0..before + kept).collect::<Vec<_>>());
+    assert!(
+        !files[n - 1].exists(),
+        "the segment after the cut is removed"
+    );
+    assert_eq!(std::fs::metadata(&files[victim])?.len(), cut);
+
+    // The writer goes on in the cut segment; a reopen finds everything.
+    for i in before + kept..before + kept + 50 {
+        wal.append_entry("k", value_of(i), i % 10 == 0)?;
+    }
+    wal.close()?;
+    let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
+    assert!(wal.recovery_report().truncated.is_empty());
+    assert_eq!(numbers(&wal)?, (0..before + kept + 50).collect::<Vec<_>>());
+    wal.close()?;
+    Ok(())
+}
+
+#[test]
+fn damage_in_a_vouched_sealed_segment_is_corruption() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (dir, files) = write(tmp.path())?;
+    let victim = files.len() - 2;
+    let (cut, _) = lose_tail_pages(&files[victim])?;
+    match Wal::new(&dir, options(RecoveryMode::Strict)) {
+        Err(WalError::Corruption { path, offset, .. }) => {
+            assert_eq!((path, offset), (files[victim].clone(), cut));
+        }
+        other => panic!("expected Corruption, got {:?}", other.map(|_| ())),
+    }
+    // SkipCorrupted skips the damage and keeps every later segment.
+    let wal = Wal::new(&dir, options(RecoveryMode::SkipCorrupted))?;
+    assert!(wal.recovery_report().truncated.is_empty());
+    assert_eq!(wal.recovery_report().skipped.len(), 1);
+    assert!(files.iter().all(|f| f.exists()));
+    wal.close()?;
+    Ok(())
+}
+
+#[test]
+fn damage_in_a_version_1_sealed_segment_is_corruption_without_markers() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (dir, files) = write(tmp.path())?;
+    let victim = files.len() - 2;
+    // Version 1 synced every seal before creating the next segment and wrote no
+    // markers: rebuild that, then lose the same pages.
+    strip_markers(&files)?;
+    for f in &files {
+        set_version(f, 1)?;
+    }
+    let (cut, _) = lose_tail_pages(&files[victim])?;
+    match Wal::new(&dir, options(RecoveryMode::Strict)) {
+        Err(WalError::Corruption { path, offset, .. }) => {
+            assert_eq!((path, offset), (files[victim].clone(), cut));
+        }
+        other => panic!("expected Corruption, got {:?}", other.map(|_| ())),
+    }
+    Ok(())
+}
+
+#[test]
+fn version_1_segments_are_read_and_written_after() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (dir, files) = write(tmp.path())?;
+    strip_markers(&files)?;
+    for f in &files {
+        set_version(f, 1)?;
+    }
+    let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
+    assert_eq!(numbers(&wal)?, (0..RECORDS).collect::<Vec<_>>());
+    let more = RECORDS..RECORDS + 200;
+    for i in more.clone() {
+        wal.append_entry("k", value_of(i), i % 20 == 0)?;
+    }
+    wal.close()?;
+    let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
+    assert_eq!(numbers(&wal)?, (0..more.end).collect::<Vec<_>>());
+    wal.close()?;
+    // The segments created since are version 2 and carry markers.
+    let files = segment_files(&dir, 0)?;
+    let newest = std::fs::read(files.last().ok_or("no segment")?)?;
+    assert_eq!(u32::from_le_bytes(newest[8..12].try_into()?), 2);
+    assert!(!walk_markers(&newest).is_empty());
+    Ok(())
+}
