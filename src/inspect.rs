@@ -153,9 +153,30 @@ pub struct SegmentFile {
     pub sequence: u64,
     /// The file.
     pub path: PathBuf,
-    /// True for the shard's newest segment (largest sequence): the only one that may
-    /// end in a torn tail or in preallocated free space.
+    /// True for the shard's newest segment (largest sequence): the one that may end
+    /// in a torn tail or in preallocated free space (besides a sealed segment whose
+    /// seal's fsync may not have finished, which no sync marker vouches for).
     pub newest: bool,
+    /// The shard's segment files, oldest first (this one at `position`).
+    shard_files: std::sync::Arc<Vec<PathBuf>>,
+    position: usize,
+}
+
+impl SegmentFile {
+    /// Whether recovery may treat damage here as a crash's work (a torn tail, lost
+    /// pages, a header that never reached the disk): the newest segment, or a sealed
+    /// one whose seal's fsync may not have finished (`recovery::seal_may_be_unfinished`).
+    /// Unreadable later files count as "no".
+    fn damage_may_be_a_crash(&self, version: Option<u32>) -> bool {
+        if self.newest {
+            return true;
+        }
+        let later: Vec<&Path> = self.shard_files[self.position + 1..]
+            .iter()
+            .map(PathBuf::as_path)
+            .collect();
+        crate::recovery::seal_may_be_unfinished(self.sequence, version, &later).unwrap_or(false)
+    }
 }
 
 /// One shard directory and its segment files.
@@ -585,6 +606,7 @@ pub fn layout(dir: &Path) -> Result<WalLayout> {
             (Vec::new(), Vec::new())
         };
         let count = files.len();
+        let shard_files = std::sync::Arc::new(files.iter().map(|(_, p)| p.clone()).collect());
         let segments = files
             .into_iter()
             .enumerate()
@@ -593,6 +615,8 @@ pub fn layout(dir: &Path) -> Result<WalLayout> {
                 sequence,
                 path,
                 newest: i + 1 == count,
+                shard_files: std::sync::Arc::clone(&shard_files),
+                position: i,
             })
             .collect();
         shards.push(ShardLayout {
@@ -780,14 +804,23 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
     match SegmentHeader::decode(data) {
         Err(e) => {
             let from = SEGMENT_HEADER_LEN.min(data.len());
-            if file.newest && find_next_valid(data, from).is_none() {
+            let header_lost = data.len() >= SEGMENT_HEADER_LEN
+                && data[..SEGMENT_HEADER_LEN].iter().all(|&b| b == 0);
+            let no_record = find_next_valid(data, from).is_none();
+            if (header_lost || no_record) && file.damage_may_be_a_crash(None) {
+                let what = if file.newest {
+                    "the newest segment"
+                } else {
+                    "a sealed segment no sync marker vouches for (its seal's fsync may not \
+                     have finished; recovery also removes the later segments)"
+                };
                 out.damage.push(damage(
                     0,
                     data.len(),
                     DamageKind::TornTail,
                     format!(
-                        "{}, and the newest segment holds no valid record: it was being \
-                         created when the writer stopped; recovery removes the file",
+                        "{}, in {what}, and its header or every record is missing: it never \
+                         fully reached the disk; recovery removes the file",
                         e.reason()
                     ),
                 ));
@@ -842,6 +875,10 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
         }
     }
 
+    let version = out.header.as_ref().map(|h| h.version);
+    const UNFINISHED_SEAL: &str = "in a sealed segment no sync marker vouches for: its \
+         seal's fsync may not have finished; recovery truncates the file here and removes \
+         the later segments of the shard";
     let mut pos = SEGMENT_HEADER_LEN;
     out.data_len = pos as u64;
     while pos < data.len() {
@@ -867,6 +904,13 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
             if file.newest {
                 // Preallocated space ahead of the write position: free, not damage.
                 out.free_len = (data.len() - pos) as u64;
+            } else if file.damage_may_be_a_crash(version) {
+                out.damage.push(damage(
+                    pos,
+                    data.len() - pos,
+                    DamageKind::TornTail,
+                    format!("zero bytes from here to the end {UNFINISHED_SEAL}"),
+                ));
             } else {
                 out.damage.push(damage(
                     pos,
@@ -881,21 +925,22 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
         }
         let next = find_next_valid(data, pos + 1);
         let unwritten = next.is_none_or(|n| data[pos..n].iter().all(|&b| b == 0));
-        if file.newest && unwritten {
+        if unwritten && file.damage_may_be_a_crash(version) {
             let after = match next {
                 None => "nothing valid follows".to_string(),
                 Some(n) => format!("only zero bytes lie before the next valid record at {n}"),
             };
-            out.damage.push(damage(
-                pos,
-                nonzero_end - pos,
-                DamageKind::TornTail,
+            let reason = if file.newest {
                 format!(
                     "{}; {after} in the newest segment: an interrupted write, recovery \
                      truncates the file here",
                     error.reason()
-                ),
-            ));
+                )
+            } else {
+                format!("{}; {after} {UNFINISHED_SEAL}", error.reason())
+            };
+            out.damage
+                .push(damage(pos, nonzero_end - pos, DamageKind::TornTail, reason));
             out.free_len = (data.len() - nonzero_end) as u64;
             break;
         }
@@ -1016,17 +1061,29 @@ mod tests {
     }
 
     #[test]
-    fn zeros_at_the_end_of_a_sealed_segment_are_corruption() -> TestResult {
+    fn zeros_at_the_end_of_a_sealed_segment_are_corruption_once_vouched_for() -> TestResult {
         let (mut sealed, _) = two_records(1);
         let at = sealed.len() as u64;
         sealed.extend([0u8; 100]);
         let (newest, _) = two_records(2);
-        let dir = wal_with(&[sealed, newest])?;
+        let dir = wal_with(&[sealed.clone(), vouching(newest.clone(), 1)])?;
         assert_eq!(
             only_damage(&scan(dir.path())?),
             vec![(DamageKind::Corrupt, at, 100)]
         );
+        // Without the marker the seal's fsync may not have finished.
+        let dir = wal_with(&[sealed, newest])?;
+        assert_eq!(
+            only_damage(&scan(dir.path())?),
+            vec![(DamageKind::TornTail, at, 100)]
+        );
         Ok(())
+    }
+
+    /// `segment` with a sync marker for segments up to `synced` appended.
+    fn vouching(mut segment: Vec<u8>, synced: u64) -> Vec<u8> {
+        crate::record::encode_marker(&mut segment, 50, synced);
+        segment
     }
 
     #[test]
@@ -1047,14 +1104,19 @@ mod tests {
     }
 
     #[test]
-    fn torn_tail_of_a_sealed_segment_is_corruption() -> TestResult {
+    fn torn_tail_of_a_vouched_sealed_segment_is_corruption() -> TestResult {
         let (mut sealed, second) = two_records(1);
         sealed.truncate(sealed.len() - 1);
         let len = (sealed.len() - second) as u64;
-        let dir = wal_with(&[sealed, two_records(2).0])?;
+        let dir = wal_with(&[sealed.clone(), vouching(two_records(2).0, 1)])?;
         assert_eq!(
             only_damage(&scan(dir.path())?),
             vec![(DamageKind::Corrupt, second as u64, len)]
+        );
+        let dir = wal_with(&[sealed, two_records(2).0])?;
+        assert_eq!(
+            only_damage(&scan(dir.path())?),
+            vec![(DamageKind::TornTail, second as u64, len)]
         );
         Ok(())
     }

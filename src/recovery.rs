@@ -151,19 +151,36 @@ impl Scan<'_> {
     /// corruption, when a valid marker in a later segment covers it, or when it and
     /// its successor were written by version 1, which synced before sealing.
     fn unsynced_seal_possible(&self, own_version: Option<u32>) -> Result<bool> {
-        let Some((_, successor)) = self.later.first() else {
+        if self.newest {
             return Ok(true);
-        };
-        if own_version.is_none_or(|v| v < 2) && header_version(successor)? == Some(1) {
+        }
+        let later: Vec<&Path> = self.later.iter().map(|(_, p)| p.as_path()).collect();
+        seal_may_be_unfinished(self.sequence, own_version, &later)
+    }
+}
+
+/// Whether sealed segment `sequence` (header version `own_version`, `None` when its
+/// header is unreadable), followed by the segment files `later`, may have been cut
+/// off by a crash before its seal's fsync returned: see
+/// [`Scan::unsynced_seal_possible`]. Shared with `inspect`, which classifies damage
+/// by the same rule.
+pub(crate) fn seal_may_be_unfinished(
+    sequence: u64,
+    own_version: Option<u32>,
+    later: &[&Path],
+) -> Result<bool> {
+    let Some(successor) = later.first() else {
+        return Ok(true);
+    };
+    if own_version.is_none_or(|v| v < 2) && header_version(successor)? == Some(1) {
+        return Ok(false);
+    }
+    for path in later {
+        if vouches_for(&read_whole(path)?, sequence) {
             return Ok(false);
         }
-        for (_, path) in self.later {
-            if vouches_for(&read_whole(path)?, self.sequence) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
     }
+    Ok(true)
 }
 
 /// The format version in the header of `path`, if the header is valid.

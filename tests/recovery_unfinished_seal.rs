@@ -10,6 +10,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{records_of_file, segment_files, walk_markers, TestResult, SEGMENT_HEADER_LEN};
+use nano_wal::inspect::{self, DamageKind};
 use nano_wal::{RecoveryMode, Wal, WalError, WalOptions};
 use std::path::{Path, PathBuf};
 
@@ -141,6 +142,16 @@ fn an_unfinished_seal_is_cut_and_the_segments_after_it_are_dropped() -> TestResu
     let (cut, kept) = lose_tail_pages(&files[victim])?;
     assert!(newest_len_after <= newest_len);
 
+    // The operator tool classifies it as recovery will, without changing anything.
+    let damage: Vec<_> = inspect::scan(&dir)?
+        .all_damage()
+        .map(|d| (d.path.clone(), d.offset, d.kind))
+        .collect();
+    assert_eq!(
+        damage,
+        vec![(files[victim].clone(), cut, DamageKind::TornTail)]
+    );
+
     let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
     let report = wal.recovery_report().clone();
     assert_eq!(
@@ -176,6 +187,14 @@ fn damage_in_a_vouched_sealed_segment_is_corruption() -> TestResult {
     let (dir, files) = write(tmp.path())?;
     let victim = files.len() - 2;
     let (cut, _) = lose_tail_pages(&files[victim])?;
+    let damage: Vec<_> = inspect::scan(&dir)?
+        .all_damage()
+        .map(|d| (d.path.clone(), d.offset, d.kind))
+        .collect();
+    assert_eq!(
+        damage,
+        vec![(files[victim].clone(), cut, DamageKind::Corrupt)]
+    );
     match Wal::new(&dir, options(RecoveryMode::Strict)) {
         Err(WalError::Corruption { path, offset, .. }) => {
             assert_eq!((path, offset), (files[victim].clone(), cut));
