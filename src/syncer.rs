@@ -21,7 +21,7 @@
 //!   queued when the actor creates the file): on ext4 that fsync commits the journal,
 //!   which in `data=ordered` mode first writes back the data of the segment sealed
 //!   just before, so on the actor it took as long as the seal's own fsync. Measured
-//!   with the comparison's 4 KiB W1/W2: 0.56-0.67x / 0.59-0.72x the `File` baseline
+//!   with the comparison's 4 KiB W1/W2: 0.48-0.67x / 0.43-0.72x the `File` baseline
 //!   with it on the actor, 1.27-1.39x / 1.01-1.06x here.
 //! - At most [`MAX_PENDING_JOBS`] jobs wait at a time (a seal and the next segment's
 //!   directory fsync are two); a further one waits for the oldest, which bounds both
