@@ -26,7 +26,21 @@ pub fn set_clock(us: u64) {
     crate::sync::MODEL_CLOCK_US.store(us, Ordering::SeqCst);
 }
 
+/// Runs the seal syncer on its own thread (`true`) or inline on the actor (`false`,
+/// the default) in WALs opened from now on.
+pub fn use_syncer_thread(on: bool) {
+    crate::sync::MODEL_SYNCER_THREAD.store(on, Ordering::SeqCst);
+}
+
 impl MemHandle {
+    /// Whether every byte written to segment `sequence` of `shard` is synced (false if
+    /// it does not exist).
+    pub fn fully_synced(&self, shard: u32, sequence: u64) -> bool {
+        self.0
+            .segment(shard, sequence)
+            .is_some_and(|s| s.synced().len() == s.data_len())
+    }
+
     /// Makes every later write fail (or succeed again).
     pub fn fail_writes(&self, on: bool) {
         self.0.faults.fail_writes.store(on, Ordering::SeqCst);

@@ -27,8 +27,9 @@
 //!   directory fsync are two); a further one waits for the oldest, which bounds both
 //!   the unsynced data and the work after a crash.
 //!
-//! Under loom the sync runs inline in [`SealSyncer::submit`]: the models keep their
-//! thread count, and see the same actor code.
+//! Under loom the jobs run inline on the actor, so the models of the other protocols
+//! keep their thread count and see the same actor code; `tests/loom_seal_sync.rs`
+//! turns the thread on (`model::use_syncer_thread`) to check the hand-off itself.
 
 use crate::error::{Result, WalError};
 use crate::shard::{Counters, ShardShared};
@@ -114,7 +115,7 @@ impl SealSyncer {
     }
 
     fn push(&mut self, job: Job) -> Result<()> {
-        if cfg!(loom) {
+        if inline() {
             let result = run_job(&self.shared, &job);
             finish_job(&self.shared, &job, result);
             return self.synced_through().map(drop);
@@ -179,6 +180,18 @@ impl Drop for SealSyncer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Whether jobs run on the caller (loom models other than the syncer's own).
+fn inline() -> bool {
+    #[cfg(loom)]
+    {
+        !crate::sync::MODEL_SYNCER_THREAD.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    #[cfg(not(loom))]
+    {
+        false
     }
 }
 

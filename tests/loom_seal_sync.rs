@@ -1,0 +1,65 @@
+//! Loom model: the seal syncer's hand-off. The actor seals a segment and goes on into
+//! the next while the syncer thread fsyncs it; a durable answer must wait for that
+//! fsync, and a failed one must fail the durable call and poison the shard.
+#![cfg(loom)]
+
+use bytes::Bytes;
+use nano_wal::model::{mem_wal, use_syncer_thread};
+use nano_wal::{WalError, WalOptions};
+
+/// One 1-byte key and a 4-byte value fill a segment: every append seals the previous
+/// segment.
+fn options() -> WalOptions {
+    WalOptions::default()
+        .with_shards(1)
+        .with_channel_capacity(2)
+        .with_max_batch(2)
+        .with_max_key_size(1)
+        .with_max_record_size(4)
+        .with_max_segment_size(40 + 20 + 1 + 4)
+}
+
+#[test]
+fn durable_answer_waits_for_the_seal_fsync() {
+    loom::model(|| {
+        use_syncer_thread(true);
+        let (wal, mem) = mem_wal(options()).expect("open");
+        wal.append_entry(b"k", Bytes::from_static(b"1111"), false)
+            .expect("append");
+        // Seals segment 1 (its fsync goes to the syncer thread) and writes segment 2.
+        wal.log_entry(b"k", Bytes::from_static(b"2222"))
+            .expect("durable append");
+        assert!(
+            mem.fully_synced(0, 1),
+            "durable answer before the sealed segment's fsync"
+        );
+        assert_eq!(
+            mem.synced_values(0, b"k", 2),
+            vec![b"1111".to_vec(), b"2222".to_vec()]
+        );
+        wal.close().expect("close");
+        use_syncer_thread(false);
+    });
+}
+
+#[test]
+fn failed_seal_fsync_fails_the_durable_call_and_poisons() {
+    loom::model(|| {
+        use_syncer_thread(true);
+        let (wal, mem) = mem_wal(options()).expect("open");
+        wal.append_entry(b"k", Bytes::from_static(b"1111"), false)
+            .expect("append");
+        mem.fail_syncs(true);
+        let durable = wal.log_entry(b"k", Bytes::from_static(b"2222"));
+        mem.fail_syncs(false);
+        assert!(durable.is_err(), "durable Ok after a failed seal fsync");
+        let after = wal.log_entry(b"k", Bytes::from_static(b"3333"));
+        assert!(
+            matches!(after, Err(WalError::Poisoned { shard: 0, .. })),
+            "{after:?}"
+        );
+        assert!(!mem.fully_synced(0, 1));
+        assert!(wal.close().is_err(), "close must report the poisoned shard");
+        use_syncer_thread(false);
+    });
+}
