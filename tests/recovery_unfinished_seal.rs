@@ -118,6 +118,29 @@ fn set_version(path: &Path, version: u32) -> TestResult {
     Ok(())
 }
 
+/// (file, offset, kind) of a damage the operator tool found.
+type Found = (PathBuf, u64, DamageKind);
+
+/// What the operator tool finds.
+fn damage_found(dir: &Path) -> Result<Vec<Found>, Box<dyn std::error::Error>> {
+    Ok(inspect::scan(dir)?
+        .all_damage()
+        .map(|d| (d.path.clone(), d.offset, d.kind))
+        .collect())
+}
+
+/// A `Strict` open of `dir` fails with `Corruption` at `offset` of `file`.
+fn strict_open_fails_at(dir: &Path, file: &Path, offset: u64) {
+    match Wal::new(dir, options(RecoveryMode::Strict)) {
+        Err(WalError::Corruption {
+            path, offset: at, ..
+        }) => {
+            assert_eq!((path.as_path(), at), (file, offset));
+        }
+        other => panic!("expected Corruption, got {:?}", other.map(|_| ())),
+    }
+}
+
 #[test]
 fn a_clean_close_leaves_a_marker_vouching_for_every_sealed_segment() -> TestResult {
     let tmp = tempfile::tempdir()?;
@@ -143,10 +166,7 @@ fn an_unfinished_seal_is_cut_and_the_segments_after_it_are_dropped() -> TestResu
     assert!(newest_len_after <= newest_len);
 
     // The operator tool classifies it as recovery will, without changing anything.
-    let damage: Vec<_> = inspect::scan(&dir)?
-        .all_damage()
-        .map(|d| (d.path.clone(), d.offset, d.kind))
-        .collect();
+    let damage = damage_found(&dir)?;
     assert_eq!(
         damage,
         vec![(files[victim].clone(), cut, DamageKind::TornTail)]
@@ -187,20 +207,12 @@ fn damage_in_a_vouched_sealed_segment_is_corruption() -> TestResult {
     let (dir, files) = write(tmp.path())?;
     let victim = files.len() - 2;
     let (cut, _) = lose_tail_pages(&files[victim])?;
-    let damage: Vec<_> = inspect::scan(&dir)?
-        .all_damage()
-        .map(|d| (d.path.clone(), d.offset, d.kind))
-        .collect();
+    let damage = damage_found(&dir)?;
     assert_eq!(
         damage,
         vec![(files[victim].clone(), cut, DamageKind::Corrupt)]
     );
-    match Wal::new(&dir, options(RecoveryMode::Strict)) {
-        Err(WalError::Corruption { path, offset, .. }) => {
-            assert_eq!((path, offset), (files[victim].clone(), cut));
-        }
-        other => panic!("expected Corruption, got {:?}", other.map(|_| ())),
-    }
+    strict_open_fails_at(&dir, &files[victim], cut);
     // SkipCorrupted skips the damage and keeps every later segment.
     let wal = Wal::new(&dir, options(RecoveryMode::SkipCorrupted))?;
     assert!(wal.recovery_report().truncated.is_empty());
@@ -222,12 +234,7 @@ fn damage_in_a_version_1_sealed_segment_is_corruption_without_markers() -> TestR
         set_version(f, 1)?;
     }
     let (cut, _) = lose_tail_pages(&files[victim])?;
-    match Wal::new(&dir, options(RecoveryMode::Strict)) {
-        Err(WalError::Corruption { path, offset, .. }) => {
-            assert_eq!((path, offset), (files[victim].clone(), cut));
-        }
-        other => panic!("expected Corruption, got {:?}", other.map(|_| ())),
-    }
+    strict_open_fails_at(&dir, &files[victim], cut);
     Ok(())
 }
 
