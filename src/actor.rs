@@ -134,7 +134,8 @@ impl Actor {
 
     /// Recovered sealed segments that no sync marker vouches for may hold bytes a
     /// killed process wrote and never synced: they go to the syncer before anything
-    /// else, so the first durable answer waits for them like for any pending seal.
+    /// else, with an fsync of the shard directory, so the first durable answer waits
+    /// for them like for any pending seal.
     fn resync_recovered(&mut self) {
         let unsynced: Vec<_> = self
             .segments
@@ -142,11 +143,16 @@ impl Actor {
             .filter(|s| s.sealed && s.sequence > self.marked_through)
             .map(|s| (s.sequence, s.io.clone()))
             .collect();
-        for (sequence, io) in unsynced {
-            if let Err(e) = self.syncer.submit(sequence, io) {
-                self.shared.poison(e);
-                return;
-            }
+        let mut result = unsynced
+            .into_iter()
+            .try_for_each(|(sequence, io)| self.syncer.submit(sequence, io));
+        if result.is_ok() && !self.segments.is_empty() {
+            // The newest segment's directory entry may still have been waiting for its
+            // fsync on the killed process's syncer: redo it before any durable answer.
+            result = self.syncer.submit_dir();
+        }
+        if let Err(e) = result {
+            self.shared.poison(e);
         }
     }
 
@@ -206,7 +212,7 @@ impl Actor {
         self.buf.clear();
         // Vouch for seals that finished since the last batch (cheap: 28 bytes).
         let synced = self.syncer.synced_through()?;
-        self.mark_synced(synced, now);
+        self.mark_synced(synced, now, false)?;
         let need_sync = self.encode_requests(batch, 0, now, &mut pending)?;
         self.flush_buf()?;
         if need_sync {
@@ -229,24 +235,31 @@ impl Actor {
 
     /// Waits for every pending seal and writes (not syncs) a sync marker vouching for
     /// them: the caller's fsync of the active segment then makes the marker durable
-    /// with the records it acknowledges.
+    /// with the records it acknowledges. So a durable answer always leaves a marker
+    /// for every sealed segment before it; without one, recovery would take bit rot
+    /// near the end of such a segment for an unfinished seal and drop every later
+    /// segment, acknowledged records included.
     fn settle_seals(&mut self, now: u64) -> Result<()> {
-        // Only this thread submits seals, and writing a marker never seals: after
-        // the wait, none is pending.
-        let synced = self.syncer.wait_all()?;
-        self.mark_synced(synced, now);
-        self.flush_buf()
+        loop {
+            let synced = self.syncer.wait_all()?;
+            self.mark_synced(synced, now, true)?;
+            self.flush_buf()?;
+            // Making room for the marker may have sealed a full segment: wait for that
+            // one too and vouch for it in the new one.
+            if self.syncer.idle() {
+                return Ok(());
+            }
+        }
     }
 
     /// Buffers a sync marker for segments up to `synced`, unless one was written
-    /// already, or there is no active segment or no room left in it: a marker never
-    /// starts or rotates a segment by itself. It then goes into the next segment's
-    /// first batch; until then damage in the segments it will vouch for is judged
-    /// like damage in an unsynced seal (recovery cuts rather than refuses; see
-    /// `recovery::Scan::unsynced_seal_possible`).
-    fn mark_synced(&mut self, synced: u64, now: u64) {
+    /// already. With no active segment, or no room left in it, `must` (a durable
+    /// answer or close is waiting) seals the full one and starts the next segment for
+    /// the marker; otherwise the marker waits for the next segment's first batch.
+    /// Time never rotates a segment for a marker.
+    fn mark_synced(&mut self, synced: u64, now: u64, must: bool) -> Result<()> {
         if synced <= self.marked_through {
-            return;
+            return Ok(());
         }
         let buffered = self.buf.len() as u64;
         let room = match self.segments.last() {
@@ -255,10 +268,17 @@ impl Actor {
             }
             _ => false,
         };
-        if room {
-            encode_marker(&mut self.buf, now, synced);
-            self.marked_through = synced;
+        if !room {
+            if !must {
+                return Ok(());
+            }
+            self.flush_buf()?;
+            self.seal_active()?;
+            self.create_segment(now)?;
         }
+        encode_marker(&mut self.buf, now, synced);
+        self.marked_through = synced;
+        Ok(())
     }
 
     /// Moves queued requests into `batch` until it holds `max_batch` or the queue

@@ -120,9 +120,8 @@ pub(crate) fn recover_shard(dir: &Path, shard: u32, mode: RecoveryMode) -> Resul
         let (segment, cut) = recover_segment(&scan, &mut out, &mut buf)?;
         out.segments.extend(segment);
         if cut {
-            // An unfinished seal lost bytes of this segment: the later segments would
-            // follow a hole, and none of their records was acknowledged as durable.
-            drop_segments(scan.later, &mut out)?;
+            // An unfinished seal lost bytes of this segment, and the later segments
+            // are gone already (`drop_segments`).
             break;
         }
     }
@@ -212,20 +211,27 @@ fn vouches_for(data: &[u8], sequence: u64) -> bool {
     false
 }
 
-/// Removes segment files `files` (listed as truncated), then fsyncs their directory.
+/// Removes the segment files after an unfinished seal (listed as truncated), newest
+/// first, each removal made durable before the next. Called before the unfinished
+/// seal itself is cut or removed: a crash in between then leaves a shard that ends
+/// in that segment, or a prefix of the later ones, never a cut segment followed by
+/// the records that came after the lost ones.
 fn drop_segments(files: &[(u64, PathBuf)], out: &mut RecoveredShard) -> Result<()> {
-    for (_, path) in files {
+    let mut dropped = Vec::with_capacity(files.len());
+    for (_, path) in files.iter().rev() {
         let len = std::fs::metadata(path)
             .map_err(|e| WalError::io("reading segment", path, e))?
             .len();
         std::fs::remove_file(path).map_err(|e| WalError::io("removing segment", path, e))?;
-        out.report.truncated.push((path.clone(), 0, len));
+        if let Some(dir) = path.parent() {
+            // fsync the directory after each removal: an older segment must never be
+            // gone while a newer one is still there.
+            sync_directory(dir)?;
+        }
+        dropped.push((path.clone(), 0, len));
     }
-    if let Some(dir) = files.first().and_then(|(_, p)| p.parent()) {
-        // fsync the directory: the removals must be durable before the writer appends
-        // after the cut, or a crash could bring the dropped segments back behind it.
-        sync_directory(dir)?;
-    }
+    dropped.reverse();
+    out.report.truncated.extend(dropped);
     Ok(())
 }
 
@@ -280,6 +286,12 @@ fn recover_segment(
                 && data[..SEGMENT_HEADER_LEN].iter().all(|&b| b == 0);
             let no_record = find_next_valid(&data, SEGMENT_HEADER_LEN.min(data.len())).is_none();
             if (header_lost || no_record) && scan.unsynced_seal_possible(None)? {
+                out.report
+                    .truncated
+                    .push((path.to_path_buf(), 0, data.len() as u64));
+                if !newest {
+                    drop_segments(scan.later, out)?;
+                }
                 std::fs::remove_file(path)
                     .map_err(|e| WalError::io("removing torn segment", path, e))?;
                 if let Some(dir) = path.parent() {
@@ -287,9 +299,6 @@ fn recover_segment(
                     // segments reuse the sequence range after it.
                     sync_directory(dir)?;
                 }
-                out.report
-                    .truncated
-                    .push((path.to_path_buf(), 0, data.len() as u64));
                 return Ok((None, !newest));
             }
             return match mode {
@@ -503,12 +512,15 @@ fn judge_rest(
                     || data[pos..end].iter().all(|&b| b == 0)
                     || has_lost_page(data, pos, end);
                 if unwritten && scan.unsynced_seal_possible(Some(version))? {
-                    truncate(io.file(), path, at(pos))?;
                     out.report.truncated.push((
                         path.to_path_buf(),
                         at(pos),
                         (data.len() - pos) as u64,
                     ));
+                    if !newest {
+                        drop_segments(scan.later, out)?;
+                    }
+                    truncate(io.file(), path, at(pos))?;
                     segment.len = at(pos);
                     segment.allocated = at(pos);
                     // A cut sealed segment becomes the newest: the writer goes on in it.

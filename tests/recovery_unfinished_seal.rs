@@ -263,3 +263,113 @@ fn version_1_segments_are_read_and_written_after() -> TestResult {
     assert!(!walk_markers(&newest).is_empty());
     Ok(())
 }
+
+#[test]
+fn segments_filled_exactly_by_durable_records_still_get_their_markers() -> TestResult {
+    // Each 1000-byte record fills a segment to the byte: no room for a marker after
+    // it. Every durable answer must still leave a marker for every sealed segment
+    // before it, or a flipped bit at a segment's end would pass for an unfinished
+    // seal and take the acknowledged records of every later segment with it.
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("wal");
+    let options = |mode| {
+        WalOptions::default()
+            .with_shards(1)
+            .with_max_key_size(1)
+            .with_max_record_size(1000)
+            .with_max_segment_size(40 + 20 + 1 + 1000)
+            .with_recovery_mode(mode)
+    };
+    let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
+    for i in 0..10u8 {
+        wal.log_entry("k", Bytes::from(vec![i; 1000]))?;
+    }
+    wal.close()?;
+    let files = segment_files(&dir, 0)?;
+    let vouched = files
+        .iter()
+        .map(|f| Ok(walk_markers(&std::fs::read(f)?)))
+        .collect::<Result<Vec<_>, std::io::Error>>()?
+        .into_iter()
+        .flatten()
+        .map(|m| m.synced_through)
+        .max();
+    assert_eq!(
+        vouched,
+        Some(files.len() as u64 - 1),
+        "{} files",
+        files.len()
+    );
+
+    // Flip the last byte of the second record's segment (the record fills it).
+    let victim = files
+        .iter()
+        .filter(|f| records_of_file(f).is_ok_and(|r| r.len() == 1))
+        .nth(1)
+        .ok_or("no second record segment")?;
+    let mut data = std::fs::read(victim)?;
+    let last = data.len() - 1;
+    data[last] ^= 0x01;
+    std::fs::write(victim, &data)?;
+    strict_open_fails_at(&dir, victim, SEGMENT_HEADER_LEN as u64);
+    let wal = Wal::new(&dir, options(RecoveryMode::SkipCorrupted))?;
+    assert_eq!(
+        wal.enumerate_records("k")?.count(),
+        9,
+        "only the flipped record is lost"
+    );
+    wal.close()?;
+    Ok(())
+}
+
+#[test]
+fn a_failed_drop_leaves_a_prefix_for_the_next_open() -> TestResult {
+    // Recovery removes the segments after an unfinished seal newest first, and cuts
+    // the seal only after that. Make the removal fail in the middle (an immutable
+    // file: root cannot unlink it either) and check that what is left is a prefix.
+    let tmp = tempfile::tempdir()?;
+    let (dir, files) = write(tmp.path())?;
+    let n = files.len();
+    let victim = n - 3;
+    let before = records_before(&files, victim)?;
+    drop_markers_for(&files[victim + 1..], victim as u64 + 1)?;
+    let (_, kept) = lose_tail_pages(&files[victim])?;
+    let pinned = &files[victim + 1];
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(pinned)
+            .status()
+    };
+    match chattr("+i") {
+        Ok(status) if status.success() => {}
+        other => {
+            eprintln!("skipped: chattr +i is not available here ({other:?})");
+            return Ok(());
+        }
+    }
+    let failed = Wal::new(&dir, options(RecoveryMode::Strict));
+    let restored = chattr("-i")?;
+    assert!(restored.success());
+    assert!(
+        matches!(failed, Err(WalError::Io { .. })),
+        "{:?}",
+        failed.map(|_| ())
+    );
+    assert!(!files[n - 1].exists(), "the newest segment goes first");
+    assert!(pinned.exists());
+    let victim_len = std::fs::metadata(&files[victim])?.len();
+    assert!(
+        victim_len
+            > records_of_file(&files[victim])?
+                .last()
+                .map_or(0, |r| r.offset + r.len),
+        "the unfinished seal is not cut before the later segments are gone"
+    );
+
+    let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
+    assert_eq!(numbers(&wal)?, (0..before + kept).collect::<Vec<_>>());
+    assert!(!pinned.exists());
+    wal.close()?;
+    Ok(())
+}
