@@ -3,7 +3,7 @@
 //! Sealing a segment used to fsync it on the shard actor, which then stood still
 //! while up to 64 MiB went to disk. Now the actor cuts the file to its data, marks it
 //! sealed, hands it here and goes on writing into the next segment; this shard's
-//! syncer thread (started at the first seal) fsyncs sealed segments one at a time, in
+//! syncer thread (started at the first job) fsyncs sealed segments one at a time, in
 //! sequence order, and publishes the highest sequence whose fsync succeeded.
 //!
 //! The rules that keep durability exact (docs/ARCHITECTURE.md, docs/FORMAT.md):
@@ -11,7 +11,8 @@
 //! - Nothing is acknowledged as durable while a sealed segment of the shard is still
 //!   waiting here: a durable batch, `sync` and close wait for [`SealSyncer::wait_all`].
 //! - Once segments up to `n` are synced, the actor writes a sync marker saying so
-//!   into its active segment before its next fsync. So if any record after segment
+//!   into its active segment before its next durable fsync (starting a new segment
+//!   for it when the active one is full or absent). So if any record after segment
 //!   `n` was acknowledged as durable, a marker for `n` is on disk after it; recovery
 //!   only treats damage in a sealed segment as an unfinished seal when no marker
 //!   vouches for it.
