@@ -7,16 +7,17 @@ use bytes::Bytes;
 use nano_wal::model::{mem_wal, use_syncer_thread};
 use nano_wal::{WalError, WalOptions};
 
-/// One 1-byte key and a 4-byte value fill a segment: every append seals the previous
-/// segment.
+/// A segment holds one record with an 8-byte value (69 bytes), or one with a 1-byte
+/// value and a 28-byte sync marker (90): the second append below seals the first
+/// segment, and the marker for it fits after the second record.
 fn options() -> WalOptions {
     WalOptions::default()
         .with_shards(1)
         .with_channel_capacity(2)
         .with_max_batch(2)
         .with_max_key_size(1)
-        .with_max_record_size(4)
-        .with_max_segment_size(40 + 20 + 1 + 4)
+        .with_max_record_size(8)
+        .with_max_segment_size(90)
 }
 
 #[test]
@@ -24,10 +25,10 @@ fn durable_answer_waits_for_the_seal_fsync() {
     loom::model(|| {
         use_syncer_thread(true);
         let (wal, mem) = mem_wal(options()).expect("open");
-        wal.append_entry(b"k", Bytes::from_static(b"1111"), false)
+        wal.append_entry(b"k", Bytes::from_static(b"11111111"), false)
             .expect("append");
         // Seals segment 1 (its fsync goes to the syncer thread) and writes segment 2.
-        wal.log_entry(b"k", Bytes::from_static(b"2222"))
+        wal.log_entry(b"k", Bytes::from_static(b"2"))
             .expect("durable append");
         assert!(
             mem.fully_synced(0, 1),
@@ -35,7 +36,7 @@ fn durable_answer_waits_for_the_seal_fsync() {
         );
         assert_eq!(
             mem.synced_values(0, b"k", 2),
-            vec![b"1111".to_vec(), b"2222".to_vec()]
+            vec![b"11111111".to_vec(), b"2".to_vec()]
         );
         wal.close().expect("close");
         use_syncer_thread(false);
@@ -47,13 +48,13 @@ fn failed_seal_fsync_fails_the_durable_call_and_poisons() {
     loom::model(|| {
         use_syncer_thread(true);
         let (wal, mem) = mem_wal(options()).expect("open");
-        wal.append_entry(b"k", Bytes::from_static(b"1111"), false)
+        wal.append_entry(b"k", Bytes::from_static(b"11111111"), false)
             .expect("append");
         mem.fail_syncs(true);
-        let durable = wal.log_entry(b"k", Bytes::from_static(b"2222"));
+        let durable = wal.log_entry(b"k", Bytes::from_static(b"2"));
         mem.fail_syncs(false);
         assert!(durable.is_err(), "durable Ok after a failed seal fsync");
-        let after = wal.log_entry(b"k", Bytes::from_static(b"3333"));
+        let after = wal.log_entry(b"k", Bytes::from_static(b"3"));
         assert!(
             matches!(after, Err(WalError::Poisoned { shard: 0, .. })),
             "{after:?}"
