@@ -272,9 +272,7 @@ impl Actor {
             if !must {
                 return Ok(());
             }
-            self.flush_buf()?;
-            self.seal_active()?;
-            self.create_segment(now)?;
+            self.rotate(now)?;
         }
         encode_marker(&mut self.buf, now, synced);
         self.marked_through = synced;
@@ -375,11 +373,16 @@ impl Actor {
             _ => true,
         };
         if rotate {
-            self.flush_buf()?;
-            self.seal_active()?;
-            self.create_segment(now)?;
+            self.rotate(now)?;
         }
         Ok(())
+    }
+
+    /// Writes out the buffer, seals the active segment (if any) and starts the next.
+    fn rotate(&mut self, now: u64) -> Result<()> {
+        self.flush_buf()?;
+        self.seal_active()?;
+        self.create_segment(now)
     }
 
     fn create_segment(&mut self, now: u64) -> Result<()> {

@@ -876,6 +876,10 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
     }
 
     let version = out.header.as_ref().map(|h| h.version);
+    // Asked at most once per segment: the answer reads every later segment.
+    let mut crash_possible = None;
+    let mut may_be_a_crash =
+        || *crash_possible.get_or_insert_with(|| file.damage_may_be_a_crash(version));
     const UNFINISHED_SEAL: &str = "in a sealed segment no sync marker vouches for: its \
          seal's fsync may not have finished; recovery truncates the file here and removes \
          the later segments of the shard";
@@ -904,7 +908,7 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
             if file.newest {
                 // Preallocated space ahead of the write position: free, not damage.
                 out.free_len = (data.len() - pos) as u64;
-            } else if file.damage_may_be_a_crash(version) {
+            } else if may_be_a_crash() {
                 out.damage.push(damage(
                     pos,
                     data.len() - pos,
@@ -925,7 +929,7 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
         }
         let next = find_next_valid(data, pos + 1);
         let unwritten = next.is_none_or(|n| data[pos..n].iter().all(|&b| b == 0));
-        if unwritten && file.damage_may_be_a_crash(version) {
+        if unwritten && may_be_a_crash() {
             let after = match next {
                 None => "nothing valid follows".to_string(),
                 Some(n) => format!("only zero bytes lie before the next valid record at {n}"),

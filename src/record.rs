@@ -121,10 +121,10 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Decoded<'_>, DecodeError> {
     if len > buf.len() {
         return Err(DecodeError::Incomplete);
     }
-    let marker = u32_at(buf, 16) == MARKER_KEY_LEN;
-    let key_len = if marker { 0 } else { u32_at(buf, 16) as usize };
-    if (marker && len != MARKER_LEN) || key_len > len - RECORD_HEADER_LEN {
-        return Err(DecodeError::BadLength);
+    let key_len = u32_at(buf, 16) as usize;
+    if key_len > len - RECORD_HEADER_LEN {
+        // No data record holds a key this long; only a sync marker claims one.
+        return decode_marker(buf, len);
     }
     if crc32c::crc32c(&buf[4..len]) != u32_at(buf, 0) {
         return Err(DecodeError::BadChecksum);
@@ -135,7 +135,25 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Decoded<'_>, DecodeError> {
         timestamp_us: u64_at(buf, 8),
         key: &buf[RECORD_HEADER_LEN..key_end],
         value: &buf[key_end..len],
-        synced_through: marker.then(|| u64_at(buf, RECORD_HEADER_LEN)),
+        synced_through: None,
+    })
+}
+
+/// [`decode`] of bytes (at least `len` of them) whose key length no data record
+/// can have: a sync marker, or impossible lengths. Kept off the data-record path.
+fn decode_marker(buf: &[u8], len: usize) -> Result<Decoded<'_>, DecodeError> {
+    if u32_at(buf, 16) != MARKER_KEY_LEN || len != MARKER_LEN {
+        return Err(DecodeError::BadLength);
+    }
+    if crc32c::crc32c(&buf[4..len]) != u32_at(buf, 0) {
+        return Err(DecodeError::BadChecksum);
+    }
+    Ok(Decoded {
+        len,
+        timestamp_us: u64_at(buf, 8),
+        key: &buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN],
+        value: &buf[RECORD_HEADER_LEN..len],
+        synced_through: Some(u64_at(buf, RECORD_HEADER_LEN)),
     })
 }
 

@@ -3,9 +3,11 @@
 //! Each shard is recovered independently (the caller runs them in parallel). Every
 //! record's checksum is verified and its location loaded into a fresh index.
 //!
-//! **Torn tail vs corruption.** Only the newest segment can end in a torn write:
-//! every older one was fsynced before its successor was created. In the newest
-//! segment, a record that fails its checks is a torn tail if no valid record follows
+//! **Torn tail vs corruption.** A torn write can only be in the newest segment, or
+//! in a sealed one whose seal's fsync (run in the background, `syncer.rs`) had not
+//! returned: no later sync marker vouches for it. Nothing after such a seal was
+//! acknowledged as durable, so recovery removes the later segments and then treats
+//! it like the newest. In those segments a record that fails its checks is a torn tail if no valid record follows
 //! it, or if only zero bytes lie between it and the next valid one (pages that never
 //! reached the disk: what follows was never synced, since a sync persists everything
 //! before it). A torn tail is truncated. Any other damage is corruption: an error
@@ -114,8 +116,8 @@ pub(crate) fn recover_shard(dir: &Path, shard: u32, mode: RecoveryMode) -> Resul
             shard,
             sequence: *sequence,
             later: &files[i + 1..],
-            newest: i + 1 == files.len(),
             mode,
+            unsynced_seal: std::cell::OnceCell::new(),
         };
         let (segment, cut) = recover_segment(&scan, &mut out, &mut buf)?;
         out.segments.extend(segment);
@@ -134,10 +136,11 @@ struct Scan<'a> {
     path: &'a Path,
     shard: u32,
     sequence: u64,
-    /// The shard's segment files after this one.
+    /// The shard's segment files after this one (none: this is the newest).
     later: &'a [(u64, PathBuf)],
-    newest: bool,
     mode: RecoveryMode,
+    /// [`Scan::unsynced_seal_possible`] once known: it reads every later file.
+    unsynced_seal: std::cell::OnceCell<bool>,
 }
 
 impl Scan<'_> {
@@ -150,11 +153,16 @@ impl Scan<'_> {
     /// corruption, when a valid marker in a later segment covers it, or when it and
     /// its successor were written by version 1, which synced before sealing.
     fn unsynced_seal_possible(&self, own_version: Option<u32>) -> Result<bool> {
-        if self.newest {
-            return Ok(true);
+        if let Some(&known) = self.unsynced_seal.get() {
+            return Ok(known);
         }
         let later: Vec<&Path> = self.later.iter().map(|(_, p)| p.as_path()).collect();
-        seal_may_be_unfinished(self.sequence, own_version, &later)
+        let possible = seal_may_be_unfinished(self.sequence, own_version, &later)?;
+        Ok(*self.unsynced_seal.get_or_init(|| possible))
+    }
+
+    fn newest(&self) -> bool {
+        self.later.is_empty()
     }
 }
 
@@ -259,10 +267,10 @@ fn recover_segment(
         path,
         shard,
         sequence,
-        newest,
         mode,
         ..
     } = scan;
+    let newest = scan.newest();
     let io = Arc::new(FileSegment::open(path.to_path_buf())?);
     let file_len = io
         .file()
@@ -481,9 +489,8 @@ fn judge_rest(
     version: u32,
     out: &mut RecoveredShard,
 ) -> Result<bool> {
-    let &Scan {
-        path, newest, mode, ..
-    } = scan;
+    let &Scan { path, mode, .. } = scan;
+    let newest = scan.newest();
     let &Rest { data, base, from } = rest;
     // File offset of `data[p]`.
     let at = |p: usize| base + p as u64;

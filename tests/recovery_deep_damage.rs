@@ -8,7 +8,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{records_of_file, segment_files, RecordPos, TestResult};
+use common::{numbers, records_of_file, segment_files, RecordPos, TestResult};
 use nano_wal::{RecoveryMode, Wal, WalError, WalOptions};
 use std::path::{Path, PathBuf};
 
@@ -41,13 +41,6 @@ fn write(root: &Path) -> Result<(PathBuf, Vec<PathBuf>), Box<dyn std::error::Err
     Ok((dir, files))
 }
 
-/// Record numbers found under the key.
-fn numbers(wal: &Wal) -> Result<Vec<usize>, Box<dyn std::error::Error>> {
-    wal.enumerate_records("k")?
-        .map(|v| Ok(std::str::from_utf8(&v[..5])?.parse::<usize>()?))
-        .collect()
-}
-
 fn number_of(r: &RecordPos) -> usize {
     std::str::from_utf8(&r.value[..5])
         .expect("utf-8")
@@ -78,7 +71,7 @@ fn a_torn_last_record_deep_in_the_newest_segment_is_cut_at_its_offset() -> TestR
         vec![(newest.clone(), last.offset, cut_at - last.offset)]
     );
     let want: Vec<usize> = (0..RECORDS).filter(|&i| i != number_of(last)).collect();
-    assert_eq!(numbers(&wal)?, want);
+    assert_eq!(numbers(&wal, "k")?, want);
     wal.close()?;
     Ok(())
 }
@@ -111,7 +104,7 @@ fn a_lost_page_deep_in_the_newest_segment_is_a_torn_tail() -> TestResult {
     assert_eq!(report.truncated.len(), 1, "{report:?}");
     assert_eq!(report.truncated[0].0, *newest);
     assert_eq!(report.truncated[0].1, first_hit.offset);
-    let kept: Vec<usize> = numbers(&wal)?;
+    let kept: Vec<usize> = numbers(&wal, "k")?;
     assert_eq!(kept, (0..number_of(&first_hit)).collect::<Vec<_>>());
     wal.close()?;
     Ok(())
@@ -145,7 +138,7 @@ fn a_bit_flip_deep_in_a_sealed_segment_is_named_and_can_be_skipped() -> TestResu
         vec![(sealed.clone(), hit.offset, hit.len)]
     );
     let want: Vec<usize> = (0..RECORDS).filter(|&i| i != number_of(&hit)).collect();
-    assert_eq!(numbers(&wal)?, want);
+    assert_eq!(numbers(&wal, "k")?, want);
     wal.close()?;
     Ok(())
 }

@@ -9,7 +9,9 @@
 mod common;
 
 use bytes::Bytes;
-use common::{records_of_file, segment_files, walk_markers, TestResult, SEGMENT_HEADER_LEN};
+use common::{
+    numbers, records_of_file, segment_files, walk_markers, TestResult, SEGMENT_HEADER_LEN,
+};
 use nano_wal::inspect::{self, DamageKind};
 use nano_wal::{RecoveryMode, Wal, WalError, WalOptions};
 use std::path::{Path, PathBuf};
@@ -40,12 +42,6 @@ fn write(root: &Path) -> Result<(PathBuf, Vec<PathBuf>), Box<dyn std::error::Err
     let files = segment_files(&dir, 0)?;
     assert!(files.len() >= 4, "the test wants several sealed segments");
     Ok((dir, files))
-}
-
-fn numbers(wal: &Wal) -> Result<Vec<usize>, Box<dyn std::error::Error>> {
-    wal.enumerate_records("k")?
-        .map(|v| Ok(std::str::from_utf8(&v[..5])?.parse::<usize>()?))
-        .collect()
 }
 
 /// Records in the files before `files[upto]`.
@@ -182,7 +178,7 @@ fn an_unfinished_seal_is_cut_and_the_segments_after_it_are_dropped() -> TestResu
         ]
     );
     assert!(report.skipped.is_empty());
-    assert_eq!(numbers(&wal)?, (0..before + kept).collect::<Vec<_>>());
+    assert_eq!(numbers(&wal, "k")?, (0..before + kept).collect::<Vec<_>>());
     assert!(
         !files[n - 1].exists(),
         "the segment after the cut is removed"
@@ -196,7 +192,10 @@ fn an_unfinished_seal_is_cut_and_the_segments_after_it_are_dropped() -> TestResu
     wal.close()?;
     let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
     assert!(wal.recovery_report().truncated.is_empty());
-    assert_eq!(numbers(&wal)?, (0..before + kept + 50).collect::<Vec<_>>());
+    assert_eq!(
+        numbers(&wal, "k")?,
+        (0..before + kept + 50).collect::<Vec<_>>()
+    );
     wal.close()?;
     Ok(())
 }
@@ -247,14 +246,14 @@ fn version_1_segments_are_read_and_written_after() -> TestResult {
         set_version(f, 1)?;
     }
     let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
-    assert_eq!(numbers(&wal)?, (0..RECORDS).collect::<Vec<_>>());
+    assert_eq!(numbers(&wal, "k")?, (0..RECORDS).collect::<Vec<_>>());
     let more = RECORDS..RECORDS + 200;
     for i in more.clone() {
         wal.append_entry("k", value_of(i), i % 20 == 0)?;
     }
     wal.close()?;
     let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
-    assert_eq!(numbers(&wal)?, (0..more.end).collect::<Vec<_>>());
+    assert_eq!(numbers(&wal, "k")?, (0..more.end).collect::<Vec<_>>());
     wal.close()?;
     // The segments created since are version 2 and carry markers.
     let files = segment_files(&dir, 0)?;
@@ -368,7 +367,7 @@ fn a_failed_drop_leaves_a_prefix_for_the_next_open() -> TestResult {
     );
 
     let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
-    assert_eq!(numbers(&wal)?, (0..before + kept).collect::<Vec<_>>());
+    assert_eq!(numbers(&wal, "k")?, (0..before + kept).collect::<Vec<_>>());
     assert!(!pinned.exists());
     wal.close()?;
     Ok(())

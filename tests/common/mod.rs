@@ -227,3 +227,11 @@ impl Rng {
         (0..n).map(|_| (self.next() >> 32) as u8).collect()
     }
 }
+
+/// The record numbers under `key`, for tests whose values start with the record's
+/// number in 5 digits (`format!("{i:05}|...")`).
+pub fn numbers(wal: &nano_wal::Wal, key: &str) -> Result<Vec<usize>, Box<dyn std::error::Error>> {
+    wal.enumerate_records(key)?
+        .map(|v| Ok(std::str::from_utf8(&v[..5])?.parse::<usize>()?))
+        .collect()
+}
