@@ -35,10 +35,14 @@ use crate::syncer::SealSyncer;
 
 /// How long an idle actor polls its queue (yielding between polls) before sleeping:
 /// a caller that just got its answer usually sends its next request within this, and
-/// is then served without the wake-up of a sleeping actor. Measured with the
-/// comparison's W3 (one thread, durable): 11.2-11.8 k/s without, 12.3 k/s with; no
-/// change beyond noise on non-durable ingest. At most this much CPU per idle spell.
-const IDLE_POLL: std::time::Duration = std::time::Duration::from_micros(50);
+/// is then served without the wake-up of a sleeping actor. A lone durable appender
+/// whose keys alternate between shards leaves each actor idle for about one fsync
+/// of the other (~50 us here), so the budget covers a few of them. Measured with
+/// `nano-wal bench --threads 64 --records 3200 --durable 1`, 12 interleaved runs
+/// each, median k ops/s: no polling 125, 50 us 125, 250 us 138 (with the waiters'
+/// polling of `shard.rs` on); one thread durable: no polling 15.7, 250 us 17.4. At
+/// most this much CPU per idle spell.
+const IDLE_POLL: std::time::Duration = std::time::Duration::from_micros(250);
 
 /// Encoded bytes the actor buffers before writing them, even within a batch: a
 /// 1,024-request batch of 4 KiB values would otherwise build a 4 MiB buffer, larger

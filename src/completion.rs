@@ -28,6 +28,10 @@ struct State<T> {
     followers: Followers<T>,
     /// The waiter is gone: whoever answers the slot wakes its followers itself.
     abandoned: bool,
+    /// The waiter is asleep on `ready`. A notify costs a system call even when
+    /// nobody sleeps, and a polling waiter (see [`Waiter::wait_polling`]) takes
+    /// its answer without one, so answerers notify only a sleeper.
+    sleeping: bool,
 }
 
 /// A slot's followers in the wake chain (fixed size: the actor allocates nothing
@@ -57,6 +61,7 @@ pub(crate) fn completion<T>(shard: usize) -> (Completer<T>, Waiter<T>) {
             answer: None,
             followers: [None, None],
             abandoned: false,
+            sleeping: false,
         }),
         ready: Condvar::new(),
     });
@@ -82,9 +87,18 @@ fn fill<T>(slot: &Slot<T>, result: Result<T>, followers: Followers<T>) -> Follow
     }
 }
 
+/// Wakes `slot`'s waiter if it sleeps; one that has not gone to sleep yet finds
+/// the answer (always filled before this is called) when it looks.
+fn wake_one<T>(slot: &Slot<T>) {
+    let state = lock(&slot.state);
+    if state.sleeping {
+        slot.ready.notify_one();
+    }
+}
+
 fn wake<T>(slots: impl IntoIterator<Item = Option<Arc<Slot<T>>>>) {
     for slot in slots.into_iter().flatten() {
-        slot.ready.notify_one();
+        wake_one(&slot);
     }
 }
 
@@ -102,7 +116,7 @@ pub(crate) fn complete_all<T: Clone>(completers: Vec<Completer<T>>, result: Resu
         orphans.extend(fill(&slots[i], result.clone(), followers));
     }
     if let Some(first) = slots.first() {
-        first.ready.notify_one();
+        wake_one(first);
     }
     wake(orphans);
 }
@@ -115,8 +129,12 @@ impl<T> Completer<T> {
 
     fn answer(&mut self, result: Result<T>) {
         if let Some(slot) = self.slot.take() {
-            fill(&slot, result, [None, None]);
-            slot.ready.notify_one();
+            // A lone slot has no followers: answer and wake under one lock.
+            let mut state = lock(&slot.state);
+            state.answer = Some(result);
+            if state.sleeping {
+                slot.ready.notify_one();
+            }
         }
     }
 }
@@ -159,7 +177,9 @@ impl<T> Waiter<T> {
             if let Some(result) = state.answer.take() {
                 return result;
             }
+            state.sleeping = true;
             state = wait(&self.slot.ready, state);
+            state.sleeping = false;
         }
     }
 }

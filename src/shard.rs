@@ -85,6 +85,19 @@ struct Progress {
     applied: u64,
     poison: Option<WalError>,
     stopped: bool,
+    /// Threads asleep on `changed` (in [`ShardShared::barrier`]). The actor
+    /// notifies only when there is one: a notify costs a system call even when
+    /// nobody waits, and `advance` runs once per batch on the actor's path.
+    sleepers: usize,
+}
+
+impl Progress {
+    /// Wakes the sleepers on `changed`, if any (call with the lock held).
+    fn notify(&self, changed: &Condvar) {
+        if self.sleepers > 0 {
+            changed.notify_all();
+        }
+    }
 }
 
 /// State shared by a shard's actor and all handles.
@@ -125,6 +138,7 @@ impl ShardShared {
                 applied: 0,
                 poison: None,
                 stopped: false,
+                sleepers: 0,
             }),
             changed: Condvar::new(),
             durable_waiters: std::sync::atomic::AtomicUsize::new(0),
@@ -156,7 +170,7 @@ impl ShardShared {
             p.poison = Some(cause);
         }
         self.poisoned.store(true, Ordering::Release);
-        self.changed.notify_all();
+        p.notify(&self.changed);
     }
 
     /// The actor finished `n` more requests (their index entries are published).
@@ -164,7 +178,7 @@ impl ShardShared {
         let mut p = lock(&self.progress);
         p.applied += n;
         self.applied_hint.store(p.applied, Ordering::Release);
-        self.changed.notify_all();
+        p.notify(&self.changed);
     }
 
     /// The actor has exited; `panicked` poisons the shard.
@@ -175,7 +189,7 @@ impl ShardShared {
             p.poison = Some(WalError::ShardStopped { shard: self.id });
             self.poisoned.store(true, Ordering::Release);
         }
-        self.changed.notify_all();
+        p.notify(&self.changed);
     }
 
     /// Waits for the answer to a durable request of this shard. A lone waiter (or
@@ -213,7 +227,9 @@ impl ShardShared {
             if p.stopped {
                 return Err(WalError::ShardStopped { shard: self.id });
             }
+            p.sleepers += 1;
             p = wait(&self.changed, p);
+            p.sleepers -= 1;
         }
     }
 }
