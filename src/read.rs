@@ -262,32 +262,77 @@ mod tests {
         }
     }
 
-    /// More runs than one window, each in its own cache block or read directly:
-    /// every value comes back once, in order, cold and from the cache.
+    /// More runs than one window, of every shape: several records in one run,
+    /// runs of one block split by a gap, records that cross a block boundary (read
+    /// directly). Every value comes back once, in order: cold, and over passes
+    /// that fill the cache until it serves them; values served from cached blocks
+    /// are copies, never slices that would pin a 64 KiB block.
     #[test]
-    fn reads_many_windows_in_order_cold_and_cached() -> TestResult {
-        // Every record of "k" is followed by a filler that pushes the next one into
-        // the next 64 KiB block, so each is a run of its own.
-        let filler = vec![0xEE; BLOCK as usize];
-        let values: Vec<Vec<u8>> = (0..3 * WINDOW as u32 + 5)
-            .map(|i| i.to_le_bytes().repeat(10))
+    fn reads_windows_of_every_run_shape_in_order_cold_and_cached() -> TestResult {
+        let values: Vec<Vec<u8>> = (0..5 * WINDOW as u32)
+            .map(|i| i.to_le_bytes().repeat(1 + i as usize % 7))
+            .collect();
+        let fillers: Vec<Vec<u8>> = (0..values.len())
+            .map(|i| vec![0xEE; MAX_GAP as usize + 1 + i * 997 % 9000])
             .collect();
         let mut records: Vec<(&[u8], Vec<u8>)> = Vec::new();
-        for v in &values {
+        let mut pos = 0;
+        for (i, v) in values.iter().enumerate() {
+            if i % 50 == 49 {
+                // Ends 10 bytes before the next block: the record after it crosses.
+                let boundary = (pos / BLOCK as usize + 2) * BLOCK as usize;
+                let filler = vec![0xDD; boundary - 10 - pos - encoded_len(5, 0)];
+                pos += encoded_len(5, filler.len());
+                records.push((b"other", filler));
+            }
             records.push((b"k", v.clone()));
-            records.push((b"other", filler.clone()));
+            pos += encoded_len(1, v.len());
+            if i % 3 == 2 {
+                // Past MAX_GAP: the next record starts a new run.
+                pos += encoded_len(5, fillers[i].len());
+                records.push((b"other", fillers[i].clone()));
+            }
         }
         let (io, locs) = segment(&records)?;
         let end = locs.last().map_or(0, |l| u64::from(l.offset + l.len));
-        let mine: Vec<Location> = locs.iter().step_by(2).copied().collect();
+        let mine: Vec<Location> = locs
+            .iter()
+            .zip(&records)
+            .filter(|(_, (key, _))| *key == b"k")
+            .map(|(loc, _)| *loc)
+            .collect();
+        let crosses =
+            |l: &Location| u64::from(l.offset) / BLOCK != (u64::from(l.offset + l.len) - 1) / BLOCK;
+        assert!(
+            mine.iter().any(crosses),
+            "the test needs a record across a block boundary"
+        );
+        let blocks = end / BLOCK + 1;
         let snap = snapshot(io, mine, end);
-        for cache_bytes in [0, 64 * BLOCK as usize] {
+        let want: Vec<&[u8]> = values.iter().map(|v| &v[..]).collect();
+        // Off, and large enough for every block.
+        for cache_bytes in [0, 2 * blocks as usize * BLOCK as usize] {
             let cache = BlockCache::new(cache_bytes);
-            for pass in ["cold", "cached"] {
+            for pass in 0..40 {
                 let got = read_records(b"k", &snap, &cache)?;
-                let got: Vec<&[u8]> = got.iter().map(|b| &b[..]).collect();
-                let want: Vec<&[u8]> = values.iter().map(|v| &v[..]).collect();
-                assert_eq!(got, want, "cache {cache_bytes} B, {pass}");
+                let got_slices: Vec<&[u8]> = got.iter().map(|b| &b[..]).collect();
+                assert_eq!(got_slices, want, "cache {cache_bytes} B, pass {pass}");
+                for block in (0..blocks).filter_map(|b| cache.get(1, b, 0)) {
+                    let held = block.as_ptr_range();
+                    assert!(
+                        got.iter().all(|v| !held.contains(&v.as_ptr())),
+                        "a value points into a cached block"
+                    );
+                }
+            }
+            if cache_bytes > 0 {
+                for l in snap.locations.iter().filter(|l| !crosses(l)) {
+                    let block = u64::from(l.offset) / BLOCK;
+                    assert!(
+                        cache.get(1, block, 0).is_some(),
+                        "after 40 passes block {block} is cached"
+                    );
+                }
             }
         }
         Ok(())
