@@ -124,39 +124,23 @@ fn fetch_run<'a>(
     let io = &entry.io;
     if in_block {
         let block = start / BLOCK;
-        let block_start = block * BLOCK;
-        if let Some(buf) = cache.get(first.segment, block, end) {
+        let cached = match cache.get(first.segment, block, end) {
+            Some(buf) => Some(buf),
+            None if cache.should_fill() => {
+                Some(fill_block(cache, entry, first.segment, block, end)?)
+            }
+            // Recent reads have no locality the cache can hold: read just this run.
+            None => None,
+        };
+        if let Some(buf) = cached {
             return Ok(Fetched {
                 io,
                 run,
                 buf,
-                base: block_start,
+                base: block * BLOCK,
                 copy: true,
             });
         }
-        if cache.should_fill() {
-            // Loaded before the read: every byte below it is written by then, so the
-            // block read next holds it. (Loaded after, it could name bytes written
-            // after the read, and the cache would serve stale zeros.)
-            let published = entry.published.load(std::sync::atomic::Ordering::Acquire);
-            let mut buf = vec![0u8; BLOCK as usize];
-            let n = io
-                .read_up_to(&mut buf, block_start)
-                .map_err(|e| WalError::io("reading", io.path(), e))?;
-            buf.truncate(n);
-            let buf = Bytes::from(buf);
-            // Final: this run's bytes (published before the snapshot was taken), and
-            // everything the actor had published before the read.
-            cache.put(first.segment, block, buf.clone(), end.max(published));
-            return Ok(Fetched {
-                io,
-                run,
-                buf,
-                base: block_start,
-                copy: true,
-            });
-        }
-        // Recent reads have no locality the cache can hold: read just this run.
     }
     let mut buf = vec![0u8; (end - start) as usize];
     io.read_at(&mut buf, start)
@@ -168,6 +152,31 @@ fn fetch_run<'a>(
         base: start,
         copy: false,
     })
+}
+
+/// Reads block `block` of `segment` whole and caches it; `end` is the end of the run
+/// the reader asked for (published before its snapshot was taken).
+fn fill_block(
+    cache: &BlockCache,
+    entry: &SegmentEntry,
+    segment: u64,
+    block: u64,
+    end: u64,
+) -> Result<Bytes> {
+    let io = &entry.io;
+    // Loaded before the read: every byte below it is written by then, so the block
+    // read next holds it. (Loaded after, it could name bytes written after the read,
+    // and the cache would serve stale zeros.)
+    let published = entry.published.load(std::sync::atomic::Ordering::Acquire);
+    let mut buf = vec![0u8; BLOCK as usize];
+    let n = io
+        .read_up_to(&mut buf, block * BLOCK)
+        .map_err(|e| WalError::io("reading", io.path(), e))?;
+    buf.truncate(n);
+    let buf = Bytes::from(buf);
+    // Final: the run's bytes, and everything the actor had published before the read.
+    cache.put(segment, block, buf.clone(), end.max(published));
+    Ok(buf)
 }
 
 fn segment_entry(snapshot: &Snapshot, sequence: u64, offset: u64) -> Result<&SegmentEntry> {
