@@ -262,11 +262,12 @@ impl Actor {
     fn settle_seals(&mut self, now: u64) -> Result<()> {
         loop {
             let synced = self.syncer.wait_all()?;
-            self.mark_synced(synced, now, true)?;
+            let rotated = self.mark_synced(synced, now, true)?;
             self.flush_buf()?;
-            // Making room for the marker may have sealed a full segment: wait for that
-            // one too and vouch for it in the new one.
-            if self.syncer.idle() {
+            // Making room for the marker sealed a full segment (and created the next):
+            // wait for those jobs too and vouch for the seal in the new segment. Only
+            // a rotation gives the syncer work here.
+            if !rotated {
                 return Ok(());
             }
         }
@@ -276,10 +277,10 @@ impl Actor {
     /// already. With no active segment, or no room left in it, `must` (a durable
     /// answer or close is waiting) seals the full one and starts the next segment for
     /// the marker; otherwise the marker waits for the next segment's first batch.
-    /// Time never rotates a segment for a marker.
-    fn mark_synced(&mut self, synced: u64, now: u64, must: bool) -> Result<()> {
+    /// Time never rotates a segment for a marker. Returns whether it rotated.
+    fn mark_synced(&mut self, synced: u64, now: u64, must: bool) -> Result<bool> {
         if synced <= self.marked_through {
-            return Ok(());
+            return Ok(false);
         }
         let buffered = self.buf.len() as u64;
         let room = match self.segments.last() {
@@ -290,13 +291,13 @@ impl Actor {
         };
         if !room {
             if !must {
-                return Ok(());
+                return Ok(false);
             }
             self.rotate(now)?;
         }
         encode_marker(&mut self.buf, now, synced);
         self.marked_through = synced;
-        Ok(())
+        Ok(!room)
     }
 
     /// Moves queued requests into `batch` until it holds `max_batch` or the queue

@@ -21,6 +21,15 @@ pub fn mem_wal(options: WalOptions) -> Result<(Wal, MemHandle)> {
     Ok((wal, MemHandle(storage)))
 }
 
+/// Options of the models: one shard, whose queue and batches hold `queue` requests
+/// (small, so that loom explores the full-queue and batch-boundary schedules).
+pub fn small_options(queue: usize) -> WalOptions {
+    WalOptions::default()
+        .with_shards(1)
+        .with_channel_capacity(queue)
+        .with_max_batch(queue)
+}
+
 /// Sets the model clock (microseconds since the epoch) read by the actor and compaction.
 pub fn set_clock(us: u64) {
     crate::sync::MODEL_CLOCK_US.store(us, Ordering::SeqCst);

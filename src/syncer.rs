@@ -158,11 +158,6 @@ impl SealSyncer {
         }
     }
 
-    /// Whether no job is queued or running.
-    pub(crate) fn idle(&self) -> bool {
-        lock(&self.shared.state).outstanding == 0
-    }
-
     /// Waits until no sealed segment is waiting; returns what
     /// [`synced_through`](Self::synced_through) returns then.
     pub(crate) fn wait_all(&self) -> Result<u64> {

@@ -493,9 +493,12 @@ mod tests {
     use std::sync::atomic::Ordering as StdOrdering;
 
     fn mem_wal(shards: usize) -> (Wal, std::sync::Arc<MemStorage>) {
+        mem_wal_with(WalOptions::default().with_shards(shards))
+    }
+
+    fn mem_wal_with(options: WalOptions) -> (Wal, std::sync::Arc<MemStorage>) {
         let storage = std::sync::Arc::new(MemStorage::default());
-        let wal = Wal::with_mem_storage(WalOptions::default().with_shards(shards), storage.clone())
-            .unwrap();
+        let wal = Wal::with_mem_storage(options, storage.clone()).unwrap();
         (wal, storage)
     }
 
@@ -528,14 +531,14 @@ mod tests {
 
     #[test]
     fn a_failed_seal_fsync_poisons_the_shard_and_nothing_after_it_is_durable() {
-        let storage = std::sync::Arc::new(MemStorage::default());
         // Room for one 100-byte record per segment: every append seals the previous.
-        let options = WalOptions::default()
-            .with_shards(1)
-            .with_max_record_size(100)
-            .with_max_key_size(8)
-            .with_max_segment_size(40 + 20 + 8 + 100);
-        let wal = Wal::with_mem_storage(options, storage.clone()).unwrap();
+        let (wal, storage) = mem_wal_with(
+            WalOptions::default()
+                .with_shards(1)
+                .with_max_record_size(100)
+                .with_max_key_size(8)
+                .with_max_segment_size(40 + 20 + 8 + 100),
+        );
         let value = Bytes::from(vec![7u8; 100]);
         wal.append_entry(b"k", value.clone(), false).unwrap();
         storage.faults.fail_syncs.store(true, StdOrdering::SeqCst);
@@ -572,17 +575,18 @@ mod tests {
 
     #[test]
     fn a_durable_answer_comes_after_every_seal_before_it_is_synced() {
-        let storage = std::sync::Arc::new(MemStorage::default());
-        let options = WalOptions::default()
-            .with_shards(1)
-            .with_max_record_size(1000)
-            .with_max_key_size(8)
-            .with_max_segment_size(4096);
+        let (wal, storage) = mem_wal_with(
+            WalOptions::default()
+                .with_shards(1)
+                .with_max_record_size(1000)
+                .with_max_key_size(8)
+                .with_max_segment_size(4096),
+        );
+        // Before the first seal: every seal's fsync takes 2 ms.
         storage
             .faults
             .seal_sync_delay_us
             .store(2_000, StdOrdering::SeqCst);
-        let wal = Wal::with_mem_storage(options, storage.clone()).unwrap();
         for round in 0..20 {
             for _ in 0..30 {
                 wal.append_entry(b"k", Bytes::from(vec![round as u8; 900]), false)

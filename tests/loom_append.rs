@@ -4,15 +4,7 @@
 use bytes::Bytes;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
-use nano_wal::model::mem_wal;
-use nano_wal::WalOptions;
-
-fn options() -> WalOptions {
-    WalOptions::default()
-        .with_shards(1)
-        .with_channel_capacity(2)
-        .with_max_batch(2)
-}
+use nano_wal::model::{mem_wal, small_options};
 
 fn values(wal: &nano_wal::Wal, key: &[u8]) -> Vec<Bytes> {
     wal.enumerate_records(key).expect("read").collect()
@@ -23,7 +15,7 @@ fn values(wal: &nano_wal::Wal, key: &[u8]) -> Vec<Bytes> {
 #[test]
 fn acknowledged_append_is_visible_in_order() {
     loom::model(|| {
-        let (wal, _mem) = mem_wal(options()).expect("open");
+        let (wal, _mem) = mem_wal(small_options(2)).expect("open");
         let acked = Arc::new(AtomicBool::new(false));
         let writer = {
             let (wal, acked) = (wal.clone(), acked.clone());
@@ -62,7 +54,7 @@ fn acknowledged_append_is_visible_in_order() {
 #[test]
 fn acknowledgements_keep_per_key_order() {
     loom::model(|| {
-        let (wal, _mem) = mem_wal(options()).expect("open");
+        let (wal, _mem) = mem_wal(small_options(2)).expect("open");
         let a = {
             let wal = wal.clone();
             loom::thread::spawn(move || {

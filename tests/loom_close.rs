@@ -2,22 +2,15 @@
 #![cfg(loom)]
 
 use bytes::Bytes;
-use nano_wal::model::mem_wal;
-use nano_wal::{WalError, WalOptions};
-
-fn options() -> WalOptions {
-    WalOptions::default()
-        .with_shards(1)
-        .with_channel_capacity(2)
-        .with_max_batch(2)
-}
+use nano_wal::model::{mem_wal, small_options};
+use nano_wal::WalError;
 
 /// Every append racing close either returns Ok and is on storage (synced) after
 /// close, or returns `Closed`. Nothing hangs; close is idempotent across clones.
 #[test]
 fn close_racing_appends() {
     loom::model(|| {
-        let (wal, mem) = mem_wal(options()).expect("open");
+        let (wal, mem) = mem_wal(small_options(2)).expect("open");
         let durable = {
             let wal = wal.clone();
             loom::thread::spawn(move || wal.log_entry(b"d", Bytes::from_static(b"1")))
@@ -61,7 +54,7 @@ fn close_racing_appends() {
 #[test]
 fn last_handle_dropped_while_busy() {
     loom::model(|| {
-        let (wal, mem) = mem_wal(options()).expect("open");
+        let (wal, mem) = mem_wal(small_options(2)).expect("open");
         let other = wal.clone();
         let t = loom::thread::spawn(move || {
             other

@@ -2,16 +2,9 @@
 #![cfg(loom)]
 
 use bytes::Bytes;
-use nano_wal::model::mem_wal;
-use nano_wal::{WalError, WalOptions};
+use nano_wal::model::{mem_wal, small_options};
+use nano_wal::WalError;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-fn options() -> WalOptions {
-    WalOptions::default()
-        .with_shards(1)
-        .with_channel_capacity(4)
-        .with_max_batch(4)
-}
 
 /// Set when some explored schedule covered two durable appends with one fsync.
 static SHARED_SYNC_SEEN: AtomicBool = AtomicBool::new(false);
@@ -21,7 +14,7 @@ static SHARED_SYNC_SEEN: AtomicBool = AtomicBool::new(false);
 #[test]
 fn durable_ack_only_after_covering_sync() {
     loom::model(|| {
-        let (wal, mem) = mem_wal(options()).expect("open");
+        let (wal, mem) = mem_wal(small_options(4)).expect("open");
         let mem = std::sync::Arc::new(mem);
         let threads: Vec<_> = [b"a", b"b"]
             .into_iter()
@@ -62,7 +55,7 @@ fn durable_ack_only_after_covering_sync() {
 #[test]
 fn failed_sync_fails_the_batch_and_poisons() {
     loom::model(|| {
-        let (wal, mem) = mem_wal(options()).expect("open");
+        let (wal, mem) = mem_wal(small_options(4)).expect("open");
         let mem = std::sync::Arc::new(mem);
         let failer = {
             let mem = mem.clone();

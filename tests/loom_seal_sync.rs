@@ -4,29 +4,33 @@
 #![cfg(loom)]
 
 use bytes::Bytes;
-use nano_wal::model::{mem_wal, use_syncer_thread};
+use nano_wal::model::{mem_wal, small_options, use_syncer_thread, MemHandle};
 use nano_wal::{WalError, WalOptions};
 
 /// A segment holds one record with an 8-byte value (69 bytes), or one with a 1-byte
 /// value and a 28-byte sync marker (90): the second append below seals the first
 /// segment, and the marker for it fits after the second record.
 fn options() -> WalOptions {
-    WalOptions::default()
-        .with_shards(1)
-        .with_channel_capacity(2)
-        .with_max_batch(2)
+    small_options(2)
         .with_max_key_size(1)
         .with_max_record_size(8)
         .with_max_segment_size(90)
 }
 
+/// A model WAL whose seals are synced on the syncer thread, with segment 1 holding
+/// one 8-byte value (the next append seals it).
+fn open_with_segment_1() -> (nano_wal::Wal, MemHandle) {
+    use_syncer_thread(true);
+    let (wal, mem) = mem_wal(options()).expect("open");
+    wal.append_entry(b"k", Bytes::from_static(b"11111111"), false)
+        .expect("append");
+    (wal, mem)
+}
+
 #[test]
 fn durable_answer_waits_for_the_seal_fsync() {
     loom::model(|| {
-        use_syncer_thread(true);
-        let (wal, mem) = mem_wal(options()).expect("open");
-        wal.append_entry(b"k", Bytes::from_static(b"11111111"), false)
-            .expect("append");
+        let (wal, mem) = open_with_segment_1();
         // Seals segment 1 (its fsync goes to the syncer thread) and writes segment 2.
         wal.log_entry(b"k", Bytes::from_static(b"2"))
             .expect("durable append");
@@ -46,10 +50,7 @@ fn durable_answer_waits_for_the_seal_fsync() {
 #[test]
 fn failed_seal_fsync_fails_the_durable_call_and_poisons() {
     loom::model(|| {
-        use_syncer_thread(true);
-        let (wal, mem) = mem_wal(options()).expect("open");
-        wal.append_entry(b"k", Bytes::from_static(b"11111111"), false)
-            .expect("append");
+        let (wal, mem) = open_with_segment_1();
         mem.fail_syncs(true);
         let durable = wal.log_entry(b"k", Bytes::from_static(b"2"));
         mem.fail_syncs(false);

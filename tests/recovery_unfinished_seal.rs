@@ -91,26 +91,20 @@ fn drop_markers_for(files: &[PathBuf], sequence: u64) -> TestResult {
     Ok(())
 }
 
-/// Rewrites `files` without their sync markers, records back to back as version 1
-/// wrote them.
-fn strip_markers(files: &[PathBuf]) -> TestResult {
+/// Rewrites `files` as version 1 wrote them: records back to back, no sync
+/// markers, and version 1 in the header (whose checksum is redone).
+fn make_version_1(files: &[PathBuf]) -> TestResult {
     for f in files {
         let data = std::fs::read(f)?;
         let mut out = data[..SEGMENT_HEADER_LEN].to_vec();
+        out[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32c::crc32c(&out[0..32]);
+        out[32..36].copy_from_slice(&crc.to_le_bytes());
         for r in records_of_file(f)? {
             out.extend_from_slice(&data[r.offset as usize..(r.offset + r.len) as usize]);
         }
         std::fs::write(f, &out)?;
     }
-    Ok(())
-}
-
-fn set_version(path: &Path, version: u32) -> TestResult {
-    let mut data = std::fs::read(path)?;
-    data[8..12].copy_from_slice(&version.to_le_bytes());
-    let crc = crc32c::crc32c(&data[0..32]);
-    data[32..36].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(path, &data)?;
     Ok(())
 }
 
@@ -228,10 +222,7 @@ fn damage_in_a_version_1_sealed_segment_is_corruption_without_markers() -> TestR
     let victim = files.len() - 2;
     // Version 1 synced every seal before creating the next segment and wrote no
     // markers: rebuild that, then lose the same pages.
-    strip_markers(&files)?;
-    for f in &files {
-        set_version(f, 1)?;
-    }
+    make_version_1(&files)?;
     let (cut, _) = lose_tail_pages(&files[victim])?;
     strict_open_fails_at(&dir, &files[victim], cut);
     Ok(())
@@ -241,10 +232,7 @@ fn damage_in_a_version_1_sealed_segment_is_corruption_without_markers() -> TestR
 fn version_1_segments_are_read_and_written_after() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let (dir, files) = write(tmp.path())?;
-    strip_markers(&files)?;
-    for f in &files {
-        set_version(f, 1)?;
-    }
+    make_version_1(&files)?;
     let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
     assert_eq!(numbers(&wal, "k")?, (0..RECORDS).collect::<Vec<_>>());
     let more = RECORDS..RECORDS + 200;
