@@ -232,7 +232,9 @@ impl Actor {
         self.buf.clear();
         // Vouch for seals that finished since the last batch (cheap: 28 bytes).
         let synced = self.syncer.synced_through()?;
-        self.mark_synced(synced, now, false)?;
+        if self.marker_fits() {
+            self.buffer_marker(synced, now);
+        }
         let need_sync = self.encode_requests(batch, 0, now, &mut pending)?;
         self.flush_buf()?;
         if need_sync {
@@ -260,44 +262,38 @@ impl Actor {
     /// near the end of such a segment for an unfinished seal and drop every later
     /// segment, acknowledged records included.
     fn settle_seals(&mut self, now: u64) -> Result<()> {
-        loop {
-            let synced = self.syncer.wait_all()?;
-            let rotated = self.mark_synced(synced, now, true)?;
-            self.flush_buf()?;
-            // Making room for the marker sealed a full segment (and created the next):
-            // wait for those jobs too and vouch for the seal in the new segment. Only
-            // a rotation gives the syncer work here.
-            if !rotated {
-                return Ok(());
-            }
+        let mut synced = self.syncer.wait_all()?;
+        if synced > self.marked_through && !self.marker_fits() {
+            // No room for the marker (or no open segment): seal the full segment, start
+            // the next, and once the seal's fsync (and the new name's) are done, vouch
+            // there for everything synced, the full segment included.
+            self.rotate(now)?;
+            synced = self.syncer.wait_all()?;
         }
+        self.buffer_marker(synced, now);
+        self.flush_buf()
     }
 
-    /// Buffers a sync marker for segments up to `synced`, unless one was written
-    /// already. With no active segment, or no room left in it, `must` (a durable
-    /// answer or close is waiting) seals the full one and starts the next segment for
-    /// the marker; otherwise the marker waits for the next segment's first batch.
-    /// Time never rotates a segment for a marker. Returns whether it rotated.
-    fn mark_synced(&mut self, synced: u64, now: u64, must: bool) -> Result<bool> {
-        if synced <= self.marked_through {
-            return Ok(false);
-        }
+    /// Whether a sync marker still fits in the active segment after the buffer.
+    fn marker_fits(&self) -> bool {
         let buffered = self.buf.len() as u64;
-        let room = match self.segments.last() {
+        match self.segments.last() {
             Some(s) if !s.sealed => {
                 s.len + buffered + MARKER_LEN as u64 <= self.config.max_segment_size
             }
             _ => false,
-        };
-        if !room {
-            if !must {
-                return Ok(false);
-            }
-            self.rotate(now)?;
         }
-        encode_marker(&mut self.buf, now, synced);
-        self.marked_through = synced;
-        Ok(!room)
+    }
+
+    /// Buffers a sync marker for segments up to `synced`, unless one was written
+    /// already. Time never rotates a segment for a marker, nor does a batch: without
+    /// room the marker waits for the next segment's first batch, or for a durable
+    /// answer ([`settle_seals`](Self::settle_seals)), which makes room.
+    fn buffer_marker(&mut self, synced: u64, now: u64) {
+        if synced > self.marked_through {
+            encode_marker(&mut self.buf, now, synced);
+            self.marked_through = synced;
+        }
     }
 
     /// Moves queued requests into `batch` until it holds `max_batch` or the queue
