@@ -51,6 +51,12 @@ pub(crate) struct BlockCache {
     /// reads just its record instead of a whole block. Statistics: relaxed std atomics.
     hits: std::sync::atomic::AtomicU64,
     misses: std::sync::atomic::AtomicU64,
+    /// Set at the first eviction. Until then the cache has room for every block it
+    /// reads, and every miss fills: an empty cache has no hits to judge locality by
+    /// (every lookup misses, whatever the reads look like), and filling it is the
+    /// only way to find out. What that can waste is bounded: at most one cache's
+    /// worth of block reads, once (about 5 ms for 32 MiB here).
+    evicted: std::sync::atomic::AtomicBool,
     /// Segments below this were removed by compaction (which removes the oldest):
     /// a reader that still held one in its snapshot must not cache its blocks again.
     /// Were a live segment ever below it, its blocks would merely not be cached.
@@ -80,6 +86,7 @@ impl BlockCache {
             parts: (0..parts).map(|_| Mutex::new(Blocks::default())).collect(),
             hits: Default::default(),
             misses: Default::default(),
+            evicted: Default::default(),
             removed_below: Default::default(),
         }
     }
@@ -119,10 +126,14 @@ impl BlockCache {
         found
     }
 
-    /// After a miss: whether to read and keep the whole block (recent lookups nearly
-    /// all hit, or this is a probe) rather than read just the records asked for.
+    /// After a miss: whether to read and keep the whole block (the cache has never
+    /// been full, recent lookups nearly all hit, or this is a probe) rather than read
+    /// just the records asked for.
     pub(crate) fn should_fill(&self) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
+        if !self.evicted.load(Relaxed) {
+            return true;
+        }
         let (hits, misses) = (self.hits.load(Relaxed), self.misses.load(Relaxed));
         hits >= misses.saturating_sub(1) * HITS_PER_MISS || misses % PROBE == 0
     }
@@ -154,6 +165,8 @@ impl BlockCache {
             };
             if let Some(gone) = blocks.map.remove(&oldest) {
                 blocks.bytes -= gone.bytes.len();
+                self.evicted
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
@@ -239,9 +252,30 @@ mod tests {
     }
 
     #[test]
+    fn a_cache_that_never_evicted_fills_every_miss() {
+        let cache = BlockCache::new(4 * BLOCK as usize);
+        for b in 0..64 {
+            assert!(cache.get(1, b, 1).is_none());
+            assert!(cache.should_fill(), "miss {b} of a cache with room");
+        }
+        for b in 0..4 {
+            cache.put(1, b, block(1), BLOCK);
+            assert!(cache.should_fill(), "still room after {} blocks", b + 1);
+        }
+        cache.put(1, 4, block(1), BLOCK);
+        assert!(cache.get(2, 0, 1).is_none());
+        assert!(
+            !cache.should_fill(),
+            "after the first eviction, 65 misses and no hit stop the fills"
+        );
+    }
+
+    #[test]
     fn mostly_missing_lookups_stop_filling_but_still_probe() {
         let cache = BlockCache::new(4 * BLOCK as usize);
-        assert!(cache.should_fill(), "a fresh cache fills");
+        for b in 0..5 {
+            cache.put(9, b, block(9), BLOCK);
+        }
         for b in 0..64 {
             assert!(cache.get(1, b, 1).is_none());
         }
