@@ -42,7 +42,7 @@ use crate::error::{Result, WalError};
 use crate::hash::shard_for;
 use crate::manifest::{Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
 use crate::record::{decode, find_next_valid, Decoded};
-use crate::recovery::list_segments;
+use crate::recovery::{list_segments, lost_write};
 use crate::segment::{
     parse_segment_file_name, SegmentHeader, FORMAT_VERSION, OLDEST_READABLE_VERSION,
     SEGMENT_HEADER_LEN,
@@ -928,11 +928,13 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
             break;
         }
         let next = find_next_valid(data, pos + 1);
-        let unwritten = next.is_none_or(|n| data[pos..n].iter().all(|&b| b == 0));
-        if unwritten && may_be_a_crash() {
+        if lost_write(data, pos, next) && may_be_a_crash() {
             let after = match next {
                 None => "nothing valid follows".to_string(),
-                Some(n) => format!("only zero bytes lie before the next valid record at {n}"),
+                Some(n) => format!(
+                    "the bytes before the next valid record at {n} are pages that never \
+                     reached the disk"
+                ),
             };
             let reason = if file.newest {
                 format!(

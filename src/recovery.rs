@@ -127,8 +127,90 @@ pub(crate) fn recover_shard(dir: &Path, shard: u32, mode: RecoveryMode) -> Resul
             break;
         }
     }
+    drop_after_unvouched_seal(&files, &mut out)?;
     out.index.load(std::mem::take(&mut out.staged));
     Ok(out)
+}
+
+/// After a power cut, a sealed segment whose seal's fsync had not returned can have
+/// lost its last pages together with the file length that held them: it then ends
+/// cleanly at an earlier record, with no damage to see, while pages of the later
+/// segments reached the disk. So the oldest sealed segment no sync marker vouches for
+/// (see [`Scan::unsynced_seal_possible`]) ends the shard, as if damage had been found
+/// at its end: the later segments are removed ([`drop_segments`]) and the writer goes
+/// on in it, unless they hold no record. Nothing they held was acknowledged as
+/// durable: a durable answer first writes a marker vouching for every earlier seal.
+/// What a `kill -9` can cost here is the non-durable records written after a
+/// rotation and before the next batch after the seal's fsync (which writes the
+/// marker); after a clean close every seal is vouched for. Not under
+/// `RecoveryMode::SkipCorrupted` once it skipped damage in the shard: the missing
+/// marker may be in what it skipped, and that mode keeps every valid record it can.
+fn drop_after_unvouched_seal(files: &[(u64, PathBuf)], out: &mut RecoveredShard) -> Result<()> {
+    if !out.report.skipped.is_empty() {
+        return Ok(());
+    }
+    let path_of = |sequence: u64| {
+        files
+            .iter()
+            .find(|(s, _)| *s == sequence)
+            .map(|(_, p)| p.as_path())
+    };
+    let mut unvouched = None;
+    for pair in out.segments.windows(2) {
+        let (seal, next) = (&pair[0], &pair[1]);
+        if seal.sequence <= out.synced_through {
+            continue;
+        }
+        let (Some(own), Some(successor)) = (path_of(seal.sequence), path_of(next.sequence)) else {
+            continue;
+        };
+        // A version-1 writer synced each segment before starting the next.
+        if header_version(own)?.is_none_or(|v| v < 2) && header_version(successor)? == Some(1) {
+            continue;
+        }
+        unvouched = Some(seal.sequence);
+        break;
+    }
+    let Some(last_kept) = unvouched else {
+        return Ok(());
+    };
+    let after: u64 = out
+        .segments
+        .iter()
+        .filter(|s| s.sequence > last_kept)
+        .map(|s| s.records)
+        .sum();
+    if after == 0 {
+        // No record follows the unvouched seal (sync markers at most): nothing can
+        // come after lost records, and the writer goes on in the newest segment.
+        return Ok(());
+    }
+    let later: Vec<(u64, PathBuf)> = files
+        .iter()
+        .filter(|(s, p)| *s > last_kept && p.exists())
+        .cloned()
+        .collect();
+    drop_segments(&later, out)?;
+    let removed: Vec<u64> = out
+        .segments
+        .iter()
+        .filter(|s| s.sequence > last_kept)
+        .map(|s| s.sequence)
+        .collect();
+    for segment in out.segments.iter().filter(|s| s.sequence > last_kept) {
+        out.report.segments -= 1;
+        out.report.records -= segment.records;
+    }
+    out.segments.retain(|s| s.sequence <= last_kept);
+    if let Some(newest) = out.segments.last_mut() {
+        newest.sealed = false;
+    }
+    out.index.remove_segments(&removed);
+    out.staged.retain(|_, locs| {
+        locs.retain(|l| l.segment <= last_kept);
+        !locs.is_empty()
+    });
+    Ok(())
 }
 
 /// One segment file to recover.
@@ -183,7 +265,7 @@ pub(crate) fn seal_may_be_unfinished(
         return Ok(false);
     }
     for path in later {
-        if vouches_for(&read_whole(path)?, sequence) {
+        if newest_marker(&read_whole(path)?) >= sequence {
             return Ok(false);
         }
     }
@@ -201,22 +283,25 @@ fn header_version(path: &Path) -> Result<Option<u32>> {
     }
 }
 
-/// Whether a valid sync marker in segment bytes `data` covers segment `sequence`.
-/// Markers past damage count too: a marker is written only after the fsync it
+/// The highest segment a valid sync marker in segment bytes `data` vouches for (0:
+/// none). Markers past damage count too: a marker is written only after the fsync it
 /// reports has returned, so a valid one anywhere is proof.
-fn vouches_for(data: &[u8], sequence: u64) -> bool {
+fn newest_marker(data: &[u8]) -> u64 {
+    let mut newest = 0;
     let mut pos = SEGMENT_HEADER_LEN.min(data.len());
     while pos < data.len() {
         match decode(&data[pos..]) {
-            Ok(record) if record.synced_through.is_some_and(|s| s >= sequence) => return true,
-            Ok(record) => pos += record.len,
+            Ok(record) => {
+                newest = newest.max(record.synced_through.unwrap_or(0));
+                pos += record.len;
+            }
             Err(_) => match find_next_valid(data, pos + 1) {
                 Some(next) => pos = next,
-                None => return false,
+                None => break,
             },
         }
     }
-    false
+    newest
 }
 
 /// Removes the segment files after an unfinished seal (listed as truncated), newest
@@ -225,6 +310,11 @@ fn vouches_for(data: &[u8], sequence: u64) -> bool {
 /// in that segment, or a prefix of the later ones, never a cut segment followed by
 /// the records that came after the lost ones.
 fn drop_segments(files: &[(u64, PathBuf)], out: &mut RecoveredShard) -> Result<()> {
+    // Their sync markers are proof that earlier seals were synced: keep it (see
+    // `drop_after_unvouched_seal`), also for a later open should this one fail.
+    for (_, path) in files {
+        out.synced_through = out.synced_through.max(newest_marker(&read_whole(path)?));
+    }
     let mut dropped = Vec::with_capacity(files.len());
     for (_, path) in files.iter().rev() {
         let len = std::fs::metadata(path)
@@ -515,10 +605,7 @@ fn judge_rest(
             Err(e) => {
                 let next = find_next_valid(data, pos + 1);
                 let end = next.unwrap_or(data.len());
-                let unwritten = next.is_none()
-                    || data[pos..end].iter().all(|&b| b == 0)
-                    || has_lost_page(data, pos, end);
-                if unwritten && scan.unsynced_seal_possible(Some(version))? {
+                if lost_write(data, pos, next) && scan.unsynced_seal_possible(Some(version))? {
                     out.report.truncated.push((
                         path.to_path_buf(),
                         at(pos),
@@ -554,17 +641,38 @@ fn judge_rest(
 /// The page size the rule below assumes: the smallest unit the kernel writes back.
 const PAGE: usize = 4096;
 
-/// Whether `data[from..to]` contains a whole page-aligned page of zeros: a page that
-/// never reached the disk before a power cut (preallocated blocks read as zeros).
-/// Pages are written back in no guaranteed order, so a torn record can have its first
-/// bytes and a later record on disk with a hole between them; but no fsync covered
-/// anything from `from` on, or that page would be there. The price of the rule: damage
-/// in a record whose value holds a whole aligned page of zeros is taken for a torn
-/// tail (reported in `RecoveryReport::truncated`) instead of `Corruption`.
-fn has_lost_page(data: &[u8], from: usize, to: usize) -> bool {
-    let mut page = from.div_ceil(PAGE) * PAGE;
+/// Whether the bytes from a record that fails to decode at `data[from]` up to the
+/// next valid record (`next`; `None`: none follows) are what an interrupted write
+/// leaves, rather than damage to written bytes. `data[0]` must sit at a page boundary
+/// of the file. Pages are written back in no guaranteed order, so after a power cut a
+/// torn record can keep its first bytes with a later record on disk and a hole
+/// between them; what the hole holds is a page that did not reach the disk, read as
+/// it last reached it. That is:
+///
+/// - nothing valid follows, or every byte up to the next valid record is zero;
+/// - a whole page-aligned page of zeros lies before it (a page never written back:
+///   new or preallocated blocks read as zeros);
+/// - every byte from `from` to the end of its page is zero: the page's older version,
+///   from a write-back or fsync that ended at `from` (the bytes of a record are copied
+///   into a page in one write, so an older version ends at a record's end), with the
+///   record at `from` and after it lost and later pages on disk.
+///
+/// In each case no fsync covered anything from `from` on, or the page would be
+/// there. The price: damage that zeroes a record's bytes up to a page boundary, or a
+/// whole aligned page, is taken for a torn tail (reported in
+/// `RecoveryReport::truncated`) instead of `Corruption`.
+pub(crate) fn lost_write(data: &[u8], from: usize, next: Option<usize>) -> bool {
+    let Some(to) = next else {
+        return true;
+    };
+    let zero = |range: std::ops::Range<usize>| data[range].iter().all(|&b| b == 0);
+    let page_end = from.div_ceil(PAGE) * PAGE;
+    if zero(from..to) || (page_end <= to && zero(from..page_end)) {
+        return true;
+    }
+    let mut page = page_end;
     while page + PAGE <= to {
-        if data[page..page + PAGE].iter().all(|&b| b == 0) {
+        if zero(page..page + PAGE) {
             return true;
         }
         page += PAGE;

@@ -477,6 +477,14 @@ fn verify_warns_about_a_torn_tail_with_its_own_exit_code() -> TestResult {
     let shard = (0..SHARDS)
         .find(|&s| segment_files(&dir, s).is_ok_and(|f| f.len() >= 2))
         .ok_or("no rotated shard")?;
+    // One more record per key after the close's sync marker, which vouches for the
+    // sealed segments: tearing the last one keeps the marker. (Were the marker torn,
+    // the seals would be unvouched, and recovery would drop the newest segment whole.)
+    let wal = Wal::new(&dir, options())?;
+    for key in keys() {
+        wal.log_entry(&key, Bytes::from_static(b"after the marker"))?;
+    }
+    wal.close()?;
     let newest = segment_files(&dir, shard)?.pop().ok_or("no segment")?;
     let records = records_of_file(&newest)?;
     let last = records.last().ok_or("empty newest segment")?;
@@ -508,7 +516,7 @@ fn verify_warns_about_a_torn_tail_with_its_own_exit_code() -> TestResult {
     assert_eq!(totals[shard]["damage"], "1");
     assert_eq!(
         parse_json_dump(&stdout_of(&outs["json"])?)?.len(),
-        RECORDS - 1
+        RECORDS + keys().len() - 1
     );
 
     // The engine agrees: it truncates exactly there; afterwards verify is clean.

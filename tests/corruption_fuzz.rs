@@ -80,6 +80,7 @@ struct Seg {
     records: Vec<RecordPos>,
     /// Records and sync markers, in file order: (offset, len, record index if a record).
     items: Vec<(u64, u64, Option<usize>)>,
+    data: Vec<u8>,
 }
 
 fn segments(snap: &Snapshot) -> Vec<Seg> {
@@ -112,6 +113,7 @@ fn segments(snap: &Snapshot) -> Vec<Seg> {
                 newest,
                 records,
                 items,
+                data: data.clone(),
             }
         })
         .collect()
@@ -149,8 +151,14 @@ fn assert_contents(
 enum Expect {
     /// `Strict` fails with Corruption at this offset; `SkipCorrupted` skips this range.
     Corrupt { offset: u64, len: u64 },
-    /// Both modes open; the torn tail (offset, len) is truncated.
-    Torn { offset: u64, len: u64 },
+    /// Both modes open; the torn tail (offset, len) is truncated, and when it was the
+    /// only sync marker vouching for a sealed segment, the segments after the oldest
+    /// unvouched one are removed: (file, bytes left after the cut) each.
+    Torn {
+        offset: u64,
+        len: u64,
+        dropped: Vec<(PathBuf, u64)>,
+    },
     /// Both modes open with nothing reported.
     Harmless,
 }
@@ -222,12 +230,30 @@ fn seeded_bit_flips_in_segments() -> TestResult {
                 .find(|&&(offset, len, _)| offset <= at && at < offset + len)
                 .ok_or("a byte outside every record")?;
             let last = seg.items.last().map(|i| i.0) == Some(offset);
-            let lost: BTreeSet<usize> = index.into_iter().collect();
+            let mut lost: BTreeSet<usize> = index.into_iter().collect();
             if seg.newest && last {
+                let dropped = if index.is_none() {
+                    dropped_without_marker(&segs, seg, offset)
+                } else {
+                    Vec::new()
+                };
+                for (rel, _) in &dropped {
+                    let gone = segs.iter().find(|s| &s.rel == rel).ok_or("dropped")?;
+                    lost.extend(gone.records.iter().map(index_of));
+                }
+                let kind = if dropped.is_empty() {
+                    "last record of a newest segment"
+                } else {
+                    "the only sync marker vouching for a seal"
+                };
                 (
-                    Expect::Torn { offset, len },
+                    Expect::Torn {
+                        offset,
+                        len,
+                        dropped,
+                    },
                     lost,
-                    "last record of a newest segment",
+                    kind,
                 )
             } else {
                 let kind = match (seg.newest, index) {
@@ -276,10 +302,17 @@ fn seeded_bit_flips_in_segments() -> TestResult {
                 assert_contents(&wal, &missing, &[], &case)?;
                 wal.close()?;
             }
-            (Ok(wal), Expect::Torn { offset, len }) => {
+            (
+                Ok(wal),
+                Expect::Torn {
+                    offset,
+                    len,
+                    dropped,
+                },
+            ) => {
                 assert_eq!(
                     wal.recovery_report().truncated,
-                    vec![(path.clone(), *offset, *len)],
+                    truncations(&dir, &path, *offset, *len, dropped),
                     "{case}"
                 );
                 assert!(wal.recovery_report().skipped.is_empty(), "{case}");
@@ -301,7 +334,11 @@ fn seeded_bit_flips_in_segments() -> TestResult {
         let report = wal.recovery_report().clone();
         let (skipped, truncated) = match expect {
             Expect::Corrupt { offset, len } => (vec![(path.clone(), offset, len)], vec![]),
-            Expect::Torn { offset, len } => (vec![], vec![(path.clone(), offset, len)]),
+            Expect::Torn {
+                offset,
+                len,
+                dropped,
+            } => (vec![], truncations(&dir, &path, offset, len, &dropped)),
             Expect::Harmless => (vec![], vec![]),
         };
         assert_eq!(report.skipped, skipped, "{case}: skipped");
@@ -326,6 +363,7 @@ fn seeded_bit_flips_in_segments() -> TestResult {
         "segment header",
         "reserved header bytes",
         "last record of a newest segment",
+        "the only sync marker vouching for a seal",
         "record of a newest segment",
         "record of a sealed segment",
         "sync marker",
@@ -333,6 +371,69 @@ fn seeded_bit_flips_in_segments() -> TestResult {
         assert!(seen.contains_key(kind), "no case hit: {kind} ({seen:?})");
     }
     Ok(())
+}
+
+/// The segments recovery removes when the newest segment of `seg`'s shard loses its
+/// last item, the sync marker at `offset`: if no other marker vouches for one of the
+/// shard's sealed segments, the oldest such one ends the shard (a power cut may have
+/// cut it short without a trace), and every later segment goes, with the bytes it
+/// holds by then (the newest one cut at `offset`).
+fn dropped_without_marker(segs: &[Seg], seg: &Seg, offset: u64) -> Vec<(PathBuf, u64)> {
+    let dir = seg.rel.parent();
+    let sequence = |s: &Seg| -> u64 {
+        s.rel
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .expect("a segment file name")
+    };
+    let shard: Vec<&Seg> = segs.iter().filter(|s| s.rel.parent() == dir).collect();
+    let vouched = shard
+        .iter()
+        .flat_map(|s| {
+            let data = s.data.as_slice();
+            walk_markers(data)
+                .into_iter()
+                .filter(move |m| !(s.rel == seg.rel && m.offset == offset))
+        })
+        .map(|m| m.synced_through)
+        .max()
+        .unwrap_or(0);
+    let Some(unvouched) = shard
+        .iter()
+        .filter(|s| !s.newest)
+        .map(|s| sequence(s))
+        .find(|&n| n > vouched)
+    else {
+        return Vec::new();
+    };
+    let later: Vec<&&Seg> = shard.iter().filter(|s| sequence(s) > unvouched).collect();
+    // Only records after the seal make the removal needed (markers do not).
+    let no_record = |s: &Seg| match s.newest {
+        true => s.records.iter().all(|r| r.offset >= offset),
+        false => s.records.is_empty(),
+    };
+    if later.iter().all(|s| no_record(s)) {
+        return Vec::new();
+    }
+    later
+        .iter()
+        .map(|s| (s.rel.clone(), if s.newest { offset } else { s.len }))
+        .collect()
+}
+
+/// The report's `truncated` for a torn tail at (`offset`, `len`) of `path` and the
+/// segments `dropped` after it, in the WAL at `dir`.
+fn truncations(
+    dir: &Path,
+    path: &Path,
+    offset: u64,
+    len: u64,
+    dropped: &[(PathBuf, u64)],
+) -> Vec<(PathBuf, u64, u64)> {
+    std::iter::once((path.to_path_buf(), offset, len))
+        .chain(dropped.iter().map(|(rel, left)| (dir.join(rel), 0, *left)))
+        .collect()
 }
 
 /// Opens the damaged `snap` in both modes; both must fail, and `check` accepts the

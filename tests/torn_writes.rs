@@ -120,29 +120,51 @@ struct Case<'a> {
 
 fn check_case(c: &Case) -> TestResult {
     let case = c.name.as_str();
+    // When the cut took the only sync marker vouching for a sealed segment, the
+    // segments after it go as well, with their records.
+    let mut shard_files: Vec<PathBuf> = std::fs::read_dir(c.newest.parent().ok_or("shard")?)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    shard_files.sort();
+    let dropped = common::dropped_after_unvouched_seal(&shard_files)?;
+    let mut missing = c.missing.clone();
+    for f in &dropped {
+        missing.extend(records_of_file(f)?.iter().map(index_of));
+    }
     let wal = Wal::new(c.dir, options(c.shards))?;
     let report = wal.recovery_report().clone();
     // An empty or all-zero remainder is free space, not a torn write.
-    let expect_truncated = if c.tail.iter().all(|&b| b == 0) {
+    let free = c.tail.iter().all(|&b| b == 0);
+    let mut expect_truncated = if free {
         vec![]
     } else {
         vec![(c.newest.to_path_buf(), c.prefix_end, c.tail.len() as u64)]
     };
+    for f in &dropped {
+        let left = match f == c.newest {
+            true if free => c.prefix_end + c.tail.len() as u64,
+            true => c.prefix_end,
+            false => std::fs::metadata(f).map_or(0, |m| m.len()),
+        };
+        expect_truncated.push((f.clone(), 0, left));
+    }
     assert_eq!(report.truncated, expect_truncated, "{case}: truncated");
     assert!(report.skipped.is_empty(), "{case}: {report:?}");
     assert_eq!(
         report.records,
-        (c.written - c.missing.len()) as u64,
+        (c.written - missing.len()) as u64,
         "{case}: recovered records"
     );
-    if !expect_truncated.is_empty() {
+    if !dropped.is_empty() {
+        assert!(!c.newest.exists(), "{case}: the newest segment is removed");
+    } else if !free {
         assert_eq!(
             std::fs::metadata(c.newest)?.len(),
             c.prefix_end,
             "{case}: the cut is on disk"
         );
     }
-    assert_contents(&wal, c.written, &c.missing, case)?;
+    assert_contents(&wal, c.written, &missing, case)?;
 
     // Appends continue after the prefix (the last one durable: one fsync per case
     // keeps the test fast).
@@ -150,9 +172,36 @@ fn check_case(c: &Case) -> TestResult {
     for i in more.clone() {
         wal.append_entry(key_of(i), value_of(i), i + 1 == more.end)?;
     }
-    assert_contents(&wal, more.end, &c.missing, case)?;
+    assert_contents(&wal, more.end, &missing, case)?;
     wal.close()?;
-    // The newest segment now continues right at the prefix.
+    if dropped.is_empty() {
+        continues_at_the_prefix(c)?;
+    }
+
+    let wal = Wal::new(c.dir, options(c.shards))?;
+    let report = wal.recovery_report().clone();
+    assert!(
+        report.truncated.is_empty(),
+        "{case}: second reopen {report:?}"
+    );
+    assert!(
+        report.skipped.is_empty(),
+        "{case}: second reopen {report:?}"
+    );
+    assert_eq!(
+        report.records,
+        (more.end - missing.len()) as u64,
+        "{case}: second reopen"
+    );
+    assert_contents(&wal, more.end, &missing, case)?;
+    wal.close()?;
+    Ok(())
+}
+
+/// After the appends of [`check_case`], the newest segment continues right at the
+/// prefix and is whole.
+fn continues_at_the_prefix(c: &Case) -> TestResult {
+    let case = c.name.as_str();
     let data = std::fs::read(c.newest)?;
     let walked = common::walk_records(&data);
     let markers = common::walk_markers(&data);
@@ -169,24 +218,6 @@ fn check_case(c: &Case) -> TestResult {
         "{case}: appends did not continue at the prefix end {}",
         c.prefix_end
     );
-
-    let wal = Wal::new(c.dir, options(c.shards))?;
-    let report = wal.recovery_report().clone();
-    assert!(
-        report.truncated.is_empty(),
-        "{case}: second reopen {report:?}"
-    );
-    assert!(
-        report.skipped.is_empty(),
-        "{case}: second reopen {report:?}"
-    );
-    assert_eq!(
-        report.records,
-        (more.end - c.missing.len()) as u64,
-        "{case}: second reopen"
-    );
-    assert_contents(&wal, more.end, &c.missing, case)?;
-    wal.close()?;
     Ok(())
 }
 

@@ -147,6 +147,42 @@ pub fn records_of_file(path: &Path) -> std::io::Result<Vec<RecordPos>> {
     Ok(walk_records(&std::fs::read(path)?))
 }
 
+/// Recovery's rule for a sealed segment that no sync marker vouches for (a power cut
+/// may have cut it short without a trace, docs/FORMAT.md): the segment files after
+/// the oldest such one go, if they hold a record. `files` are a shard's segment files
+/// as they are on disk, oldest first; returns the files recovery removes.
+pub fn dropped_after_unvouched_seal(files: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let sequence = |f: &PathBuf| -> u64 {
+        f.file_stem()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .expect("a segment file name")
+    };
+    let mut vouched = 0;
+    for f in files {
+        let newest = walk_markers(&std::fs::read(f)?)
+            .iter()
+            .map(|m| m.synced_through)
+            .max();
+        vouched = vouched.max(newest.unwrap_or(0));
+    }
+    let sealed = &files[..files.len().saturating_sub(1)];
+    let Some(unvouched) = sealed.iter().map(sequence).find(|&s| s > vouched) else {
+        return Ok(Vec::new());
+    };
+    let later: Vec<PathBuf> = files
+        .iter()
+        .filter(|f| sequence(f) > unvouched)
+        .cloned()
+        .collect();
+    for f in &later {
+        if !records_of_file(f)?.is_empty() {
+            return Ok(later);
+        }
+    }
+    Ok(Vec::new())
+}
+
 /// Deterministic pseudo-random bytes (xorshift), never all zero.
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed | 1;
