@@ -72,6 +72,8 @@ mod manifest;
 pub mod model;
 mod open;
 mod options;
+#[cfg(all(test, not(loom)))]
+mod power_cut;
 mod read;
 mod record;
 mod recovery;

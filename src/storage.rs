@@ -192,6 +192,8 @@ impl Storage for FsStorage {
 
 #[cfg(any(test, loom))]
 pub(crate) use mem::MemStorage;
+#[cfg(all(test, not(loom)))]
+pub(crate) use mem::{FileId, Op, OpLog};
 
 #[cfg(any(test, loom))]
 mod mem {
@@ -200,6 +202,50 @@ mod mem {
     use super::*;
     use crate::sync::{lock, AtomicBool, AtomicU64, Mutex, Ordering};
     use std::collections::BTreeMap;
+
+    /// A segment of the in-memory store: (shard, sequence).
+    pub(crate) type FileId = (u32, u64);
+
+    /// One storage call that took effect, for the power-cut tests to replay: they
+    /// rebuild what a disk could hold after a power cut at any point of the log.
+    /// (The loom models record no log.)
+    #[derive(Clone, Debug)]
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) enum Op {
+        Create(FileId),
+        Write {
+            file: FileId,
+            offset: u64,
+            bytes: Vec<u8>,
+        },
+        /// `fdatasync` (`all`: `fsync`).
+        Sync {
+            file: FileId,
+            all: bool,
+        },
+        Cut {
+            file: FileId,
+            len: u64,
+        },
+        /// The file grown to `len` bytes of zeros (blocks reserved, length changed).
+        Preallocate {
+            file: FileId,
+            len: u64,
+        },
+        Remove(FileId),
+        SyncDir(u32),
+    }
+
+    /// The calls of a store, in the order they took effect: each is pushed while the
+    /// lock that orders it against the other calls on its file is held. A plain std
+    /// mutex: only tests that run no loom model record a log.
+    pub(crate) type OpLog = std::sync::Arc<std::sync::Mutex<Vec<Op>>>;
+
+    fn record(log: &Option<OpLog>, op: impl FnOnce() -> Op) {
+        if let Some(log) = log {
+            log.lock().unwrap_or_else(|e| e.into_inner()).push(op());
+        }
+    }
 
     #[derive(Default)]
     pub(crate) struct Faults {
@@ -215,6 +261,8 @@ mod mem {
         data: Mutex<(Vec<u8>, usize)>,
         faults: std::sync::Arc<Faults>,
         path: PathBuf,
+        id: FileId,
+        log: Option<OpLog>,
     }
 
     impl MemSegment {
@@ -240,6 +288,11 @@ mod mem {
                 g.0.resize(end, 0);
             }
             g.0[offset as usize..end].copy_from_slice(buf);
+            record(&self.log, || Op::Write {
+                file: self.id,
+                offset,
+                bytes: buf.to_vec(),
+            });
             Ok(())
         }
         fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
@@ -262,23 +315,23 @@ mod mem {
             Ok(n)
         }
         fn sync_data(&self) -> io::Result<()> {
-            if self.faults.fail_syncs.load(Ordering::SeqCst) {
-                return Err(io::Error::other("injected fsync failure"));
-            }
-            let mut g = lock(&self.data);
-            g.1 = g.0.len();
-            self.faults.syncs.fetch_add(1, Ordering::SeqCst);
-            Ok(())
+            self.sync(false)
         }
-        // The in-memory store has no blocks to reserve (`preallocation_chunk` is 0,
-        // so the writer never calls this).
-        fn preallocate(&self, _len: u64) -> io::Result<()> {
+        // Zeros, like the blocks a file system reserves. Called only by a writer
+        // over a store made with a preallocation chunk (`MemStorage::recording`).
+        fn preallocate(&self, len: u64) -> io::Result<()> {
+            let mut g = lock(&self.data);
+            if g.0.len() < len as usize {
+                g.0.resize(len as usize, 0);
+            }
+            record(&self.log, || Op::Preallocate { file: self.id, len });
             Ok(())
         }
         fn cut_to(&self, len: u64) -> io::Result<()> {
             let mut g = lock(&self.data);
             g.0.truncate(len as usize);
             g.1 = g.1.min(len as usize);
+            record(&self.log, || Op::Cut { file: self.id, len });
             Ok(())
         }
         fn sync_all(&self) -> io::Result<()> {
@@ -286,10 +339,23 @@ mod mem {
             if delay > 0 {
                 std::thread::sleep(std::time::Duration::from_micros(delay));
             }
-            self.sync_data()
+            self.sync(true)
         }
         fn path(&self) -> &Path {
             &self.path
+        }
+    }
+
+    impl MemSegment {
+        fn sync(&self, all: bool) -> io::Result<()> {
+            if self.faults.fail_syncs.load(Ordering::SeqCst) {
+                return Err(io::Error::other("injected fsync failure"));
+            }
+            let mut g = lock(&self.data);
+            g.1 = g.0.len();
+            self.faults.syncs.fetch_add(1, Ordering::SeqCst);
+            record(&self.log, || Op::Sync { file: self.id, all });
+            Ok(())
         }
     }
 
@@ -298,9 +364,21 @@ mod mem {
     pub(crate) struct MemStorage {
         pub(crate) faults: std::sync::Arc<Faults>,
         segments: Mutex<BTreeMap<(u32, u64), std::sync::Arc<MemSegment>>>,
+        log: Option<OpLog>,
+        preallocation_chunk: u64,
     }
 
     impl MemStorage {
+        /// A store that records every call that takes effect in `log`, whose writer
+        /// preallocates `preallocation_chunk` bytes ahead (0: never).
+        #[cfg_attr(loom, allow(dead_code))]
+        pub(crate) fn recording(log: OpLog, preallocation_chunk: u64) -> MemStorage {
+            MemStorage {
+                log: Some(log),
+                preallocation_chunk,
+                ..MemStorage::default()
+            }
+        }
         /// Segment `sequence` of `shard`, if it exists.
         pub(crate) fn segment(
             &self,
@@ -331,21 +409,29 @@ mod mem {
                 data: Mutex::new((Vec::new(), 0)),
                 faults: self.faults.clone(),
                 path: path.clone(),
+                id: (shard, sequence),
+                log: self.log.clone(),
             });
+            let mut segments = lock(&self.segments);
+            record(&self.log, || Op::Create((shard, sequence)));
             seg.write_at(header, 0)
                 .map_err(|e| WalError::io("writing segment header", &path, e))?;
-            lock(&self.segments).insert((shard, sequence), seg.clone());
+            segments.insert((shard, sequence), seg.clone());
             Ok(seg)
         }
         fn remove_segment(&self, shard: u32, sequence: u64) -> Result<()> {
-            lock(&self.segments).remove(&(shard, sequence));
+            let mut segments = lock(&self.segments);
+            segments.remove(&(shard, sequence));
+            record(&self.log, || Op::Remove((shard, sequence)));
             Ok(())
         }
-        fn sync_dir(&self, _shard: u32) -> Result<()> {
+        fn sync_dir(&self, shard: u32) -> Result<()> {
+            let _segments = lock(&self.segments);
+            record(&self.log, || Op::SyncDir(shard));
             Ok(())
         }
         fn preallocation_chunk(&self) -> u64 {
-            0
+            self.preallocation_chunk
         }
     }
 }
