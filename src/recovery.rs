@@ -29,6 +29,7 @@ use crate::segment::{
     SEGMENT_HEADER_LEN,
 };
 use crate::storage::{sync_directory, FileSegment};
+use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,9 +65,14 @@ pub(crate) struct RecoveredShard {
     pub(crate) segments: Vec<Segment>,
     pub(crate) next_sequence: u64,
     pub(crate) report: RecoveryReport,
-    /// Every segment up to this sequence is durable, as a valid sync marker says
-    /// (0: no marker found).
+    /// Every segment up to this sequence is durable, as a valid sync marker in a
+    /// segment that stays says (0: none). The actor takes it as vouched for on disk.
     pub(crate) synced_through: u64,
+    /// The highest value of the valid sync markers in each segment scanned.
+    markers: BTreeMap<u64, u64>,
+    /// The same proof from segments removed unscanned ([`drop_segments`]): it
+    /// decides what recovery keeps, but is gone from the disk.
+    removed_proof: u64,
 }
 
 /// Lists the segment files of a shard directory, oldest first. Anything else in the
@@ -98,6 +104,8 @@ impl RecoveredShard {
             next_sequence: 1,
             report: RecoveryReport::default(),
             synced_through: 0,
+            markers: BTreeMap::new(),
+            removed_proof: 0,
         }
     }
 }
@@ -128,6 +136,12 @@ pub(crate) fn recover_shard(dir: &Path, shard: u32, mode: RecoveryMode) -> Resul
         }
     }
     drop_after_unvouched_seal(&files, &mut out)?;
+    out.synced_through = out
+        .segments
+        .iter()
+        .filter_map(|s| out.markers.get(&s.sequence).copied())
+        .max()
+        .unwrap_or(0);
     out.index.load(std::mem::take(&mut out.staged));
     Ok(out)
 }
@@ -155,10 +169,17 @@ fn drop_after_unvouched_seal(files: &[(u64, PathBuf)], out: &mut RecoveredShard)
             .find(|(s, _)| *s == sequence)
             .map(|(_, p)| p.as_path())
     };
+    // Proof from every segment scanned or removed, kept or not: an fsync it reports
+    // did return.
+    let proven = out
+        .markers
+        .values()
+        .copied()
+        .fold(out.removed_proof, u64::max);
     let mut unvouched = None;
     for pair in out.segments.windows(2) {
         let (seal, next) = (&pair[0], &pair[1]);
-        if seal.sequence <= out.synced_through {
+        if seal.sequence <= proven {
             continue;
         }
         let (Some(own), Some(successor)) = (path_of(seal.sequence), path_of(next.sequence)) else {
@@ -310,10 +331,10 @@ fn newest_marker(data: &[u8]) -> u64 {
 /// in that segment, or a prefix of the later ones, never a cut segment followed by
 /// the records that came after the lost ones.
 fn drop_segments(files: &[(u64, PathBuf)], out: &mut RecoveredShard) -> Result<()> {
-    // Their sync markers are proof that earlier seals were synced: keep it (see
-    // `drop_after_unvouched_seal`), also for a later open should this one fail.
+    // Their sync markers prove that earlier seals were synced: recovery decides
+    // with that proof (`drop_after_unvouched_seal`), though it leaves the disk here.
     for (_, path) in files {
-        out.synced_through = out.synced_through.max(newest_marker(&read_whole(path)?));
+        out.removed_proof = out.removed_proof.max(newest_marker(&read_whole(path)?));
     }
     let mut dropped = Vec::with_capacity(files.len());
     for (_, path) in files.iter().rev() {
@@ -444,15 +465,7 @@ fn recover_segment(
         SEGMENT_HEADER_LEN as u64,
         buf,
         STREAM_CHUNK,
-        |pos, record| {
-            take_record(
-                &mut out.staged,
-                &mut out.synced_through,
-                &mut segment,
-                pos,
-                record,
-            )
-        },
+        |pos, record| take_record(&mut out.staged, &mut out.markers, &mut segment, pos, record),
     )
     .map_err(|e| WalError::io("reading segment", path, e))?;
     let mut cut = false;
@@ -479,17 +492,18 @@ fn recover_segment(
     Ok((Some(segment), cut))
 }
 
-/// Counts and stages one valid record at `pos`; a sync marker only raises
-/// `synced_through`.
+/// Counts and stages one valid record at `pos`; a sync marker is only noted in
+/// `markers` (per segment).
 fn take_record(
     staged: &mut Staged,
-    synced_through: &mut u64,
+    markers: &mut BTreeMap<u64, u64>,
     segment: &mut Segment,
     pos: u64,
     record: &Decoded<'_>,
 ) {
     if let Some(synced) = record.synced_through {
-        *synced_through = (*synced_through).max(synced);
+        let newest = markers.entry(segment.sequence).or_default();
+        *newest = (*newest).max(synced);
         return;
     }
     stage(
@@ -588,13 +602,7 @@ fn judge_rest(
     while pos < data.len() {
         match decode(&data[pos..]) {
             Ok(record) => {
-                take_record(
-                    &mut out.staged,
-                    &mut out.synced_through,
-                    segment,
-                    at(pos),
-                    &record,
-                );
+                take_record(&mut out.staged, &mut out.markers, segment, at(pos), &record);
                 pos += record.len;
             }
             Err(_) if newest && data[pos..].iter().all(|&b| b == 0) => {
@@ -652,10 +660,11 @@ const PAGE: usize = 4096;
 /// - nothing valid follows, or every byte up to the next valid record is zero;
 /// - a whole page-aligned page of zeros lies before it (a page never written back:
 ///   new or preallocated blocks read as zeros);
-/// - every byte from `from` to the end of its page is zero: the page's older version,
-///   from a write-back or fsync that ended at `from` (the bytes of a record are copied
-///   into a page in one write, so an older version ends at a record's end), with the
-///   record at `from` and after it lost and later pages on disk.
+/// - `from` is inside a page and every byte from it to the page's end is zero: the
+///   page's older version, from a write-back or fsync that ended at `from` (the bytes
+///   of a record are copied into a page in one write, so an older version ends at a
+///   record's end), with the record at `from` and after it lost and later pages on
+///   disk.
 ///
 /// In each case no fsync covered anything from `from` on, or the page would be
 /// there. The price: damage that zeroes a record's bytes up to a page boundary, or a
@@ -667,7 +676,8 @@ pub(crate) fn lost_write(data: &[u8], from: usize, next: Option<usize>) -> bool 
     };
     let zero = |range: std::ops::Range<usize>| data[range].iter().all(|&b| b == 0);
     let page_end = from.div_ceil(PAGE) * PAGE;
-    if zero(from..to) || (page_end <= to && zero(from..page_end)) {
+    let rest_of_page_zero = from < page_end && page_end <= to && zero(from..page_end);
+    if zero(from..to) || rest_of_page_zero {
         return true;
     }
     let mut page = page_end;
@@ -721,6 +731,26 @@ mod tests {
         })
         .expect("stream");
         (seen, stop)
+    }
+
+    #[test]
+    fn lost_write_tells_lost_pages_from_damage() {
+        let mut data = vec![0xAA; 3 * PAGE];
+        // Damage inside a page with non-zero bytes after it: corruption.
+        assert!(!lost_write(&data, 1000, Some(2 * PAGE)));
+        // Nothing valid follows: a torn tail.
+        assert!(lost_write(&data, 1000, None));
+        // Zeros from the record to its page's end (the page's older version).
+        data[1000..PAGE].fill(0);
+        assert!(lost_write(&data, 1000, Some(2 * PAGE)));
+        // Not when a non-zero byte is left in that page.
+        data[PAGE - 1] = 1;
+        assert!(!lost_write(&data, 1000, Some(2 * PAGE)));
+        // A page-aligned record: the rest of its page is the whole page, which must
+        // be zero; damaged bytes there are corruption.
+        assert!(!lost_write(&data, PAGE, Some(2 * PAGE + 100)));
+        data[PAGE..2 * PAGE].fill(0);
+        assert!(lost_write(&data, PAGE, Some(2 * PAGE + 100)));
     }
 
     #[test]
