@@ -51,12 +51,14 @@ pub(crate) struct BlockCache {
     /// reads just its record instead of a whole block. Statistics: relaxed std atomics.
     hits: std::sync::atomic::AtomicU64,
     misses: std::sync::atomic::AtomicU64,
-    /// Set at the first eviction. Until then the cache has room for every block it
-    /// reads, and every miss fills: an empty cache has no hits to judge locality by
-    /// (every lookup misses, whatever the reads look like), and filling it is the
-    /// only way to find out. What that can waste is bounded: at most one cache's
-    /// worth of block reads, once (about 5 ms for 32 MiB here).
-    evicted: std::sync::atomic::AtomicBool,
+    /// Set at the first eviction, or the first time a cached block is read again
+    /// because the bytes a reader needs were not final in it (a reader following the
+    /// tail). Until then the cache has room for every block it reads, and every miss
+    /// fills: an empty cache has no hits to judge locality by (every lookup misses,
+    /// whatever the reads look like), and filling it is the only way to find out.
+    /// What that can waste is bounded: at most one cache's worth of block reads, once
+    /// (about 5 ms for 32 MiB here).
+    warmed_up: std::sync::atomic::AtomicBool,
     /// Segments below this were removed by compaction (which removes the oldest):
     /// a reader that still held one in its snapshot must not cache its blocks again.
     /// Were a live segment ever below it, its blocks would merely not be cached.
@@ -86,7 +88,7 @@ impl BlockCache {
             parts: (0..parts).map(|_| Mutex::new(Blocks::default())).collect(),
             hits: Default::default(),
             misses: Default::default(),
-            evicted: Default::default(),
+            warmed_up: Default::default(),
             removed_below: Default::default(),
         }
     }
@@ -131,7 +133,7 @@ impl BlockCache {
     /// just the records asked for.
     pub(crate) fn should_fill(&self) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
-        if !self.evicted.load(Relaxed) {
+        if !self.warmed_up.load(Relaxed) {
             return true;
         }
         let (hits, misses) = (self.hits.load(Relaxed), self.misses.load(Relaxed));
@@ -153,6 +155,8 @@ impl BlockCache {
         match blocks.map.insert((segment, block), new) {
             Some(old) => {
                 blocks.bytes = blocks.bytes - old.bytes.len() + len;
+                self.warmed_up
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
             }
             None => {
                 blocks.fifo.push_back((segment, block));
@@ -165,7 +169,7 @@ impl BlockCache {
             };
             if let Some(gone) = blocks.map.remove(&oldest) {
                 blocks.bytes -= gone.bytes.len();
-                self.evicted
+                self.warmed_up
                     .store(true, std::sync::atomic::Ordering::Relaxed);
             }
         }
@@ -252,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cache_that_never_evicted_fills_every_miss() {
+    fn a_cache_fills_every_miss_until_it_evicts_or_refreshes_a_block() {
         let cache = BlockCache::new(4 * BLOCK as usize);
         for b in 0..64 {
             assert!(cache.get(1, b, 1).is_none());
@@ -268,6 +272,16 @@ mod tests {
             !cache.should_fill(),
             "after the first eviction, 65 misses and no hit stop the fills"
         );
+
+        // A refreshed block (a reader following the tail) ends the warm-up too.
+        let cache = BlockCache::new(4 * BLOCK as usize);
+        for _ in 0..65 {
+            assert!(cache.get(1, 0, 10).is_none());
+        }
+        cache.put(1, 0, block(1), 5);
+        assert!(cache.should_fill(), "room, nothing refreshed yet");
+        cache.put(1, 0, block(1), 10);
+        assert!(!cache.should_fill(), "a refresh: the hit/miss rule decides");
     }
 
     #[test]

@@ -149,8 +149,9 @@ pub fn records_of_file(path: &Path) -> std::io::Result<Vec<RecordPos>> {
 
 /// Recovery's rule for a sealed segment that no sync marker vouches for (a power cut
 /// may have cut it short without a trace, docs/FORMAT.md): the segment files after
-/// the oldest such one go, if they hold a record. `files` are a shard's segment files
-/// as they are on disk, oldest first; returns the files recovery removes.
+/// the oldest such one go, if they hold a record. `files` are a shard's version-2
+/// segment files as they are on disk, oldest first (the version-1 exception is not
+/// modelled); returns the files recovery removes.
 pub fn dropped_after_unvouched_seal(files: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let sequence = |f: &PathBuf| -> u64 {
         f.file_stem()
