@@ -185,8 +185,7 @@ fn drop_after_unvouched_seal(files: &[(u64, PathBuf)], out: &mut RecoveredShard)
         let (Some(own), Some(successor)) = (path_of(seal.sequence), path_of(next.sequence)) else {
             continue;
         };
-        // A version-1 writer synced each segment before starting the next.
-        if header_version(own)?.is_none_or(|v| v < 2) && header_version(successor)? == Some(1) {
+        if synced_before_successor(header_version(own)?, successor)? {
             continue;
         }
         unvouched = Some(seal.sequence);
@@ -282,7 +281,7 @@ pub(crate) fn seal_may_be_unfinished(
     let Some(successor) = later.first() else {
         return Ok(true);
     };
-    if own_version.is_none_or(|v| v < 2) && header_version(successor)? == Some(1) {
+    if synced_before_successor(own_version, successor)? {
         return Ok(false);
     }
     for path in later {
@@ -291,6 +290,13 @@ pub(crate) fn seal_may_be_unfinished(
         }
     }
     Ok(true)
+}
+
+/// Whether a sealed segment of header version `own_version` (`None`: unreadable)
+/// was synced before `successor` existed: a version-1 writer synced each segment
+/// before starting the next, so a version-1 successor proves it.
+fn synced_before_successor(own_version: Option<u32>, successor: &Path) -> Result<bool> {
+    Ok(own_version.is_none_or(|v| v < 2) && header_version(successor)? == Some(1))
 }
 
 /// The format version in the header of `path`, if the header is valid.
