@@ -260,6 +260,8 @@ pub struct SegmentScan {
     /// Valid sync markers: bookkeeping records saying that the shard's segments up
     /// to some sequence number are durable (docs/FORMAT.md); never returned to readers.
     pub markers: u64,
+    /// The highest segment sequence number those markers vouch for (0: none).
+    pub vouches_through: u64,
     /// Distinct keys among the valid records.
     pub keys: u64,
     /// Encoded bytes of the valid records (record headers included).
@@ -498,6 +500,7 @@ impl SegmentFile {
             free_len: 0,
             records: 0,
             markers: 0,
+            vouches_through: 0,
             keys: 0,
             record_bytes: 0,
             key_bytes: 0,
@@ -520,6 +523,7 @@ impl SegmentFile {
         shard_keys.extend(keys);
         out.header = walked.header;
         out.markers = walked.markers;
+        out.vouches_through = walked.vouches_through;
         out.data_len = walked.data_len;
         out.free_len = walked.free_len;
         out.damage = walked.damage;
@@ -671,11 +675,12 @@ pub fn scan(dir: &Path) -> Result<WalScan> {
 
 fn scan_shard(shard: ShardLayout) -> Result<ShardScan> {
     let mut keys = HashSet::new();
-    let segments = shard
+    let mut segments: Vec<SegmentScan> = shard
         .segments
         .iter()
         .map(|s| s.scan_into(&mut keys))
         .collect::<Result<_>>()?;
+    mark_unvouched_seal(&mut segments);
     Ok(ShardScan {
         shard: shard.shard,
         dir: shard.dir,
@@ -684,6 +689,51 @@ fn scan_shard(shard: ShardLayout) -> Result<ShardScan> {
         keys: keys.len() as u64,
         damage: shard.damage,
     })
+}
+
+/// Recovery's rule for a sealed segment no sync marker vouches for, with records in
+/// later segments (`recovery::drop_after_unvouched_seal`): a power cut may have cut it
+/// short without a trace, so recovery removes the later segments. Reported at the
+/// segment's end as a torn tail, unless the shard holds corruption (then `Strict`
+/// refuses to open anyway).
+fn mark_unvouched_seal(segments: &mut [SegmentScan]) {
+    let corrupt = segments
+        .iter()
+        .flat_map(|s| &s.damage)
+        .any(|d| !d.kind.is_torn_tail());
+    let proven = segments
+        .iter()
+        .map(|s| s.vouches_through)
+        .max()
+        .unwrap_or(0);
+    if corrupt || segments.len() < 2 {
+        return;
+    }
+    let last = segments.len() - 1;
+    let unvouched = (0..last).find(|&i| {
+        let (own, next) = (&segments[i], &segments[i + 1]);
+        let v1_pair = own.header.as_ref().is_none_or(|h| h.version < 2)
+            && next.header.as_ref().is_some_and(|h| h.version == 1);
+        own.file.sequence > proven && !v1_pair
+    });
+    let Some(i) = unvouched else {
+        return;
+    };
+    // Damage found in it already says the later segments go (an unfinished seal).
+    if !segments[i].damage.is_empty() || segments[i + 1..].iter().all(|s| s.records == 0) {
+        return;
+    }
+    let seal = &mut segments[i];
+    seal.damage.push(Damage {
+        path: seal.file.path.clone(),
+        offset: seal.data_len,
+        len: 0,
+        kind: DamageKind::TornTail,
+        reason: "no sync marker vouches for this sealed segment and records follow in \
+                 later segments: a power cut may have cut it short here without a trace; \
+                 recovery removes the later segments of the shard"
+            .into(),
+    });
 }
 
 /// `shard-NNN` (exactly as the WAL names it) to NNN.
@@ -777,6 +827,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 struct Walked {
     header: Option<SegmentHeaderInfo>,
     markers: u64,
+    vouches_through: u64,
     data_len: u64,
     free_len: u64,
     damage: Vec<Damage>,
@@ -790,6 +841,7 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
     let mut out = Walked {
         header: None,
         markers: 0,
+        vouches_through: 0,
         data_len: 0,
         free_len: 0,
         damage: Vec::new(),
@@ -888,8 +940,9 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
     while pos < data.len() {
         let error = match decode(&data[pos..]) {
             Ok(record) => {
-                if record.synced_through.is_some() {
+                if let Some(synced) = record.synced_through {
                     out.markers += 1;
+                    out.vouches_through = out.vouches_through.max(synced);
                 } else {
                     on_record(pos, &record);
                 }
@@ -1023,12 +1076,12 @@ mod tests {
         let mut first = header(0, 1);
         record(&mut first, 5, b"k", b"v1");
         record(&mut first, 7, b"", b"");
-        let mut second = header(0, 2);
+        let mut second = vouching(header(0, 2), 1);
         record(&mut second, 9, b"k", b"v2");
         record(&mut second, 8, &[0xff, 0], b"x");
-        let dir = wal_with(&[first.clone(), second])?;
+        let dir = wal_with(&[first.clone(), second.clone()])?;
         let scan = scan(dir.path())?;
-        assert!(scan.is_clean(), "{:?}", scan.damage);
+        assert!(scan.is_clean(), "{:?}", only_damage(&scan));
         assert!(scan.manifest_ok);
         assert_eq!(scan.shard_count, 1);
         assert_eq!(
@@ -1050,6 +1103,30 @@ mod tests {
             got,
             vec![(40, &b"k"[..], &b"v1"[..]), (40 + 23, &b""[..], &b""[..])]
         );
+        assert_eq!(scan.shards[0].segments[1].vouches_through, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn an_unvouched_seal_followed_by_records_is_reported_as_recovery_drops_them() -> TestResult {
+        let (first, _) = two_records(1);
+        let (second, _) = two_records(2);
+        let dir = wal_with(&[first.clone(), second])?;
+        assert_eq!(
+            only_damage(&scan(dir.path())?),
+            vec![(DamageKind::TornTail, first.len() as u64, 0)]
+        );
+        // The engine agrees: the later segment goes, the first one stays whole.
+        let wal = crate::Wal::new(dir.path(), crate::WalOptions::default().with_shards(1))?;
+        let report = wal.recovery_report();
+        assert_eq!(report.truncated.len(), 1, "{report:?}");
+        assert_eq!(report.truncated[0].1, 0, "{report:?}");
+        assert_eq!(wal.enumerate_records(b"a")?.count(), 1);
+        assert_eq!(wal.enumerate_records(b"b")?.count(), 1);
+        wal.close()?;
+        // With no record after it, nothing is reported.
+        let dir = wal_with(&[first, header(0, 2)])?;
+        assert!(scan(dir.path())?.is_clean());
         Ok(())
     }
 
