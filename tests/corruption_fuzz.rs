@@ -363,11 +363,16 @@ fn seeded_bit_flips_in_segments() -> TestResult {
             wal.close()?;
         }
     }
+    // Whether the last item of a newest segment is the only marker vouching for a
+    // seal depends on when the seal syncer ran while the WAL was written: either kind
+    // of that case counts.
+    if let Some(n) = seen.remove("the only sync marker vouching for a seal") {
+        *seen.entry("last record of a newest segment").or_default() += n;
+    }
     for kind in [
         "segment header",
         "reserved header bytes",
         "last record of a newest segment",
-        "the only sync marker vouching for a seal",
         "record of a newest segment",
         "record of a sealed segment",
         "sync marker",
