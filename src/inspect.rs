@@ -175,7 +175,10 @@ impl SegmentFile {
             .iter()
             .map(PathBuf::as_path)
             .collect();
-        crate::recovery::seal_may_be_unfinished(self.sequence, version, &later).unwrap_or(false)
+        crate::recovery::seal_may_be_unfinished(self.sequence, version, &later, || {
+            crate::recovery::later_proof(&later)
+        })
+        .unwrap_or(false)
     }
 }
 
@@ -701,22 +704,17 @@ fn mark_unvouched_seal(segments: &mut [SegmentScan]) {
         .iter()
         .flat_map(|s| &s.damage)
         .any(|d| !d.kind.is_torn_tail());
+    if corrupt {
+        return;
+    }
     let proven = segments
         .iter()
         .map(|s| s.vouches_through)
         .max()
         .unwrap_or(0);
-    if corrupt || segments.len() < 2 {
-        return;
-    }
-    let last = segments.len() - 1;
-    let unvouched = (0..last).find(|&i| {
-        let (own, next) = (&segments[i], &segments[i + 1]);
-        let v1_pair = own.header.as_ref().is_none_or(|h| h.version < 2)
-            && next.header.as_ref().is_some_and(|h| h.version == 1);
-        own.file.sequence > proven && !v1_pair
-    });
-    let Some(i) = unvouched else {
+    let sequences: Vec<u64> = segments.iter().map(|s| s.file.sequence).collect();
+    let version = |i: usize| segments[i].header.as_ref().map(|h| h.version);
+    let Some(i) = crate::recovery::first_unvouched_seal(&sequences, proven, version) else {
         return;
     };
     // Damage found in it already says the later segments go (an unfinished seal).

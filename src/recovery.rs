@@ -70,6 +70,8 @@ pub(crate) struct RecoveredShard {
     pub(crate) synced_through: u64,
     /// The highest value of the valid sync markers in each segment scanned.
     markers: BTreeMap<u64, u64>,
+    /// The header version of each segment scanned.
+    versions: BTreeMap<u64, u32>,
     /// The same proof from segments removed unscanned ([`drop_segments`]): it
     /// decides what recovery keeps, but is gone from the disk.
     removed_proof: u64,
@@ -105,6 +107,7 @@ impl RecoveredShard {
             report: RecoveryReport::default(),
             synced_through: 0,
             markers: BTreeMap::new(),
+            versions: BTreeMap::new(),
             removed_proof: 0,
         }
     }
@@ -125,7 +128,7 @@ pub(crate) fn recover_shard(dir: &Path, shard: u32, mode: RecoveryMode) -> Resul
             sequence: *sequence,
             later: &files[i + 1..],
             mode,
-            unsynced_seal: std::cell::OnceCell::new(),
+            later_proof: std::cell::OnceCell::new(),
         };
         let (segment, cut) = recover_segment(&scan, &mut out, &mut buf)?;
         out.segments.extend(segment);
@@ -163,12 +166,6 @@ fn drop_after_unvouched_seal(files: &[(u64, PathBuf)], out: &mut RecoveredShard)
     if !out.report.skipped.is_empty() {
         return Ok(());
     }
-    let path_of = |sequence: u64| {
-        files
-            .iter()
-            .find(|(s, _)| *s == sequence)
-            .map(|(_, p)| p.as_path())
-    };
     // Proof from every segment scanned or removed, kept or not: an fsync it reports
     // did return.
     let proven = out
@@ -176,31 +173,14 @@ fn drop_after_unvouched_seal(files: &[(u64, PathBuf)], out: &mut RecoveredShard)
         .values()
         .copied()
         .fold(out.removed_proof, u64::max);
-    let mut unvouched = None;
-    for pair in out.segments.windows(2) {
-        let (seal, next) = (&pair[0], &pair[1]);
-        if seal.sequence <= proven {
-            continue;
-        }
-        let (Some(own), Some(successor)) = (path_of(seal.sequence), path_of(next.sequence)) else {
-            continue;
-        };
-        if synced_before_successor(header_version(own)?, successor)? {
-            continue;
-        }
-        unvouched = Some(seal.sequence);
-        break;
-    }
-    let Some(last_kept) = unvouched else {
+    let sequences: Vec<u64> = out.segments.iter().map(|s| s.sequence).collect();
+    let Some(i) = first_unvouched_seal(&sequences, proven, |i| {
+        out.versions.get(&sequences[i]).copied()
+    }) else {
         return Ok(());
     };
-    let after: u64 = out
-        .segments
-        .iter()
-        .filter(|s| s.sequence > last_kept)
-        .map(|s| s.records)
-        .sum();
-    if after == 0 {
+    let last_kept = sequences[i];
+    if out.segments[i + 1..].iter().all(|s| s.records == 0) {
         // No record follows the unvouched seal (sync markers at most): nothing can
         // come after lost records, and the writer goes on in the newest segment.
         return Ok(());
@@ -211,26 +191,35 @@ fn drop_after_unvouched_seal(files: &[(u64, PathBuf)], out: &mut RecoveredShard)
         .cloned()
         .collect();
     drop_segments(&later, out)?;
-    let removed: Vec<u64> = out
-        .segments
-        .iter()
-        .filter(|s| s.sequence > last_kept)
-        .map(|s| s.sequence)
-        .collect();
-    for segment in out.segments.iter().filter(|s| s.sequence > last_kept) {
+    let gone = out.segments.split_off(i + 1);
+    for segment in &gone {
         out.report.segments -= 1;
         out.report.records -= segment.records;
     }
-    out.segments.retain(|s| s.sequence <= last_kept);
     if let Some(newest) = out.segments.last_mut() {
         newest.sealed = false;
     }
+    let removed: Vec<u64> = gone.iter().map(|s| s.sequence).collect();
     out.index.remove_segments(&removed);
     out.staged.retain(|_, locs| {
         locs.retain(|l| l.segment <= last_kept);
         !locs.is_empty()
     });
     Ok(())
+}
+
+/// The index (in `sequences`, a shard's segments oldest first, the last one active)
+/// of the oldest sealed segment that no sync marker vouches for: above `proven`, the
+/// highest segment the markers found vouch for, and not synced before its successor
+/// existed (`version(i)`: the header version of segment `i`, if readable). Shared with
+/// `inspect`, which reports what recovery will do.
+pub(crate) fn first_unvouched_seal(
+    sequences: &[u64],
+    proven: u64,
+    version: impl Fn(usize) -> Option<u32>,
+) -> Option<usize> {
+    (0..sequences.len().saturating_sub(1))
+        .find(|&i| sequences[i] > proven && !synced_before_successor(version(i), version(i + 1)))
 }
 
 /// One segment file to recover.
@@ -241,8 +230,8 @@ struct Scan<'a> {
     /// The shard's segment files after this one (none: this is the newest).
     later: &'a [(u64, PathBuf)],
     mode: RecoveryMode,
-    /// [`Scan::unsynced_seal_possible`] once known: it reads every later file.
-    unsynced_seal: std::cell::OnceCell<bool>,
+    /// [`later_proof`] of the later files once known: it reads every one of them.
+    later_proof: std::cell::OnceCell<u64>,
 }
 
 impl Scan<'_> {
@@ -255,12 +244,25 @@ impl Scan<'_> {
     /// corruption, when a valid marker in a later segment covers it, or when it and
     /// its successor were written by version 1, which synced before sealing.
     fn unsynced_seal_possible(&self, own_version: Option<u32>) -> Result<bool> {
-        if let Some(&known) = self.unsynced_seal.get() {
+        let later: Vec<&Path> = self.later.iter().map(|(_, p)| p.as_path()).collect();
+        seal_may_be_unfinished(self.sequence, own_version, &later, || self.later_proof())
+    }
+
+    /// The highest segment the sync markers in the later files vouch for.
+    fn later_proof(&self) -> Result<u64> {
+        if let Some(&known) = self.later_proof.get() {
             return Ok(known);
         }
         let later: Vec<&Path> = self.later.iter().map(|(_, p)| p.as_path()).collect();
-        let possible = seal_may_be_unfinished(self.sequence, own_version, &later)?;
-        Ok(*self.unsynced_seal.get_or_init(|| possible))
+        let proof = later_proof(&later)?;
+        Ok(*self.later_proof.get_or_init(|| proof))
+    }
+
+    /// Removes the later segment files (an unfinished seal in this one), keeping the
+    /// proof their sync markers hold for the decisions still to come.
+    fn drop_later(&self, out: &mut RecoveredShard) -> Result<()> {
+        out.removed_proof = out.removed_proof.max(self.later_proof()?);
+        drop_segments(self.later, out)
     }
 
     fn newest(&self) -> bool {
@@ -273,30 +275,38 @@ impl Scan<'_> {
 /// off by a crash before its seal's fsync returned: see
 /// [`Scan::unsynced_seal_possible`]. Shared with `inspect`, which classifies damage
 /// by the same rule.
+/// `proof` gives [`later_proof`] of `later` (read only when needed).
 pub(crate) fn seal_may_be_unfinished(
     sequence: u64,
     own_version: Option<u32>,
     later: &[&Path],
+    proof: impl FnOnce() -> Result<u64>,
 ) -> Result<bool> {
     let Some(successor) = later.first() else {
         return Ok(true);
     };
-    if synced_before_successor(own_version, successor)? {
+    if synced_before_successor(own_version, header_version(successor)?) {
         return Ok(false);
     }
-    for path in later {
-        if newest_marker(&read_whole(path)?) >= sequence {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    Ok(proof()? < sequence)
 }
 
-/// Whether a sealed segment of header version `own_version` (`None`: unreadable)
-/// was synced before `successor` existed: a version-1 writer synced each segment
-/// before starting the next, so a version-1 successor proves it.
-fn synced_before_successor(own_version: Option<u32>, successor: &Path) -> Result<bool> {
-    Ok(own_version.is_none_or(|v| v < 2) && header_version(successor)? == Some(1))
+/// The highest segment that the valid sync markers in the files `later` vouch for
+/// (0: none).
+pub(crate) fn later_proof(later: &[&Path]) -> Result<u64> {
+    let mut proof = 0;
+    for path in later {
+        proof = proof.max(newest_marker(&read_whole(path)?));
+    }
+    Ok(proof)
+}
+
+/// Whether a sealed segment of header version `own` was synced before its
+/// successor (of version `successor`) existed: a version-1 writer synced each
+/// segment before starting the next, so a version-1 successor proves it (`None`: a
+/// header that cannot be read).
+fn synced_before_successor(own: Option<u32>, successor: Option<u32>) -> bool {
+    own.is_none_or(|v| v < 2) && successor == Some(1)
 }
 
 /// The format version in the header of `path`, if the header is valid.
@@ -337,11 +347,6 @@ fn newest_marker(data: &[u8]) -> u64 {
 /// in that segment, or a prefix of the later ones, never a cut segment followed by
 /// the records that came after the lost ones.
 fn drop_segments(files: &[(u64, PathBuf)], out: &mut RecoveredShard) -> Result<()> {
-    // Their sync markers prove that earlier seals were synced: recovery decides
-    // with that proof (`drop_after_unvouched_seal`), though it leaves the disk here.
-    for (_, path) in files {
-        out.removed_proof = out.removed_proof.max(newest_marker(&read_whole(path)?));
-    }
     let mut dropped = Vec::with_capacity(files.len());
     for (_, path) in files.iter().rev() {
         let len = std::fs::metadata(path)
@@ -415,7 +420,7 @@ fn recover_segment(
                     .truncated
                     .push((path.to_path_buf(), 0, data.len() as u64));
                 if !newest {
-                    drop_segments(scan.later, out)?;
+                    scan.drop_later(out)?;
                 }
                 std::fs::remove_file(path)
                     .map_err(|e| WalError::io("removing torn segment", path, e))?;
@@ -444,6 +449,7 @@ fn recover_segment(
             supported: FORMAT_VERSION,
         });
     }
+    out.versions.insert(sequence, header.version);
     if header.shard != shard || header.sequence != sequence {
         return Err(WalError::ManifestMismatch {
             path: path.to_path_buf(),
@@ -626,7 +632,7 @@ fn judge_rest(
                         (data.len() - pos) as u64,
                     ));
                     if !newest {
-                        drop_segments(scan.later, out)?;
+                        scan.drop_later(out)?;
                     }
                     truncate(io.file(), path, at(pos))?;
                     segment.len = at(pos);

@@ -382,52 +382,32 @@ fn seeded_bit_flips_in_segments() -> TestResult {
     Ok(())
 }
 
-/// The segments recovery removes when the newest segment of `seg`'s shard loses its
-/// last item, the sync marker at `offset`: if no other marker vouches for one of the
-/// shard's sealed segments, the oldest such one ends the shard (a power cut may have
-/// cut it short without a trace), and every later segment goes, with the bytes it
-/// holds by then (the newest one cut at `offset`).
+/// The segments recovery removes when the newest segment `seg` loses its last item,
+/// the sync marker at `offset` (recovery cuts it there): those the rule of
+/// `common::dropped_after_unvouched_seal` names, each with the bytes it holds by then.
 fn dropped_without_marker(segs: &[Seg], seg: &Seg, offset: u64) -> Vec<(PathBuf, u64)> {
-    let dir = seg.rel.parent();
-    let sequence = |s: &Seg| -> u64 {
-        s.rel
-            .file_stem()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.parse().ok())
-            .expect("a segment file name")
-    };
-    let shard: Vec<&Seg> = segs.iter().filter(|s| s.rel.parent() == dir).collect();
-    let vouched = shard
+    let shard: Vec<(PathBuf, Vec<u8>)> = segs
         .iter()
-        .flat_map(|s| {
-            let data = s.data.as_slice();
-            walk_markers(data)
-                .into_iter()
-                .filter(move |m| !(s.rel == seg.rel && m.offset == offset))
+        .filter(|s| s.rel.parent() == seg.rel.parent())
+        .map(|s| {
+            let bytes = if s.rel == seg.rel {
+                s.data[..offset as usize].to_vec()
+            } else {
+                s.data.clone()
+            };
+            (s.rel.clone(), bytes)
         })
-        .map(|m| m.synced_through)
-        .max()
-        .unwrap_or(0);
-    let Some(unvouched) = shard
-        .iter()
-        .filter(|s| !s.newest)
-        .map(|s| sequence(s))
-        .find(|&n| n > vouched)
-    else {
-        return Vec::new();
-    };
-    let later: Vec<&&Seg> = shard.iter().filter(|s| sequence(s) > unvouched).collect();
-    // Only records after the seal make the removal needed (markers do not).
-    let no_record = |s: &Seg| match s.newest {
-        true => s.records.iter().all(|r| r.offset >= offset),
-        false => s.records.is_empty(),
-    };
-    if later.iter().all(|s| no_record(s)) {
-        return Vec::new();
-    }
-    later
-        .iter()
-        .map(|s| (s.rel.clone(), if s.newest { offset } else { s.len }))
+        .collect();
+    common::dropped_after_unvouched_seal(&shard)
+        .into_iter()
+        .map(|rel| {
+            let left = if rel == seg.rel {
+                offset
+            } else {
+                segs.iter().find(|s| s.rel == rel).map_or(0, |s| s.len)
+            };
+            (rel, left)
+        })
         .collect()
 }
 

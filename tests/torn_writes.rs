@@ -145,7 +145,11 @@ fn check_case(c: &Case) -> TestResult {
         .map(|e| e.map(|e| e.path()))
         .collect::<Result<_, _>>()?;
     shard_files.sort();
-    let dropped = common::dropped_after_unvouched_seal(&shard_files)?;
+    let segments = shard_files
+        .iter()
+        .map(|f| Ok((f.clone(), std::fs::read(f)?)))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let dropped = common::dropped_after_unvouched_seal(&segments);
     let mut missing = c.missing.clone();
     for f in &dropped {
         for i in records_of_file(f)?.iter().map(index_of) {

@@ -148,40 +148,40 @@ pub fn records_of_file(path: &Path) -> std::io::Result<Vec<RecordPos>> {
 }
 
 /// Recovery's rule for a sealed segment that no sync marker vouches for (a power cut
-/// may have cut it short without a trace, docs/FORMAT.md): the segment files after
-/// the oldest such one go, if they hold a record. `files` are a shard's version-2
-/// segment files as they are on disk, oldest first (the version-1 exception is not
-/// modelled); returns the files recovery removes.
-pub fn dropped_after_unvouched_seal(files: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+/// may have cut it short without a trace, docs/FORMAT.md): the segments after the
+/// oldest such one go, if they hold a record. `segments` are a shard's version-2
+/// segments as recovery will read them, oldest first, each its file name (which
+/// gives its sequence number) and bytes (the version-1 exception is not modelled).
+/// Returns the names of the segments recovery removes.
+pub fn dropped_after_unvouched_seal(segments: &[(PathBuf, Vec<u8>)]) -> Vec<PathBuf> {
     let sequence = |f: &PathBuf| -> u64 {
         f.file_stem()
             .and_then(|n| n.to_str())
             .and_then(|n| n.parse().ok())
             .expect("a segment file name")
     };
-    let mut vouched = 0;
-    for f in files {
-        let newest = walk_markers(&std::fs::read(f)?)
-            .iter()
-            .map(|m| m.synced_through)
-            .max();
-        vouched = vouched.max(newest.unwrap_or(0));
-    }
-    let sealed = &files[..files.len().saturating_sub(1)];
-    let Some(unvouched) = sealed.iter().map(sequence).find(|&s| s > vouched) else {
-        return Ok(Vec::new());
-    };
-    let later: Vec<PathBuf> = files
+    let vouched = segments
         .iter()
-        .filter(|f| sequence(f) > unvouched)
-        .cloned()
+        .flat_map(|(_, data)| walk_markers(data))
+        .map(|m| m.synced_through)
+        .max()
+        .unwrap_or(0);
+    let sealed = &segments[..segments.len().saturating_sub(1)];
+    let Some(unvouched) = sealed
+        .iter()
+        .map(|(f, _)| sequence(f))
+        .find(|&s| s > vouched)
+    else {
+        return Vec::new();
+    };
+    let later: Vec<&(PathBuf, Vec<u8>)> = segments
+        .iter()
+        .filter(|(f, _)| sequence(f) > unvouched)
         .collect();
-    for f in &later {
-        if !records_of_file(f)?.is_empty() {
-            return Ok(later);
-        }
+    if later.iter().all(|(_, data)| walk_records(data).is_empty()) {
+        return Vec::new();
     }
-    Ok(Vec::new())
+    later.into_iter().map(|(f, _)| f.clone()).collect()
 }
 
 /// Deterministic pseudo-random bytes (xorshift), never all zero.
