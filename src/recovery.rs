@@ -676,7 +676,13 @@ const PAGE: usize = 4096;
 ///   page's older version, from a write-back or fsync that ended at `from` (the bytes
 ///   of a record are copied into a page in one write, so an older version ends at a
 ///   record's end), with the record at `from` and after it lost and later pages on
-///   disk.
+///   disk. When fewer than 4 bytes are left in the page, they are part of the
+///   record's checksum and could be zero as written, so the rule also needs the
+///   record's bytes on the next pages to be as written: the checksum of its body
+///   agrees with the stored checksum bytes that follow the zeros. After a power cut
+///   they are: each later page of the record is either a whole page of zeros (the
+///   rule above) or a version written after the record was whole (the version that
+///   ended at a record's end cannot end inside this one).
 ///
 /// In each case no fsync covered anything from `from` on, or the page would be
 /// there. The price: damage that zeroes a record's bytes up to a page boundary, or a
@@ -688,7 +694,10 @@ pub(crate) fn lost_write(data: &[u8], from: usize, next: Option<usize>) -> bool 
     };
     let zero = |range: std::ops::Range<usize>| data[range].iter().all(|&b| b == 0);
     let page_end = from.div_ceil(PAGE) * PAGE;
-    let rest_of_page_zero = from < page_end && page_end <= to && zero(from..page_end);
+    let rest_of_page_zero = from < page_end
+        && page_end <= to
+        && zero(from..page_end)
+        && (page_end - from >= 4 || body_as_written(data, from, page_end - from, to));
     if zero(from..to) || rest_of_page_zero {
         return true;
     }
@@ -700,6 +709,23 @@ pub(crate) fn lost_write(data: &[u8], from: usize, next: Option<usize>) -> bool 
         page += PAGE;
     }
     false
+}
+
+/// Whether the record at `data[from]`, whose first `zeroed` (< 4) bytes read as
+/// zero and which must end by `to`, is as written apart from those bytes: its length
+/// field is possible and the checksum of bytes 4.. agrees with the stored checksum
+/// bytes after the zeroed ones.
+fn body_as_written(data: &[u8], from: usize, zeroed: usize, to: usize) -> bool {
+    let Some(len_bytes) = data.get(from + 4..from + 8) else {
+        return false;
+    };
+    let len = u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
+    let end = from.saturating_add(len as usize);
+    if (len as usize) < crate::record::RECORD_HEADER_LEN || end > to || end > data.len() {
+        return false;
+    }
+    let crc = crc32c::crc32c(&data[from + 4..end]).to_le_bytes();
+    crc[zeroed..] == data[from + zeroed..from + 4]
 }
 
 fn truncate(file: &std::fs::File, path: &Path, len: u64) -> Result<()> {
@@ -763,6 +789,51 @@ mod tests {
         assert!(!lost_write(&data, PAGE, Some(2 * PAGE + 100)));
         data[PAGE..2 * PAGE].fill(0);
         assert!(lost_write(&data, PAGE, Some(2 * PAGE + 100)));
+    }
+
+    /// A record starting 1-3 bytes before a page end has only checksum bytes there,
+    /// which can be zero as written: the rest-of-page rule then also needs the rest
+    /// of the record as written.
+    #[test]
+    fn a_few_zero_checksum_bytes_at_a_page_end_need_the_record_intact() {
+        // Segment bytes with a record starting 1 byte before a page end, whose
+        // checksum's first byte is (`zero`) or is not zero as written, and a valid
+        // record after it. Returns the bytes and where the next record starts.
+        let segment = |zero: bool| {
+            let record = (0u32..)
+                .map(|i| {
+                    let mut buf = Vec::new();
+                    encode_into(&mut buf, 5, b"key", &i.to_le_bytes().repeat(40));
+                    buf
+                })
+                .find(|buf| (buf[0] == 0) == zero)
+                .expect("some value gives such a checksum");
+            let mut data = vec![0xAA; PAGE - 1];
+            data.extend_from_slice(&record);
+            let to = data.len();
+            encode_into(&mut data, 6, b"next", b"v");
+            (data, to)
+        };
+        let from = PAGE - 1;
+
+        // Written with a zero first byte, then a bit flipped later in the record:
+        // damage (before, the zero byte alone made it a torn tail).
+        let (mut rotten, to) = segment(true);
+        assert!(decode(&rotten[from..]).is_ok());
+        rotten[from + 30] ^= 0x10;
+        assert!(decode(&rotten[from..]).is_err());
+        assert!(!lost_write(&rotten, from, Some(to)));
+
+        // The page's older version ends at `from` (its first byte reads as zero), the
+        // rest of the record is as written: torn.
+        let (mut lost, to) = segment(false);
+        lost[from] = 0;
+        assert!(decode(&lost[from..]).is_err());
+        assert!(lost_write(&lost, from, Some(to)));
+
+        // The same with a damaged length field: damage.
+        lost[from + 5] ^= 0x01;
+        assert!(!lost_write(&lost, from, Some(to)));
     }
 
     #[test]
