@@ -41,7 +41,7 @@
 use crate::error::{Result, WalError};
 use crate::hash::shard_for;
 use crate::manifest::{Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
-use crate::record::{decode, find_next_valid, Decoded};
+use crate::record::{decode, find_next_valid, marker_vouches, Decoded};
 use crate::recovery::{list_segments, lost_write};
 use crate::segment::{
     parse_segment_file_name, SegmentHeader, FORMAT_VERSION, OLDEST_READABLE_VERSION,
@@ -940,7 +940,9 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
             Ok(record) => {
                 if let Some(synced) = record.synced_through {
                     out.markers += 1;
-                    out.vouches_through = out.vouches_through.max(synced);
+                    out.vouches_through = out
+                        .vouches_through
+                        .max(marker_vouches(synced, file.sequence));
                 } else {
                     on_record(pos, &record);
                 }
@@ -1067,6 +1069,50 @@ mod tests {
         scan.all_damage()
             .map(|d| (d.kind, d.offset, d.len))
             .collect()
+    }
+
+    /// A writer marks only seals of older segments, so a valid marker claiming its
+    /// own segment or a later one (crafted bytes) vouches for nothing: damage at the
+    /// end of the sealed segment before it is then an unfinished seal's torn tail,
+    /// as without the marker, where a true marker makes it corruption. (Before, any
+    /// value vouched, and the writer, handed it, would stop marking seals.)
+    #[test]
+    fn a_marker_claiming_its_own_or_a_later_segment_vouches_for_nothing() -> TestResult {
+        let (mut first, last) = two_records(1);
+        first[last + 21] ^= 0x08;
+        for (claim, vouched) in [(1, true), (2, false), (99, false)] {
+            let mut second = vouching(header(0, 2), claim);
+            record(&mut second, 30, b"c", b"three");
+            let dir = wal_with(&[first.clone(), second])?;
+            let shard = scan(dir.path())?.shards.remove(0);
+            assert_eq!(
+                shard.segments[1].vouches_through,
+                if vouched { 1 } else { 0 }
+            );
+            let kind = shard.segments[0].damage[0].kind;
+            let expected = if vouched {
+                DamageKind::Corrupt
+            } else {
+                DamageKind::TornTail
+            };
+            assert_eq!(kind, expected, "claim {claim}");
+            let recovered = crate::recovery::recover_shard(
+                &dir.path().join(shard_dir_name(0)),
+                0,
+                crate::options::RecoveryMode::Strict,
+            );
+            match recovered {
+                Ok(r) => {
+                    assert!(!vouched, "claim {claim}: a vouched seal's damage recovered");
+                    assert_eq!((r.synced_through, r.report.records), (0, 1));
+                }
+                Err(e) => {
+                    assert!(vouched, "claim {claim}: {e}");
+                    assert!(matches!(e, WalError::Corruption { .. }), "{e}");
+                }
+            }
+        }
+        Ok(())
     }
 
     #[test]

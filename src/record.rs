@@ -91,6 +91,18 @@ pub(crate) fn encode_marker(buf: &mut Vec<u8>, timestamp_us: u64, synced_through
     buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// What a valid sync marker read in segment `own` vouches for: the segments up to
+/// its value. A writer only marks seals of segments older than the one it writes
+/// the marker into, so a larger value is not a writer's (crafted bytes that a
+/// resync after damage landed on, say) and vouches for nothing (0).
+pub(crate) fn marker_vouches(synced_through: u64, own: u64) -> u64 {
+    if synced_through < own {
+        synced_through
+    } else {
+        0
+    }
+}
+
 fn u32_at(buf: &[u8], at: usize) -> u32 {
     let mut b = [0; 4];
     b.copy_from_slice(&buf[at..at + 4]);

@@ -23,7 +23,9 @@
 use crate::error::{Result, WalError};
 use crate::index::{stage, Location, ShardIndex, Staged};
 use crate::options::RecoveryMode;
-use crate::record::{decode, find_next_valid, record_len, DecodeError, Decoded, RECORD_HEADER_LEN};
+use crate::record::{
+    decode, find_next_valid, marker_vouches, record_len, DecodeError, Decoded, RECORD_HEADER_LEN,
+};
 use crate::segment::{
     parse_segment_file_name, Segment, SegmentHeader, FORMAT_VERSION, OLDEST_READABLE_VERSION,
     SEGMENT_HEADER_LEN,
@@ -296,7 +298,12 @@ pub(crate) fn seal_may_be_unfinished(
 pub(crate) fn later_proof(later: &[&Path]) -> Result<u64> {
     let mut proof = 0;
     for path in later {
-        proof = proof.max(newest_marker(&read_whole(path)?));
+        let own = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(parse_segment_file_name)
+            .unwrap_or(0);
+        proof = proof.max(newest_marker(&read_whole(path)?, own));
     }
     Ok(proof)
 }
@@ -320,16 +327,17 @@ fn header_version(path: &Path) -> Result<Option<u32>> {
     }
 }
 
-/// The highest segment a valid sync marker in segment bytes `data` vouches for (0:
-/// none). Markers past damage count too: a marker is written only after the fsync it
-/// reports has returned, so a valid one anywhere is proof.
-fn newest_marker(data: &[u8]) -> u64 {
+/// The highest segment a valid sync marker in the bytes `data` of segment `own`
+/// vouches for (0: none; see [`marker_vouches`]). Markers past damage count too: a
+/// marker is written only after the fsync it reports has returned, so a valid one
+/// anywhere is proof.
+fn newest_marker(data: &[u8], own: u64) -> u64 {
     let mut newest = 0;
     let mut pos = SEGMENT_HEADER_LEN.min(data.len());
     while pos < data.len() {
         match decode(&data[pos..]) {
             Ok(record) => {
-                newest = newest.max(record.synced_through.unwrap_or(0));
+                newest = newest.max(marker_vouches(record.synced_through.unwrap_or(0), own));
                 pos += record.len;
             }
             Err(_) => match find_next_valid(data, pos + 1) {
@@ -515,7 +523,7 @@ fn take_record(
 ) {
     if let Some(synced) = record.synced_through {
         let newest = markers.entry(segment.sequence).or_default();
-        *newest = (*newest).max(synced);
+        *newest = (*newest).max(marker_vouches(synced, segment.sequence));
         return;
     }
     stage(
