@@ -724,12 +724,12 @@ pub(crate) fn lost_write(data: &[u8], from: usize, next: Option<usize>) -> bool 
 /// field is possible and the checksum of bytes 4.. agrees with the stored checksum
 /// bytes after the zeroed ones.
 fn body_as_written(data: &[u8], from: usize, zeroed: usize, to: usize) -> bool {
-    let Some(len_bytes) = data.get(from + 4..from + 8) else {
+    if data.len() < from.saturating_add(RECORD_HEADER_LEN) {
         return false;
-    };
-    let len = u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
-    let end = from.saturating_add(len as usize);
-    if (len as usize) < crate::record::RECORD_HEADER_LEN || end > to || end > data.len() {
+    }
+    let len = record_len(&data[from..]);
+    let end = from.saturating_add(len);
+    if len < RECORD_HEADER_LEN || end > to || end > data.len() {
         return false;
     }
     let crc = crc32c::crc32c(&data[from + 4..end]).to_le_bytes();
