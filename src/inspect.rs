@@ -1115,6 +1115,32 @@ mod tests {
         Ok(())
     }
 
+    /// The same cap where recovery collects the markers of the segments it keeps: a
+    /// clean sealed segment followed by one whose only marker claims its own number
+    /// is an unvouched seal with records after it, so the later segment goes and the
+    /// writer is handed no claim; a true marker keeps both.
+    #[test]
+    fn a_kept_segment_s_impossible_marker_vouches_for_nothing() -> TestResult {
+        let (first, _) = two_records(1);
+        for (claim, vouched) in [(1, true), (2, false)] {
+            let mut second = vouching(header(0, 2), claim);
+            record(&mut second, 30, b"c", b"three");
+            let dir = wal_with(&[first.clone(), second])?;
+            let r = crate::recovery::recover_shard(
+                &dir.path().join(shard_dir_name(0)),
+                0,
+                crate::options::RecoveryMode::Strict,
+            )?;
+            let (synced, records, kept) = if vouched { (1, 3, 2) } else { (0, 2, 1) };
+            assert_eq!(
+                (r.synced_through, r.report.records, r.segments.len()),
+                (synced, records, kept),
+                "claim {claim}"
+            );
+        }
+        Ok(())
+    }
+
     #[test]
     fn clean_wal_counts_and_records_in_order() -> TestResult {
         let mut first = header(0, 1);

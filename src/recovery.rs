@@ -705,7 +705,7 @@ pub(crate) fn lost_write(data: &[u8], from: usize, next: Option<usize>) -> bool 
     let rest_of_page_zero = from < page_end
         && page_end <= to
         && zero(from..page_end)
-        && (page_end - from >= 4 || body_as_written(data, from, page_end - from, to));
+        && (page_end - from >= 4 || body_as_written(data, from, page_end - from));
     if zero(from..to) || rest_of_page_zero {
         return true;
     }
@@ -720,16 +720,17 @@ pub(crate) fn lost_write(data: &[u8], from: usize, next: Option<usize>) -> bool 
 }
 
 /// Whether the record at `data[from]`, whose first `zeroed` (< 4) bytes read as
-/// zero and which must end by `to`, is as written apart from those bytes: its length
-/// field is possible and the checksum of bytes 4.. agrees with the stored checksum
-/// bytes after the zeroed ones.
-fn body_as_written(data: &[u8], from: usize, zeroed: usize, to: usize) -> bool {
+/// zero, is as written apart from those bytes: its length field is possible and the
+/// checksum of bytes 4.. agrees with the stored checksum bytes after the zeroed ones.
+/// (The record may end past the next valid-looking record: its value can hold an
+/// encoded record.)
+fn body_as_written(data: &[u8], from: usize, zeroed: usize) -> bool {
     if data.len() < from.saturating_add(RECORD_HEADER_LEN) {
         return false;
     }
     let len = record_len(&data[from..]);
     let end = from.saturating_add(len);
-    if len < RECORD_HEADER_LEN || end > to || end > data.len() {
+    if len < RECORD_HEADER_LEN || end > data.len() {
         return false;
     }
     let crc = crc32c::crc32c(&data[from + 4..end]).to_le_bytes();
@@ -804,44 +805,61 @@ mod tests {
     /// of the record as written.
     #[test]
     fn a_few_zero_checksum_bytes_at_a_page_end_need_the_record_intact() {
-        // Segment bytes with a record starting 1 byte before a page end, whose
-        // checksum's first byte is (`zero`) or is not zero as written, and a valid
-        // record after it. Returns the bytes and where the next record starts.
-        let segment = |zero: bool| {
+        // Segment bytes with a record starting `k` bytes before a page end, whose
+        // checksum's first `k` bytes are all zero as written (`zero`) or are not,
+        // whose value holds an encoded record if `nested`, and a valid record after
+        // it. Returns the bytes and where the first valid record after it starts.
+        let segment = |k: usize, zero: bool, nested: bool| {
+            let mut inner = Vec::new();
+            if nested {
+                encode_into(&mut inner, 4, b"inner", b"a record as a value");
+            }
             let record = (0u32..)
                 .map(|i| {
+                    let mut value = inner.clone();
+                    value.extend_from_slice(&i.to_le_bytes().repeat(40));
                     let mut buf = Vec::new();
-                    encode_into(&mut buf, 5, b"key", &i.to_le_bytes().repeat(40));
+                    encode_into(&mut buf, 5, b"key", &value);
                     buf
                 })
-                .find(|buf| (buf[0] == 0) == zero)
+                .find(|buf| buf[..k].iter().all(|&b| b == 0) == zero)
                 .expect("some value gives such a checksum");
-            let mut data = vec![0xAA; PAGE - 1];
+            let from = PAGE - k;
+            let mut data = vec![0xAA; from];
             data.extend_from_slice(&record);
-            let to = data.len();
             encode_into(&mut data, 6, b"next", b"v");
+            let to = find_next_valid(&data, from + 1).expect("a record follows");
+            assert_eq!(to == from + record.len(), !nested);
             (data, to)
         };
-        let from = PAGE - 1;
 
-        // Written with a zero first byte, then a bit flipped later in the record:
-        // damage (before, the zero byte alone made it a torn tail).
-        let (mut rotten, to) = segment(true);
-        assert!(decode(&rotten[from..]).is_ok());
-        rotten[from + 30] ^= 0x10;
-        assert!(decode(&rotten[from..]).is_err());
-        assert!(!lost_write(&rotten, from, Some(to)));
+        for k in 1..=3 {
+            for nested in [false, true] {
+                let from = PAGE - k;
+                if k < 3 {
+                    // Written with zero checksum bytes there, then a bit flipped later
+                    // in the record: damage (before, the zeros alone made it a torn
+                    // tail).
+                    let (mut rotten, to) = segment(k, true, nested);
+                    assert!(decode(&rotten[from..]).is_ok());
+                    rotten[from + 30] ^= 0x10;
+                    assert!(decode(&rotten[from..]).is_err());
+                    assert!(!lost_write(&rotten, from, Some(to)), "k {k}, {nested}");
+                }
 
-        // The page's older version ends at `from` (its first byte reads as zero), the
-        // rest of the record is as written: torn.
-        let (mut lost, to) = segment(false);
-        lost[from] = 0;
-        assert!(decode(&lost[from..]).is_err());
-        assert!(lost_write(&lost, from, Some(to)));
+                // The page's older version ends at `from` (its last bytes read as
+                // zero), the rest of the record is as written: torn.
+                let (mut lost, to) = segment(k, false, nested);
+                lost[from..PAGE].fill(0);
+                assert!(decode(&lost[from..]).is_err());
+                assert!(lost_write(&lost, from, Some(to)), "k {k}, nested {nested}");
 
-        // The same with a damaged length field: damage.
-        lost[from + 5] ^= 0x01;
-        assert!(!lost_write(&lost, from, Some(to)));
+                // The same with a checksum byte after the zeros damaged: damage.
+                let mut bad = lost.clone();
+                bad[PAGE] ^= 0x01;
+                assert!(!lost_write(&bad, from, Some(to)), "k {k}, nested {nested}");
+            }
+        }
     }
 
     #[test]
