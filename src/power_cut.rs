@@ -16,7 +16,8 @@
 //! plus a durable append per key, must come back unchanged from a clean close and a
 //! second open. Odd seeds make seals slow and durable appends rare, so segments
 //! rotate while earlier seals are pending. A second test also tears pages at a
-//! 512-byte sector. Not modelled: compaction.
+//! 512-byte sector, where `Strict` may instead refuse a state as corruption (see
+//! that test). Not modelled: compaction.
 
 use crate::hash::shard_for;
 use crate::segment::segment_file_name;
