@@ -392,6 +392,12 @@ impl Wal {
     /// lock. Afterwards every call on every clone returns [`WalError::Closed`], except
     /// `close` itself, which is idempotent and returns the first close's result.
     /// Dropping the last handle does the same, but cannot report errors.
+    ///
+    /// Once `close` returns `Ok`, every record appended before it survives a crash or
+    /// power cut, like a durable append. One caveat: the sync marker close writes last
+    /// is what vouches for its final seals, so damage to that marker on disk makes
+    /// recovery treat those seals as unfinished and drop the records after them
+    /// (docs/FORMAT.md, "Sealed segment, unfinished seal without damage").
     pub fn close(&self) -> Result<()> {
         self.inner.close(false)
     }
