@@ -17,7 +17,9 @@ pub const MAX_SHARDS: usize = 1000;
 #[non_exhaustive]
 pub enum RecoveryMode {
     /// Damage anywhere other than the torn tail fails `Wal::new` with
-    /// [`WalError::Corruption`] naming the file and offset. Nothing is modified.
+    /// [`WalError::Corruption`] naming the file and offset. Nothing in the damaged
+    /// shard is modified (other shards, recovered in parallel, may already have cut
+    /// their torn tails, as any later open would).
     #[default]
     Strict,
     /// Damaged records are skipped (up to the next record whose checksum holds), and

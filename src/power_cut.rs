@@ -128,10 +128,12 @@ struct FileState {
 }
 
 /// A disk after a power cut once `ops` took effect: see the module docs. With
-/// `tears`, a third of the pages written since the sync are torn: their 512-byte
-/// sectors before a random one hold one of the versions above, the rest another.
-/// Returns the surviving files and their bytes.
-fn disk_after_cut(ops: &[Op], rng: &mut Rng, tears: bool) -> BTreeMap<FileId, Vec<u8>> {
+/// `tears`, a third of the pages written since the sync are split at a random
+/// 512-byte sector: the sectors before it hold one of the versions above, the rest
+/// another (drawn the same way, so often the same one). Returns the surviving files
+/// and their bytes, and whether a page is torn: the two versions differ on both
+/// sides of its split.
+fn disk_after_cut(ops: &[Op], rng: &mut Rng, tears: bool) -> (BTreeMap<FileId, Vec<u8>>, bool) {
     let mut files: BTreeMap<FileId, FileState> = BTreeMap::new();
     for op in ops {
         match op {
@@ -189,6 +191,7 @@ fn disk_after_cut(ops: &[Op], rng: &mut Rng, tears: bool) -> BTreeMap<FileId, Ve
         }
     }
     let mut disk = BTreeMap::new();
+    let mut torn_any = false;
     for (id, f) in files {
         let exists = if f.entry_synced {
             f.exists
@@ -211,12 +214,16 @@ fn disk_after_cut(ops: &[Op], rng: &mut Rng, tears: bool) -> BTreeMap<FileId, Ve
         };
         for page in f.dirty {
             let first = version(rng);
-            let torn = tears && rng.below(3) == 0;
-            let split = if torn { 1 + rng.below(7) as usize } else { 8 };
-            let second = if torn { version(rng) } else { first };
+            let split_page = tears && rng.below(3) == 0;
+            let split = if split_page {
+                1 + rng.below(7) as usize
+            } else {
+                8
+            };
+            let second = if split_page { version(rng) } else { first };
+            let at = |sector: usize| (page * PAGE + sector * SECTOR).min(longest);
             for (sectors, applied) in [(0..split, first), (split..8, second)] {
-                let from = (page * PAGE + sectors.start * SECTOR).min(longest);
-                let to = (page * PAGE + sectors.end * SECTOR).min(longest);
+                let (from, to) = (at(sectors.start), at(sectors.end));
                 for (offset, data) in &f.pending[..applied] {
                     let (lo, hi) = (from.max(*offset), to.min(offset + data.len()));
                     if lo < hi {
@@ -224,6 +231,14 @@ fn disk_after_cut(ops: &[Op], rng: &mut Rng, tears: bool) -> BTreeMap<FileId, Ve
                     }
                 }
             }
+            // The writes between the two versions touch both sides of the split.
+            let between = &f.pending[first.min(second)..first.max(second)];
+            let touches = |from: usize, to: usize| {
+                between
+                    .iter()
+                    .any(|(offset, data)| *offset < to && offset + data.len() > from)
+            };
+            torn_any |= touches(at(0), at(split)) && touches(at(split), at(8));
         }
         // The length: the synced one or any the file had since (a longer file reads
         // zeros where its pages did not reach the disk).
@@ -231,7 +246,7 @@ fn disk_after_cut(ops: &[Op], rng: &mut Rng, tears: bool) -> BTreeMap<FileId, Ve
         bytes.resize(f.lengths.get(pick).copied().unwrap_or(f.synced.len()), 0);
         disk.insert(id, bytes);
     }
-    disk
+    (disk, torn_any)
 }
 
 /// Writes `disk` as the segments of a WAL directory whose manifest is `manifest`.
@@ -247,6 +262,21 @@ fn write_dir(dir: &Path, manifest: &Path, shards: usize, disk: &BTreeMap<FileId,
             .join(segment_file_name(*sequence));
         std::fs::write(path, bytes).expect("segment");
     }
+}
+
+/// The segment files of the WAL at `dir`, as [`write_dir`] takes them.
+fn read_wal(dir: &Path) -> BTreeMap<FileId, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for shard in 0..2u32 {
+        let shard_dir = dir.join(shard_dir_name(shard));
+        for entry in std::fs::read_dir(&shard_dir).expect("list shard") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).expect("name");
+            let sequence = crate::segment::parse_segment_file_name(name).expect("a segment");
+            files.insert((shard, sequence), std::fs::read(&path).expect("read"));
+        }
+    }
+    files
 }
 
 /// Checks what `wal` (reopened after a cut at `cut`) holds against `appends`.
@@ -402,20 +432,33 @@ fn power_cuts(
                 "seed {seed}, cut after {cut} of {} ops, variant {v}",
                 ops.len()
             );
-            let disk = disk_after_cut(&ops[..cut], &mut rng, tears);
+            let (disk, torn) = disk_after_cut(&ops[..cut], &mut rng, tears);
             let dir = tmp.path().join(format!("cut-{n}-{v}"));
             write_dir(&dir, &manifest, 2, &disk);
             let wal = match Wal::new(&dir, options.clone()) {
                 Ok(wal) => wal,
-                Err(crate::WalError::Corruption { .. }) if tears => {
+                Err(crate::WalError::Corruption { path, .. }) if torn => {
                     refused += 1;
+                    // The damaged shard is left as it was (other shards may have cut
+                    // their torn tails, as any open does).
+                    let damaged = |files: BTreeMap<FileId, Vec<u8>>| -> Vec<_> {
+                        files
+                            .into_iter()
+                            .filter(|((s, _), _)| path.starts_with(dir.join(shard_dir_name(*s))))
+                            .collect()
+                    };
+                    assert!(
+                        damaged(read_wal(&dir)) == damaged(disk.clone()),
+                        "{case}: a refused open modified the damaged shard"
+                    );
                     let skipping = options
                         .clone()
                         .with_recovery_mode(RecoveryMode::SkipCorrupted);
-                    let wal = Wal::new(&dir, skipping)
+                    let wal = Wal::new(&dir, skipping.clone())
                         .unwrap_or_else(|e| panic!("{case}: skipping reopen failed: {e}"));
+                    assert!(!wal.recovery_report().skipped.is_empty(), "{case}");
                     check_skipping(&wal, &done, cut, &case);
-                    wal.close().expect("close");
+                    durable_after_recovery(&wal, &dir, &skipping, &case);
                     std::fs::remove_dir_all(&dir).expect("cleanup");
                     continue;
                 }
@@ -448,9 +491,11 @@ fn every_durable_append_survives_power_cuts_anywhere_in_a_run() {
 /// A disk that writes a page sector by sector can keep some of a page's sectors and
 /// lose the rest. Recovery's rules work in 4 KiB pages, so a state with a torn page
 /// before records that reached the disk can be refused as corruption
-/// (docs/FORMAT.md, "Sector tears"): that must be the only way it fails. Such a
-/// state opens with `SkipCorrupted`, with no record invented and every append
-/// acknowledged as durable kept; every state `Strict` opens passes the full checks.
+/// (docs/FORMAT.md, "Sector tears are refused, not cut"): that must be the only way
+/// it fails, only with a torn page, and rarely, and the damaged shard must be left
+/// as it was. Such a state opens with `SkipCorrupted`, with no record invented and
+/// every append acknowledged as durable kept, and takes durable appends that
+/// survive a kill and a close; every state `Strict` opens passes the full checks.
 #[test]
 fn sector_tears_open_or_are_refused_as_corruption_losing_nothing_durable() {
     let (seeds, cuts, variants) = (4, 40, 2);
@@ -460,6 +505,8 @@ fn sector_tears_open_or_are_refused_as_corruption_losing_nothing_durable() {
     }
     let states = seeds as usize * (cuts + 1) * variants;
     eprintln!("sector tears: Strict refused {refused} of {states} states as corruption");
+    // 2-10 in the runs measured: a refusal is the exception, not the rule.
+    assert!(refused * 10 <= states, "{refused} of {states} refused");
 }
 
 fn describe(op: &Op) -> String {
