@@ -131,9 +131,13 @@ struct FileState {
 /// `tears`, a third of the pages written since the sync are split at a random
 /// 512-byte sector: the sectors before it hold one of the versions above, the rest
 /// another (drawn the same way, so often the same one). Returns the surviving files
-/// and their bytes, and whether a page is torn: the two versions differ on both
-/// sides of its split.
-fn disk_after_cut(ops: &[Op], rng: &mut Rng, tears: bool) -> (BTreeMap<FileId, Vec<u8>>, bool) {
+/// and their bytes, and the shards with a torn page: one that, within the file's
+/// length, equals none of its versions.
+fn disk_after_cut(
+    ops: &[Op],
+    rng: &mut Rng,
+    tears: bool,
+) -> (BTreeMap<FileId, Vec<u8>>, BTreeSet<u32>) {
     let mut files: BTreeMap<FileId, FileState> = BTreeMap::new();
     for op in ops {
         match op {
@@ -191,7 +195,7 @@ fn disk_after_cut(ops: &[Op], rng: &mut Rng, tears: bool) -> (BTreeMap<FileId, V
         }
     }
     let mut disk = BTreeMap::new();
-    let mut torn_any = false;
+    let mut torn = BTreeSet::new();
     for (id, f) in files {
         let exists = if f.entry_synced {
             f.exists
@@ -212,7 +216,8 @@ fn disk_after_cut(ops: &[Op], rng: &mut Rng, tears: bool) -> (BTreeMap<FileId, V
             2 => f.pending.len(),
             _ => 1 + rng.below(f.pending.len() as u32) as usize,
         };
-        for page in f.dirty {
+        let mut split_pages = Vec::new();
+        for &page in &f.dirty {
             let first = version(rng);
             let split_page = tears && rng.below(3) == 0;
             let split = if split_page {
@@ -231,22 +236,47 @@ fn disk_after_cut(ops: &[Op], rng: &mut Rng, tears: bool) -> (BTreeMap<FileId, V
                     }
                 }
             }
-            // The writes between the two versions touch both sides of the split.
-            let between = &f.pending[first.min(second)..first.max(second)];
-            let touches = |from: usize, to: usize| {
-                between
-                    .iter()
-                    .any(|(offset, data)| *offset < to && offset + data.len() > from)
-            };
-            torn_any |= touches(at(0), at(split)) && touches(at(split), at(8));
+            if first != second {
+                split_pages.push(page);
+            }
         }
         // The length: the synced one or any the file had since (a longer file reads
         // zeros where its pages did not reach the disk).
         let pick = rng.below(f.lengths.len() as u32 + 1) as usize;
         bytes.resize(f.lengths.get(pick).copied().unwrap_or(f.synced.len()), 0);
+        if split_pages
+            .iter()
+            .any(|&page| !some_version(&f, &bytes, page))
+        {
+            torn.insert(id.0);
+        }
         disk.insert(id, bytes);
     }
-    (disk, torn_any)
+    (disk, torn)
+}
+
+/// Whether page `page` of `bytes` (a file's bytes on disk), within their length, is
+/// one of the page's versions: as synced plus some prefix of the writes since.
+fn some_version(f: &FileState, bytes: &[u8], page: usize) -> bool {
+    let (from, to) = (page * PAGE, ((page + 1) * PAGE).min(bytes.len()));
+    if from >= to {
+        return true;
+    }
+    let mut version: Vec<u8> = (from..to)
+        .map(|i| f.synced.get(i).copied().unwrap_or(0))
+        .collect();
+    for applied in 0..=f.pending.len() {
+        if version == bytes[from..to] {
+            return true;
+        }
+        if let Some((offset, data)) = f.pending.get(applied) {
+            let (lo, hi) = (from.max(*offset), to.min(offset + data.len()));
+            if lo < hi {
+                version[lo - from..hi - from].copy_from_slice(&data[lo - offset..hi - offset]);
+            }
+        }
+    }
+    false
 }
 
 /// Writes `disk` as the segments of a WAL directory whose manifest is `manifest`.
@@ -439,7 +469,11 @@ fn power_cuts(
             write_dir(&dir, &manifest, 2, &disk);
             let wal = match Wal::new(&dir, options.clone()) {
                 Ok(wal) => wal,
-                Err(crate::WalError::Corruption { path, .. }) if torn => {
+                Err(crate::WalError::Corruption { path, .. })
+                    if torn
+                        .iter()
+                        .any(|&s| path.starts_with(dir.join(shard_dir_name(s)))) =>
+                {
                     refused += 1;
                     // The damaged shard is left as it was (other shards may have cut
                     // their torn tails, as any open does).
@@ -498,15 +532,21 @@ fn every_durable_append_survives_power_cuts_anywhere_in_a_run() {
 /// survive a kill and a close; every state `Strict` opens passes the full checks.
 #[test]
 fn sector_tears_open_or_are_refused_as_corruption_losing_nothing_durable() {
-    let (seeds, cuts, variants) = (4, 40, 2);
+    let (seeds, cuts, variants) = (8, 40, 4);
     let mut refused = 0;
     for seed in 1..=seeds {
         refused += power_cuts(seed, 300, cuts, variants, 2048, true);
     }
     let states = seeds as usize * (cuts + 1) * variants;
     eprintln!("sector tears: Strict refused {refused} of {states} states as corruption");
-    // 1-10 in the runs measured: a refusal is the exception, not the rule.
+    // A refusal is the exception, not the rule; but one happens in every run (with
+    // 8 seeds and 4 variants: 17-21 of 1,312 in the 4 runs measured), so the
+    // refusal checks above always run.
     assert!(refused * 10 <= states, "{refused} of {states} refused");
+    assert!(
+        refused > 0,
+        "no torn page was refused: the checks above did not run"
+    );
 }
 
 fn describe(op: &Op) -> String {
