@@ -1071,6 +1071,23 @@ mod tests {
             .collect()
     }
 
+    /// A one-shard WAL of segment 1 (`first`), then segment 2 holding a sync marker
+    /// claiming `claim` and a record.
+    fn then_a_marker_claiming(first: &[u8], claim: u64) -> std::io::Result<tempfile::TempDir> {
+        let mut second = vouching(header(0, 2), claim);
+        record(&mut second, 30, b"c", b"three");
+        wal_with(&[first.to_vec(), second])
+    }
+
+    /// Recovers shard 0 of the WAL at `dir` under `RecoveryMode::Strict`.
+    fn recover_strict(dir: &tempfile::TempDir) -> Result<crate::recovery::RecoveredShard> {
+        crate::recovery::recover_shard(
+            &dir.path().join(shard_dir_name(0)),
+            0,
+            crate::options::RecoveryMode::Strict,
+        )
+    }
+
     /// A writer marks only seals of older segments, so a valid marker claiming its
     /// own segment or a later one (crafted bytes) vouches for nothing: damage at the
     /// end of the sealed segment before it is then an unfinished seal's torn tail,
@@ -1081,9 +1098,7 @@ mod tests {
         let (mut first, last) = two_records(1);
         first[last + 21] ^= 0x08;
         for (claim, vouched) in [(1, true), (2, false), (99, false)] {
-            let mut second = vouching(header(0, 2), claim);
-            record(&mut second, 30, b"c", b"three");
-            let dir = wal_with(&[first.clone(), second])?;
+            let dir = then_a_marker_claiming(&first, claim)?;
             let shard = scan(dir.path())?.shards.remove(0);
             assert_eq!(
                 shard.segments[1].vouches_through,
@@ -1096,12 +1111,7 @@ mod tests {
                 DamageKind::TornTail
             };
             assert_eq!(kind, expected, "claim {claim}");
-            let recovered = crate::recovery::recover_shard(
-                &dir.path().join(shard_dir_name(0)),
-                0,
-                crate::options::RecoveryMode::Strict,
-            );
-            match recovered {
+            match recover_strict(&dir) {
                 Ok(r) => {
                     assert!(!vouched, "claim {claim}: a vouched seal's damage recovered");
                     assert_eq!((r.synced_through, r.report.records), (0, 1));
@@ -1123,14 +1133,7 @@ mod tests {
     fn a_kept_segment_s_impossible_marker_vouches_for_nothing() -> TestResult {
         let (first, _) = two_records(1);
         for (claim, vouched) in [(1, true), (2, false)] {
-            let mut second = vouching(header(0, 2), claim);
-            record(&mut second, 30, b"c", b"three");
-            let dir = wal_with(&[first.clone(), second])?;
-            let r = crate::recovery::recover_shard(
-                &dir.path().join(shard_dir_name(0)),
-                0,
-                crate::options::RecoveryMode::Strict,
-            )?;
+            let r = recover_strict(&then_a_marker_claiming(&first, claim)?)?;
             let (synced, records, kept) = if vouched { (1, 3, 2) } else { (0, 2, 1) };
             assert_eq!(
                 (r.synced_through, r.report.records, r.segments.len()),

@@ -28,6 +28,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 const PAGE: usize = 4096;
+/// Shards of the WAL under test.
+const SHARDS: usize = 2;
 const SECTOR: usize = 512;
 
 /// splitmix64, seeded: a seed fixes the workload and the choices made at each cut.
@@ -280,10 +282,10 @@ fn some_version(f: &FileState, bytes: &[u8], page: usize) -> bool {
 }
 
 /// Writes `disk` as the segments of a WAL directory whose manifest is `manifest`.
-fn write_dir(dir: &Path, manifest: &Path, shards: usize, disk: &BTreeMap<FileId, Vec<u8>>) {
+fn write_dir(dir: &Path, manifest: &Path, disk: &BTreeMap<FileId, Vec<u8>>) {
     std::fs::create_dir_all(dir).expect("dir");
     std::fs::copy(manifest, dir.join("MANIFEST")).expect("manifest");
-    for shard in 0..shards as u32 {
+    for shard in 0..SHARDS as u32 {
         std::fs::create_dir_all(dir.join(shard_dir_name(shard))).expect("shard dir");
     }
     for ((shard, sequence), bytes) in disk {
@@ -295,9 +297,9 @@ fn write_dir(dir: &Path, manifest: &Path, shards: usize, disk: &BTreeMap<FileId,
 }
 
 /// The segment files of the WAL at `dir`, as [`write_dir`] takes them.
-fn read_wal(dir: &Path, shards: usize) -> BTreeMap<FileId, Vec<u8>> {
+fn read_wal(dir: &Path) -> BTreeMap<FileId, Vec<u8>> {
     let mut files = BTreeMap::new();
-    for shard in 0..shards as u32 {
+    for shard in 0..SHARDS as u32 {
         let shard_dir = dir.join(shard_dir_name(shard));
         for entry in std::fs::read_dir(&shard_dir).expect("list shard") {
             let path = entry.expect("entry").path();
@@ -319,10 +321,10 @@ fn by_key(appends: &[Append]) -> BTreeMap<&[u8], Vec<&Append>> {
 }
 
 /// Checks what `wal` (reopened after a cut at `cut`) holds against `appends`.
-fn check(wal: &Wal, appends: &[Append], shards: usize, cut: usize, case: &str) {
+fn check(wal: &Wal, appends: &[Append], cut: usize, case: &str) {
     let by_key = by_key(appends);
     // Per shard, the appends recovered must be a prefix of the shard's appends.
-    let mut first_lost: Vec<Option<usize>> = vec![None; shards];
+    let mut first_lost: Vec<Option<usize>> = vec![None; SHARDS];
     let mut kept: BTreeMap<&[u8], usize> = BTreeMap::new();
     for (key, list) in &by_key {
         let got: Vec<Bytes> = wal.enumerate_records(key).expect("read").collect();
@@ -345,7 +347,7 @@ fn check(wal: &Wal, appends: &[Append], shards: usize, cut: usize, case: &str) {
     }
     let mut seen: BTreeMap<&[u8], usize> = BTreeMap::new();
     for (i, a) in appends.iter().enumerate() {
-        let shard = shard_for(&a.key, shards);
+        let shard = shard_for(&a.key, SHARDS);
         let n = seen.entry(&a.key).or_default();
         let recovered = *n < kept[&a.key[..]];
         *n += 1;
@@ -429,6 +431,39 @@ fn check_skipping(wal: &Wal, appends: &[Append], cut: usize, case: &str) {
     }
 }
 
+/// The shard of the WAL at `dir` that `path` lies in.
+fn shard_of(dir: &Path, path: &Path) -> Option<u32> {
+    (0..SHARDS as u32).find(|&s| path.starts_with(dir.join(shard_dir_name(s))))
+}
+
+/// Checks a disk state that `Strict` refused for damage in `path`: the damaged
+/// shard's files are left as they were (other shards may have cut their torn tails,
+/// as any open does); `skipping` (`SkipCorrupted`) opens it, reports what it skipped
+/// and keeps what [`check_skipping`] asks; and what it holds, plus a durable append
+/// per key, survives a kill and a close.
+fn after_refusal(
+    dir: &Path,
+    path: &Path,
+    disk: &BTreeMap<FileId, Vec<u8>>,
+    skipping: &WalOptions,
+    appends: &[Append],
+    cut: usize,
+    case: &str,
+) {
+    let damaged = |((s, _), _): &(&FileId, &Vec<u8>)| shard_of(dir, path) == Some(*s);
+    let now = read_wal(dir);
+    assert!(
+        now.iter().filter(damaged).eq(disk.iter().filter(damaged)),
+        "{case}: a refused open modified the damaged shard"
+    );
+    let wal = Wal::new(dir, skipping.clone())
+        .unwrap_or_else(|e| panic!("{case}: skipping reopen failed: {e}"));
+    assert!(!wal.recovery_report().skipped.is_empty(), "{case}");
+    check_skipping(&wal, appends, cut, case);
+    durable_after_recovery(&wal, dir, skipping, case);
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}
+
 /// Runs `seed`'s workload and opens the disk after each of `cuts` cut points (and
 /// after the whole log), `variants` times each. Returns how many states `Strict`
 /// refused as corruption (only allowed with `tears`).
@@ -442,7 +477,7 @@ fn power_cuts(
 ) -> usize {
     let mut rng = Rng(seed);
     let options = WalOptions::default()
-        .with_shards(2)
+        .with_shards(SHARDS)
         .with_max_key_size(16)
         .with_max_record_size(1024)
         .with_max_segment_size(6 * 1024);
@@ -466,34 +501,17 @@ fn power_cuts(
             );
             let (disk, torn) = disk_after_cut(&ops[..cut], &mut rng, tears);
             let dir = tmp.path().join(format!("cut-{n}-{v}"));
-            write_dir(&dir, &manifest, 2, &disk);
+            write_dir(&dir, &manifest, &disk);
             let wal = match Wal::new(&dir, options.clone()) {
                 Ok(wal) => wal,
                 Err(crate::WalError::Corruption { path, .. })
-                    if torn
-                        .iter()
-                        .any(|&s| path.starts_with(dir.join(shard_dir_name(s)))) =>
+                    if shard_of(&dir, &path).is_some_and(|s| torn.contains(&s)) =>
                 {
                     refused += 1;
-                    // The damaged shard is left as it was (other shards may have cut
-                    // their torn tails, as any open does).
-                    let now = read_wal(&dir, 2);
-                    let damaged = |((s, _), _): &(&FileId, &Vec<u8>)| {
-                        path.starts_with(dir.join(shard_dir_name(*s)))
-                    };
-                    assert!(
-                        now.iter().filter(damaged).eq(disk.iter().filter(damaged)),
-                        "{case}: a refused open modified the damaged shard"
-                    );
                     let skipping = options
                         .clone()
                         .with_recovery_mode(RecoveryMode::SkipCorrupted);
-                    let wal = Wal::new(&dir, skipping.clone())
-                        .unwrap_or_else(|e| panic!("{case}: skipping reopen failed: {e}"));
-                    assert!(!wal.recovery_report().skipped.is_empty(), "{case}");
-                    check_skipping(&wal, &done, cut, &case);
-                    durable_after_recovery(&wal, &dir, &skipping, &case);
-                    std::fs::remove_dir_all(&dir).expect("cleanup");
+                    after_refusal(&dir, &path, &disk, &skipping, &done, cut, &case);
                     continue;
                 }
                 Err(e) => {
@@ -506,7 +524,7 @@ fn power_cuts(
                     panic!("{case}: reopen failed: {e}")
                 }
             };
-            check(&wal, &done, 2, cut, &case);
+            check(&wal, &done, cut, &case);
             durable_after_recovery(&wal, &dir, &options, &case);
             std::fs::remove_dir_all(&dir).expect("cleanup");
         }

@@ -246,8 +246,9 @@ impl Scan<'_> {
     /// corruption, when a valid marker in a later segment covers it, or when it and
     /// its successor were written by version 1, which synced before sealing.
     fn unsynced_seal_possible(&self, own_version: Option<u32>) -> Result<bool> {
-        let later: Vec<&Path> = self.later.iter().map(|(_, p)| p.as_path()).collect();
-        seal_may_be_unfinished(self.sequence, own_version, &later, || self.later_proof())
+        seal_may_be_unfinished(self.sequence, own_version, &self.later_paths(), || {
+            self.later_proof()
+        })
     }
 
     /// The highest segment the sync markers in the later files vouch for.
@@ -255,9 +256,12 @@ impl Scan<'_> {
         if let Some(&known) = self.later_proof.get() {
             return Ok(known);
         }
-        let later: Vec<&Path> = self.later.iter().map(|(_, p)| p.as_path()).collect();
-        let proof = later_proof(&later)?;
+        let proof = later_proof(&self.later_paths())?;
         Ok(*self.later_proof.get_or_init(|| proof))
+    }
+
+    fn later_paths(&self) -> Vec<&Path> {
+        self.later.iter().map(|(_, p)| p.as_path()).collect()
     }
 
     /// Removes the later segment files (an unfinished seal in this one), keeping the

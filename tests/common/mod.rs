@@ -160,10 +160,17 @@ pub fn dropped_after_unvouched_seal(segments: &[(PathBuf, Vec<u8>)]) -> Vec<Path
             .and_then(|n| n.parse().ok())
             .expect("a segment file name")
     };
+    // A marker vouches only for segments older than its own (a larger value is not
+    // a writer's and vouches for nothing, as in recovery).
     let vouched = segments
         .iter()
-        .flat_map(|(_, data)| walk_markers(data))
-        .map(|m| m.synced_through)
+        .flat_map(|(f, data)| {
+            let own = sequence(f);
+            walk_markers(data)
+                .into_iter()
+                .map(|m| m.synced_through)
+                .filter(move |&s| s < own)
+        })
         .max()
         .unwrap_or(0);
     let sealed = &segments[..segments.len().saturating_sub(1)];
