@@ -64,6 +64,9 @@ pub(crate) struct ActorConfig {
     pub(crate) segment_duration_us: u64,
     pub(crate) max_segment_size: u64,
     pub(crate) max_batch: usize,
+    /// Write the index checkpoint on a clean close (`WalOptions::index_checkpoint`,
+    /// unless recovery skipped damage in this shard).
+    pub(crate) checkpoint: bool,
 }
 
 /// A shard's writer.
@@ -566,8 +569,20 @@ impl Actor {
         let result = self.close_segments();
         if let Err(e) = &result {
             self.shared.poison(e.clone());
+            return result;
         }
-        result
+        if self.config.checkpoint {
+            // Only after a close that succeeded: the checkpoint describes the files
+            // as they now stay. A failure costs the next open its shortcut, nothing
+            // else, but is still reported.
+            self.storage.write_checkpoint(
+                self.shard(),
+                self.marked_through,
+                &self.segments,
+                &self.shared.index,
+            )?;
+        }
+        Ok(())
     }
 
     /// Waits for pending seals, vouches for them, cuts the active segment's

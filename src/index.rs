@@ -68,11 +68,21 @@ mod map {
         }
         pub(super) fn load(&self, staged: Staged) {
             for (key, locs) in staged {
-                self.0.entry(key).or_default().extend(locs);
+                match self.0.entry(key) {
+                    dashmap::mapref::entry::Entry::Occupied(mut e) => e.get_mut().extend(locs),
+                    dashmap::mapref::entry::Entry::Vacant(e) => {
+                        e.insert(locs);
+                    }
+                }
             }
         }
         pub(super) fn get(&self, key: &[u8]) -> Option<Vec<Location>> {
             self.0.get(key).map(|locs| locs.clone())
+        }
+        pub(super) fn for_each(&self, mut f: impl FnMut(&[u8], &[Location])) {
+            for e in self.0.iter() {
+                f(e.key(), e.value());
+            }
         }
         pub(super) fn keys(&self) -> Vec<Vec<u8>> {
             self.0.iter().map(|e| e.key().to_vec()).collect()
@@ -123,6 +133,11 @@ mod map {
         }
         pub(super) fn get(&self, key: &[u8]) -> Option<Vec<Location>> {
             read(&self.0).get(key).cloned()
+        }
+        pub(super) fn for_each(&self, mut f: impl FnMut(&[u8], &[Location])) {
+            for (key, locs) in read(&self.0).iter() {
+                f(key, locs);
+            }
         }
         pub(super) fn keys(&self) -> Vec<Vec<u8>> {
             read(&self.0).keys().map(|k| k.to_vec()).collect()
@@ -254,6 +269,12 @@ impl ShardIndex {
     pub(crate) fn keys(&self) -> Vec<Vec<u8>> {
         let _table = read(&self.segments);
         self.keys.keys()
+    }
+
+    /// Hands every key and its locations to `f` (the index checkpoint). Actor only,
+    /// so nothing changes meanwhile.
+    pub(crate) fn for_each_key(&self, f: impl FnMut(&[u8], &[Location])) {
+        self.keys.for_each(f);
     }
 
     pub(crate) fn key_count(&self) -> usize {

@@ -1085,6 +1085,7 @@ mod tests {
             &dir.path().join(shard_dir_name(0)),
             0,
             crate::options::RecoveryMode::Strict,
+            false,
         )
     }
 

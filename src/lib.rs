@@ -58,6 +58,7 @@
 mod actor;
 mod cache;
 mod channel;
+mod checkpoint;
 mod compaction;
 mod completion;
 mod error;

@@ -156,12 +156,15 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
         // before segments are created in them.
         sync_directory(dir)?;
     }
-    let mode = options.recovery_mode;
+    let (mode, use_checkpoint) = (options.recovery_mode, options.index_checkpoint);
     let recovered: Vec<Result<RecoveredShard>> = {
         use rayon::prelude::*;
         (0..shards)
             .into_par_iter()
-            .map(|shard| recover_shard(&dir.join(shard_dir_name(shard as u32)), shard as u32, mode))
+            .map(|shard| {
+                let sdir = dir.join(shard_dir_name(shard as u32));
+                recover_shard(&sdir, shard as u32, mode, use_checkpoint)
+            })
             .collect()
     };
     let mut report = RecoveryReport::default();

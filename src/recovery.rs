@@ -20,6 +20,7 @@
 //! therefore end in zeros: an all-zero remainder is free space, kept for the writer
 //! to continue into, and neither a torn tail nor damage.
 
+use crate::checkpoint;
 use crate::error::{Result, WalError};
 use crate::index::{stage, Location, ShardIndex, Staged};
 use crate::options::RecoveryMode;
@@ -48,6 +49,11 @@ pub struct RecoveryReport {
     pub truncated: Vec<(PathBuf, u64, u64)>,
     /// Damaged ranges skipped under `RecoveryMode::SkipCorrupted`: (file, offset, bytes).
     pub skipped: Vec<(PathBuf, u64, u64)>,
+    /// Shards whose index was loaded from the checkpoint the last clean close wrote
+    /// (`WalOptions::index_checkpoint`) instead of by reading their records.
+    pub checkpoints_loaded: u64,
+    /// Checkpoints found and not used, with the reason; those shards were scanned.
+    pub checkpoints_ignored: Vec<(PathBuf, String)>,
 }
 
 impl RecoveryReport {
@@ -56,6 +62,8 @@ impl RecoveryReport {
         self.records += other.records;
         self.truncated.extend(other.truncated);
         self.skipped.extend(other.skipped);
+        self.checkpoints_loaded += other.checkpoints_loaded;
+        self.checkpoints_ignored.extend(other.checkpoints_ignored);
     }
 }
 
@@ -77,10 +85,13 @@ pub(crate) struct RecoveredShard {
     /// The same proof from segments removed unscanned ([`drop_segments`]): it
     /// decides what recovery keeps, but is gone from the disk.
     removed_proof: u64,
+    /// Damage was skipped (`RecoveryMode::SkipCorrupted`): the shard's next close
+    /// writes no index checkpoint, so that a later open still finds the damage.
+    pub(crate) damaged: bool,
 }
 
 /// Lists the segment files of a shard directory, oldest first. Anything else in the
-/// directory is a foreign file.
+/// directory is a foreign file, except the index checkpoint (`checkpoint.rs`).
 pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let entries = std::fs::read_dir(dir).map_err(|e| WalError::io("listing", dir, e))?;
     let mut found = Vec::new();
@@ -89,8 +100,12 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         let path = entry.path();
         let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
         let sequence = entry.file_name().to_str().and_then(parse_segment_file_name);
+        let name = entry.file_name();
         match sequence {
             Some(seq) if is_file => found.push((seq, path)),
+            None if is_file
+                && (name == checkpoint::CHECKPOINT_FILE
+                    || name == checkpoint::CHECKPOINT_TMP_FILE) => {}
             _ => return Err(WalError::ForeignFile { path }),
         }
     }
@@ -111,13 +126,91 @@ impl RecoveredShard {
             markers: BTreeMap::new(),
             versions: BTreeMap::new(),
             removed_proof: 0,
+            damaged: false,
         }
     }
 }
 
-/// Recovers shard `shard` from `dir` (which exists).
-pub(crate) fn recover_shard(dir: &Path, shard: u32, mode: RecoveryMode) -> Result<RecoveredShard> {
+/// Recovers shard `shard` from `dir` (which exists): from its index checkpoint if
+/// `use_checkpoint` and the checkpoint describes the segment files as they are, else
+/// by scanning them.
+pub(crate) fn recover_shard(
+    dir: &Path,
+    shard: u32,
+    mode: RecoveryMode,
+    use_checkpoint: bool,
+) -> Result<RecoveredShard> {
+    let (checkpoint, refused) = checkpoint::take(dir, shard, use_checkpoint)?;
     let files = list_segments(dir)?;
+    let mut ignored = refused;
+    if let Some(cp) = checkpoint {
+        match from_checkpoint(cp, &files, shard)? {
+            Ok(out) => return Ok(out),
+            Err(reason) => ignored = Some(reason),
+        }
+    }
+    let mut out = scan_shard(&files, shard, mode)?;
+    out.report
+        .checkpoints_ignored
+        .extend(ignored.map(|reason| (dir.join(checkpoint::CHECKPOINT_FILE), reason)));
+    Ok(out)
+}
+
+/// A shard as its checkpoint describes it, if `files` are the checkpoint's segment
+/// files, unchanged since it was written (else the reason they are not).
+fn from_checkpoint(
+    cp: checkpoint::Checkpoint,
+    files: &[(u64, PathBuf)],
+    shard: u32,
+) -> Result<std::result::Result<RecoveredShard, String>> {
+    let mut opened = Vec::with_capacity(files.len());
+    let described = checkpoint::describes(
+        &cp,
+        files,
+        |path| {
+            let io = FileSegment::open(path.to_path_buf()).ok()?;
+            let stamp = checkpoint::FileStamp::of(&io.file().metadata().ok()?);
+            let mut head = [0u8; SEGMENT_HEADER_LEN];
+            io.file().read_exact_at(&mut head, 0).ok()?;
+            opened.push(Arc::new(io));
+            Some((stamp, head))
+        },
+        shard,
+    );
+    if let Err(reason) = described {
+        return Ok(Err(reason));
+    }
+    let mut out = RecoveredShard {
+        next_sequence: files.last().map_or(1, |(seq, _)| seq + 1),
+        synced_through: cp.synced_through,
+        ..RecoveredShard::empty()
+    };
+    let newest = cp.segments.len().saturating_sub(1);
+    for (i, (s, io)) in cp.segments.iter().zip(opened).enumerate() {
+        let io: Arc<dyn crate::storage::SegmentIo> = io;
+        let len = s.stamp.len;
+        out.report.segments += 1;
+        out.report.records += s.records;
+        let published = out.index.add_segment(s.sequence, io.clone(), len);
+        out.segments.push(Segment {
+            sequence: s.sequence,
+            io,
+            created_us: s.created_us,
+            newest_us: s.newest_us,
+            len,
+            allocated: len,
+            published,
+            records: s.records,
+            sealed: i != newest,
+        });
+    }
+    out.report.checkpoints_loaded = 1;
+    out.index.load(cp.staged);
+    Ok(Ok(out))
+}
+
+/// Recovers a shard by reading every record of its segment `files`.
+fn scan_shard(files: &[(u64, PathBuf)], shard: u32, mode: RecoveryMode) -> Result<RecoveredShard> {
     let mut out = RecoveredShard {
         next_sequence: files.last().map_or(1, |(seq, _)| seq + 1),
         ..RecoveredShard::empty()
@@ -140,7 +233,7 @@ pub(crate) fn recover_shard(dir: &Path, shard: u32, mode: RecoveryMode) -> Resul
             break;
         }
     }
-    drop_after_unvouched_seal(&files, &mut out)?;
+    drop_after_unvouched_seal(files, &mut out)?;
     out.synced_through = out
         .segments
         .iter()
@@ -148,6 +241,7 @@ pub(crate) fn recover_shard(dir: &Path, shard: u32, mode: RecoveryMode) -> Resul
         .max()
         .unwrap_or(0);
     out.index.load(std::mem::take(&mut out.staged));
+    out.damaged = !out.report.skipped.is_empty();
     Ok(out)
 }
 

@@ -3,7 +3,8 @@
 //! an in-memory store (loom models, fault injection) and real files alike.
 
 use crate::error::{Result, WalError};
-use crate::segment::segment_file_name;
+use crate::index::ShardIndex;
+use crate::segment::{segment_file_name, Segment};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -51,6 +52,15 @@ pub(crate) trait Storage: Send + Sync {
     /// Bytes the writer should reserve ahead of its write position (see
     /// [`SegmentIo::preallocate`]); 0 turns preallocation off.
     fn preallocation_chunk(&self) -> u64;
+    /// Writes `shard`'s index checkpoint (`checkpoint.rs`) for its cleanly closed
+    /// `segments`, whose sync markers vouch for segments up to `synced_through`.
+    fn write_checkpoint(
+        &self,
+        shard: u32,
+        synced_through: u64,
+        segments: &[Segment],
+        index: &ShardIndex,
+    ) -> Result<()>;
 }
 
 /// How far ahead of the write position segment files are preallocated.
@@ -187,6 +197,17 @@ impl Storage for FsStorage {
 
     fn preallocation_chunk(&self) -> u64 {
         PREALLOCATION_CHUNK
+    }
+
+    fn write_checkpoint(
+        &self,
+        shard: u32,
+        synced_through: u64,
+        segments: &[Segment],
+        index: &ShardIndex,
+    ) -> Result<()> {
+        let dir = self.shard_dir(shard);
+        crate::checkpoint::write(&dir, shard, synced_through, segments, index)
     }
 }
 
@@ -432,6 +453,25 @@ mod mem {
         }
         fn preallocation_chunk(&self) -> u64 {
             self.preallocation_chunk
+        }
+        /// The models reopen from the bytes of their segments, never from a
+        /// checkpoint (its tests run on files: `tests/checkpoint.rs`), so it is
+        /// refused rather than pretended: a model that asks for one is wrong.
+        fn write_checkpoint(
+            &self,
+            shard: u32,
+            _synced_through: u64,
+            _segments: &[Segment],
+            _index: &ShardIndex,
+        ) -> Result<()> {
+            Err(WalError::io(
+                "writing index checkpoint",
+                PathBuf::from(format!("mem/{}", shard_dir_name(shard))),
+                io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "in-memory storage has no checkpoint",
+                ),
+            ))
         }
     }
 }

@@ -94,6 +94,7 @@ impl Wal {
                 .unwrap_or(u64::MAX),
             max_segment_size: options.max_segment_size,
             max_batch: options.max_batch,
+            checkpoint: options.index_checkpoint,
         };
         let mut shards = Vec::with_capacity(recovered.len());
         let shard_count = recovered.len();
@@ -114,7 +115,10 @@ impl Wal {
                 shared.clone(),
                 storage.clone(),
                 rx,
-                config,
+                ActorConfig {
+                    checkpoint: config.checkpoint && !r.damaged,
+                    ..config
+                },
                 r.segments,
                 r.next_sequence,
                 r.synced_through,

@@ -1,0 +1,552 @@
+//! The index checkpoint: a shard's key index as a clean close left it, so that the
+//! next open can load it instead of reading every record again
+//! (`WalOptions::index_checkpoint`).
+//!
+//! A checkpoint is a cache, never the only copy of anything: every location in it
+//! points at a record that is in a segment file, and recovery can always rebuild it
+//! by scanning. So it is written without an fsync, any open removes it, and a
+//! checkpoint that fails any check is ignored (the shard is scanned). The byte
+//! layout is in `docs/FORMAT.md` ("Index checkpoints"):
+//!
+//! ```text
+//! header     48 B   magic b"NANOWALI", version, shard, synced_through,
+//!                   segment count, key count, location count
+//! segments   80 B each, oldest first: sequence, created, newest, records, and the
+//!                   file's length, inode, mtime and ctime when the checkpoint was written
+//! keys       per key: key length u32, location count u32, the key, then per location
+//!                   segment slot u32 (index into the segment table), offset u32, length u32
+//! trailer    4 B    CRC32C of everything before it
+//! ```
+
+use crate::error::{Result, WalError};
+use crate::index::{Location, ShardIndex, Staged};
+use crate::segment::{Segment, SEGMENT_HEADER_LEN};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// The checkpoint's name in its shard directory.
+pub(crate) const CHECKPOINT_FILE: &str = "INDEX";
+/// Where a checkpoint is written before it is renamed into place.
+pub(crate) const CHECKPOINT_TMP_FILE: &str = "INDEX.tmp";
+
+const MAGIC: &[u8; 8] = b"NANOWALI";
+const VERSION: u32 = 1;
+const HEADER_LEN: usize = 48;
+const SEGMENT_ENTRY_LEN: usize = 80;
+const KEY_ENTRY_LEN: usize = 8;
+const LOCATION_LEN: usize = 12;
+const CRC_LEN: usize = 4;
+
+/// How a segment file looked when the checkpoint was written. Any write to the file
+/// afterwards changes its ctime (and its mtime or length); a file put back from
+/// elsewhere has another inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    pub(crate) len: u64,
+    inode: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
+            len: meta.len(),
+            inode: meta.ino(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// What recovery would learn about one segment by scanning it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentSummary {
+    pub(crate) sequence: u64,
+    pub(crate) created_us: u64,
+    pub(crate) newest_us: u64,
+    pub(crate) records: u64,
+    pub(crate) stamp: FileStamp,
+}
+
+/// A decoded checkpoint.
+#[derive(Debug)]
+pub(crate) struct Checkpoint {
+    /// What the shard's sync markers vouched for at close.
+    pub(crate) synced_through: u64,
+    pub(crate) segments: Vec<SegmentSummary>,
+    pub(crate) staged: Staged,
+}
+
+/// Writes shard `shard`'s checkpoint into `dir`, its directory: the segments (which
+/// the caller has closed cleanly, so nothing in them changes any more) and every
+/// location of `index`.
+pub(crate) fn write(
+    dir: &Path,
+    shard: u32,
+    synced_through: u64,
+    segments: &[Segment],
+    index: &ShardIndex,
+) -> Result<()> {
+    let mut summaries = Vec::with_capacity(segments.len());
+    for s in segments {
+        let path = s.io.path();
+        let meta = std::fs::metadata(path).map_err(|e| WalError::io("inspecting", path, e))?;
+        summaries.push(SegmentSummary {
+            sequence: s.sequence,
+            created_us: s.created_us,
+            newest_us: s.newest_us,
+            records: s.records,
+            stamp: FileStamp::of(&meta),
+        });
+    }
+    let bytes = encode(shard, synced_through, &summaries, index);
+    let tmp = dir.join(CHECKPOINT_TMP_FILE);
+    std::fs::write(&tmp, &bytes).map_err(|e| WalError::io("writing index checkpoint", &tmp, e))?;
+    // No fsync of the file or the directory: a checkpoint that a power cut loses or
+    // tears fails its length or checksum check and the shard is scanned instead.
+    let path = dir.join(CHECKPOINT_FILE);
+    std::fs::rename(&tmp, &path).map_err(|e| WalError::io("renaming index checkpoint", &path, e))
+}
+
+/// Reads shard `shard`'s checkpoint from `dir` (if `wanted` and there is one) and
+/// removes it, whether wanted or not: from here on the writer changes the segments,
+/// so the checkpoint would describe them as they were. `None` if there was none, or
+/// if it failed a check (then the reason is in the second element).
+pub(crate) fn take(
+    dir: &Path,
+    shard: u32,
+    wanted: bool,
+) -> Result<(Option<Checkpoint>, Option<String>)> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let found = if wanted {
+        match std::fs::read(&path) {
+            Ok(bytes) => Some(decode(&bytes, shard)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(WalError::io("reading index checkpoint", &path, e)),
+        }
+    } else {
+        None
+    };
+    for stale in [path, dir.join(CHECKPOINT_TMP_FILE)] {
+        // No directory fsync: should a power cut bring the file back, its segment
+        // stamps no longer match once the writer has changed a segment, and if it
+        // has not, the checkpoint still describes the files.
+        match std::fs::remove_file(&stale) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(WalError::io("removing index checkpoint", &stale, e)),
+        }
+    }
+    Ok(match found {
+        None => (None, None),
+        Some(Ok(checkpoint)) => (Some(checkpoint), None),
+        Some(Err(reason)) => (None, Some(reason)),
+    })
+}
+
+/// Whether `files` (the shard's segment files, oldest first) are exactly the
+/// checkpoint's segments, unchanged. `stamp_of` gives a file's stamp and header.
+pub(crate) fn describes(
+    checkpoint: &Checkpoint,
+    files: &[(u64, PathBuf)],
+    mut stamp_of: impl FnMut(&Path) -> Option<(FileStamp, [u8; SEGMENT_HEADER_LEN])>,
+    shard: u32,
+) -> std::result::Result<(), String> {
+    if files.len() != checkpoint.segments.len() {
+        return Err(format!(
+            "it lists {} segments, the directory holds {}",
+            checkpoint.segments.len(),
+            files.len()
+        ));
+    }
+    for ((sequence, path), s) in files.iter().zip(&checkpoint.segments) {
+        if *sequence != s.sequence {
+            return Err(format!(
+                "it lists segment {}, the directory holds {sequence}",
+                s.sequence
+            ));
+        }
+        let Some((stamp, head)) = stamp_of(path) else {
+            return Err(format!("{} cannot be read", path.display()));
+        };
+        if stamp != s.stamp {
+            return Err(format!("{} changed since it was written", path.display()));
+        }
+        let header = crate::segment::SegmentHeader::decode(&head)
+            .map_err(|e| format!("{}: {}", path.display(), e.reason()))?;
+        if (header.shard, header.sequence, header.created_us) != (shard, s.sequence, s.created_us) {
+            return Err(format!("{} has another segment header", path.display()));
+        }
+    }
+    Ok(())
+}
+
+fn encode(
+    shard: u32,
+    synced_through: u64,
+    segments: &[SegmentSummary],
+    index: &ShardIndex,
+) -> Vec<u8> {
+    let sequences: Vec<u64> = segments.iter().map(|s| s.sequence).collect();
+    let mut out = Vec::with_capacity(HEADER_LEN + segments.len() * SEGMENT_ENTRY_LEN);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&shard.to_le_bytes());
+    out.extend_from_slice(&synced_through.to_le_bytes());
+    out.extend_from_slice(&(segments.len() as u64).to_le_bytes());
+    // The key and location counts, filled in once the keys are written.
+    out.resize(HEADER_LEN, 0);
+    for s in segments {
+        for v in [
+            s.sequence,
+            s.created_us,
+            s.newest_us,
+            s.records,
+            s.stamp.len,
+            s.stamp.inode,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [
+            s.stamp.mtime.0,
+            s.stamp.mtime.1,
+            s.stamp.ctime.0,
+            s.stamp.ctime.1,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    let (mut count, mut locations) = (0u64, 0u64);
+    // A key's locations come in segment order: the last slot found usually serves.
+    let mut last = (u64::MAX, u32::MAX);
+    index.for_each_key(|key, locs| {
+        count += 1;
+        locations += locs.len() as u64;
+        out.reserve(KEY_ENTRY_LEN + key.len() + locs.len() * LOCATION_LEN + CRC_LEN);
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(locs.len() as u32).to_le_bytes());
+        out.extend_from_slice(key);
+        for loc in locs {
+            if loc.segment != last.0 {
+                // Every location names a live segment: the index and the segment
+                // list change together, on the actor's thread, which is the caller.
+                // Were one missing, its slot would make the next open scan instead.
+                let slot = sequences
+                    .binary_search(&loc.segment)
+                    .map_or(u32::MAX, |i| i as u32);
+                last = (loc.segment, slot);
+            }
+            let mut entry = [0u8; LOCATION_LEN];
+            entry[0..4].copy_from_slice(&last.1.to_le_bytes());
+            entry[4..8].copy_from_slice(&loc.offset.to_le_bytes());
+            entry[8..12].copy_from_slice(&loc.len.to_le_bytes());
+            out.extend_from_slice(&entry);
+        }
+    });
+    out[32..40].copy_from_slice(&count.to_le_bytes());
+    out[40..48].copy_from_slice(&locations.to_le_bytes());
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Reads fixed-width little-endian fields from a byte slice, failing past its end.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let Some(end) = end else {
+            return Err(format!("it ends inside a field at byte {}", self.at));
+        };
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+    fn u32(&mut self) -> std::result::Result<u32, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> std::result::Result<u64, String> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(b))
+    }
+    fn i64(&mut self) -> std::result::Result<i64, String> {
+        Ok(self.u64()? as i64)
+    }
+}
+
+fn decode(bytes: &[u8], shard: u32) -> std::result::Result<Checkpoint, String> {
+    if bytes.len() < HEADER_LEN + CRC_LEN {
+        return Err(format!(
+            "it is {} bytes long, shorter than a header",
+            bytes.len()
+        ));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - CRC_LEN);
+    if crc32c::crc32c(body).to_le_bytes() != crc {
+        return Err("checksum mismatch".into());
+    }
+    let mut c = Cursor { bytes: body, at: 0 };
+    if c.take(8)? != MAGIC {
+        return Err("magic is not NANOWALI".into());
+    }
+    let version = c.u32()?;
+    if version != VERSION {
+        return Err(format!("version {version}, this build reads {VERSION}"));
+    }
+    let owner = c.u32()?;
+    if owner != shard {
+        return Err(format!("it belongs to shard {owner}"));
+    }
+    let synced_through = c.u64()?;
+    let segment_count = c.u64()?;
+    let key_count = c.u64()?;
+    let location_count = c.u64()?;
+    // Counts are checked against the bytes before anything is allocated for them.
+    let fits = |count: u64, each: usize| {
+        count
+            .checked_mul(each as u64)
+            .is_some_and(|n| n <= body.len() as u64)
+    };
+    if !fits(segment_count, SEGMENT_ENTRY_LEN)
+        || !fits(key_count, KEY_ENTRY_LEN)
+        || !fits(location_count, LOCATION_LEN)
+    {
+        return Err("its counts exceed its length".into());
+    }
+    let mut segments = Vec::with_capacity(segment_count as usize);
+    for _ in 0..segment_count {
+        let (sequence, created_us, newest_us, records) = (c.u64()?, c.u64()?, c.u64()?, c.u64()?);
+        let (len, inode) = (c.u64()?, c.u64()?);
+        let mtime = (c.i64()?, c.i64()?);
+        let ctime = (c.i64()?, c.i64()?);
+        if segments
+            .last()
+            .is_some_and(|s: &SegmentSummary| s.sequence >= sequence)
+        {
+            return Err("its segments are not in order".into());
+        }
+        segments.push(SegmentSummary {
+            sequence,
+            created_us,
+            newest_us,
+            records,
+            stamp: FileStamp {
+                len,
+                inode,
+                mtime,
+                ctime,
+            },
+        });
+    }
+    let mut staged = Staged::with_capacity_and_hasher(key_count as usize, Default::default());
+    let mut per_segment = vec![0u64; segments.len()];
+    let mut seen = 0u64;
+    for _ in 0..key_count {
+        let key_len = c.u32()? as usize;
+        let count = c.u32()? as usize;
+        let key = c.take(key_len)?;
+        let raw = c.take(
+            count
+                .checked_mul(LOCATION_LEN)
+                .ok_or("a location count overflows")?,
+        )?;
+        // One pass without early exits, so that it compiles to a tight loop: the
+        // checks are folded into `bad` and judged once per key.
+        let mut bad = false;
+        let mut prev = (0u32, 0u32);
+        let mut locs: Vec<Location> = Vec::with_capacity(count);
+        locs.extend(raw.chunks_exact(LOCATION_LEN).map(|loc| {
+            let field =
+                |at: usize| u32::from_le_bytes([loc[at], loc[at + 1], loc[at + 2], loc[at + 3]]);
+            let (slot, offset, len) = (field(0), field(4), field(8));
+            let segment = segments.get(slot as usize);
+            let (sequence, seg_len) = segment.map_or((0, 0), |s| (s.sequence, s.stamp.len));
+            bad |= segment.is_none()
+                || (offset as usize) < SEGMENT_HEADER_LEN
+                || u64::from(offset) + u64::from(len) > seg_len
+                || (slot, offset) <= prev;
+            prev = (slot, offset);
+            if let Some(n) = per_segment.get_mut(slot as usize) {
+                *n += 1;
+            }
+            Location {
+                segment: sequence,
+                offset,
+                len,
+            }
+        }));
+        if bad {
+            return Err(first_bad(raw, &segments));
+        }
+        seen += count as u64;
+        if staged.insert(key.into(), locs).is_some() {
+            return Err("a key is listed twice".into());
+        }
+    }
+    if c.at != body.len() {
+        return Err(format!("{} bytes follow the last key", body.len() - c.at));
+    }
+    if seen != location_count
+        || segments
+            .iter()
+            .zip(&per_segment)
+            .any(|(s, &n)| s.records != n)
+    {
+        return Err("its record counts do not add up".into());
+    }
+    Ok(Checkpoint {
+        synced_through,
+        segments,
+        staged,
+    })
+}
+
+/// Why the locations `raw` of one key were refused (the slow path of `decode`).
+fn first_bad(raw: &[u8], segments: &[SegmentSummary]) -> String {
+    let mut prev = None;
+    for loc in raw.chunks_exact(LOCATION_LEN) {
+        let field =
+            |at: usize| u32::from_le_bytes([loc[at], loc[at + 1], loc[at + 2], loc[at + 3]]);
+        let (slot, offset, len) = (field(0), field(4), field(8));
+        let Some(segment) = segments.get(slot as usize) else {
+            return format!("a location names segment slot {slot} of {}", segments.len());
+        };
+        if (offset as usize) < SEGMENT_HEADER_LEN
+            || u64::from(offset) + u64::from(len) > segment.stamp.len
+        {
+            return format!(
+                "a location ({offset}, {len}) lies outside segment {}",
+                segment.sequence
+            );
+        }
+        if prev.is_some_and(|p| p >= (slot, offset)) {
+            return "a key's locations are not in append order".into();
+        }
+        prev = Some((slot, offset));
+    }
+    "a key's locations were refused".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(len: u64) -> FileStamp {
+        FileStamp {
+            len,
+            inode: 7,
+            mtime: (1, 2),
+            ctime: (3, 4),
+        }
+    }
+
+    fn sample() -> (Vec<SegmentSummary>, ShardIndex) {
+        let segments = vec![
+            SegmentSummary {
+                sequence: 3,
+                created_us: 10,
+                newest_us: 20,
+                records: 2,
+                stamp: stamp(1000),
+            },
+            SegmentSummary {
+                sequence: 5,
+                created_us: 30,
+                newest_us: 40,
+                records: 1,
+                stamp: stamp(500),
+            },
+        ];
+        let index = ShardIndex::default();
+        let loc = |segment, offset, len| Location {
+            segment,
+            offset,
+            len,
+        };
+        index.push(b"a", loc(3, 40, 100));
+        index.push(b"b", loc(3, 140, 60));
+        index.push(b"a", loc(5, 40, 70));
+        (segments, index)
+    }
+
+    #[test]
+    fn a_checkpoint_decodes_to_what_was_encoded() {
+        let (segments, index) = sample();
+        let bytes = encode(1, 4, &segments, &index);
+        let cp = decode(&bytes, 1).expect("decodes");
+        assert_eq!(cp.synced_through, 4);
+        assert_eq!(cp.segments, segments);
+        assert_eq!(cp.staged.len(), 2);
+        let a: Vec<(u64, u32)> = cp.staged[&b"a"[..]]
+            .iter()
+            .map(|l| (l.segment, l.offset))
+            .collect();
+        assert_eq!(a, vec![(3, 40), (5, 40)]);
+        assert_eq!(cp.staged[&b"b"[..]][0].len, 60);
+    }
+
+    #[test]
+    fn every_flipped_byte_or_cut_is_refused() {
+        let (segments, index) = sample();
+        let bytes = encode(1, 4, &segments, &index);
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x20;
+            assert!(decode(&bad, 1).is_err(), "flipped byte {i} was accepted");
+        }
+        for len in 0..bytes.len() {
+            assert!(
+                decode(&bytes[..len], 1).is_err(),
+                "a cut at {len} was accepted"
+            );
+        }
+        assert!(decode(&bytes, 2).unwrap_err().contains("shard 1"));
+    }
+
+    /// A checkpoint whose checksum is right but whose content is not: each field
+    /// check must refuse it on its own.
+    #[test]
+    fn inconsistent_content_under_a_valid_checksum_is_refused() {
+        let (segments, index) = sample();
+        let reseal = |mut body: Vec<u8>| {
+            body.truncate(body.len() - CRC_LEN);
+            let crc = crc32c::crc32c(&body);
+            body.extend_from_slice(&crc.to_le_bytes());
+            body
+        };
+        let bytes = encode(1, 4, &segments, &index);
+        let keys_at = HEADER_LEN + 2 * SEGMENT_ENTRY_LEN;
+        // A segment's record count one too high.
+        let mut bad = bytes.clone();
+        bad[HEADER_LEN + 24] += 1;
+        assert!(decode(&reseal(bad), 1).unwrap_err().contains("add up"));
+        // Segments out of order.
+        let mut bad = bytes.clone();
+        bad[HEADER_LEN + SEGMENT_ENTRY_LEN] = 2;
+        assert!(decode(&reseal(bad), 1).unwrap_err().contains("order"));
+        // The first location's slot out of range (keys come in map order: find one).
+        let first_loc = keys_at + KEY_ENTRY_LEN + 1;
+        let mut bad = bytes.clone();
+        bad[first_loc] = 9;
+        assert!(decode(&reseal(bad), 1).unwrap_err().contains("slot 9"));
+        // Its offset inside the segment header.
+        let mut bad = bytes.clone();
+        bad[first_loc + 4..first_loc + 8].copy_from_slice(&8u32.to_le_bytes());
+        assert!(decode(&reseal(bad), 1).unwrap_err().contains("outside"));
+        // Its length past the segment's end.
+        let mut bad = bytes.clone();
+        bad[first_loc + 8..first_loc + 12].copy_from_slice(&5000u32.to_le_bytes());
+        assert!(decode(&reseal(bad), 1).unwrap_err().contains("outside"));
+        // A count far beyond the file's length.
+        let mut bad = bytes.clone();
+        bad[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode(&reseal(bad), 1).unwrap_err().contains("exceed"));
+    }
+}

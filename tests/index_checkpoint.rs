@@ -1,0 +1,242 @@
+//! `WalOptions::index_checkpoint`: a clean close writes each shard's index to
+//! `shard-NNN/INDEX`, the next open loads it instead of scanning, and it is only
+//! trusted while the segment files are exactly as that close left them.
+
+mod common;
+
+use bytes::Bytes;
+use common::{noise, segment_files, shard_dir, TestResult};
+use nano_wal::{RecoveryMode, Wal, WalOptions};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+type Model = BTreeMap<Vec<u8>, Vec<Bytes>>;
+
+const SHARDS: usize = 2;
+
+/// Small segments, so each shard has several (sealed ones and an active one).
+fn options(checkpoint: bool) -> WalOptions {
+    WalOptions::default()
+        .with_shards(SHARDS)
+        .with_max_key_size(64)
+        .with_max_record_size(1024)
+        .with_max_segment_size(64 * 1024)
+        .with_index_checkpoint(checkpoint)
+}
+
+/// Appends `records` records under 9 keys, numbered from `first`.
+fn fill(wal: &Wal, model: &mut Model, first: usize, records: usize) -> TestResult {
+    for i in first..first + records {
+        let key = format!("key-{}", i % 9).into_bytes();
+        let mut value = format!("{i:05}|").into_bytes();
+        value.extend(noise(i as u64, i % 300));
+        let value = Bytes::from(value);
+        wal.append_entry(&key, value.clone(), i % 50 == 0)?;
+        model.entry(key).or_default().push(value);
+    }
+    Ok(())
+}
+
+fn assert_matches(wal: &Wal, model: &Model) -> TestResult {
+    for (key, values) in model {
+        let got: Vec<Bytes> = wal.enumerate_records(key)?.collect();
+        assert_eq!(
+            &got,
+            values,
+            "records of {:?}",
+            String::from_utf8_lossy(key)
+        );
+    }
+    let mut keys: Vec<Vec<u8>> = wal.enumerate_keys()?.collect();
+    keys.sort();
+    assert_eq!(keys, model.keys().cloned().collect::<Vec<_>>());
+    let stats = wal.stats()?;
+    let records: u64 = stats.shards.iter().map(|s| s.records).sum();
+    assert_eq!(records, model.values().map(|v| v.len() as u64).sum::<u64>());
+    Ok(())
+}
+
+fn checkpoints(dir: &Path) -> Vec<bool> {
+    (0..SHARDS)
+        .map(|s| shard_dir(dir, s).join("INDEX").exists())
+        .collect()
+}
+
+/// Three close/open rounds, appending in each: every open after a clean close
+/// loads both shards' checkpoints and serves exactly what a full scan serves.
+#[test]
+fn a_reopen_loads_the_checkpoint_and_serves_what_a_scan_serves() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut model = Model::new();
+    let wal = Wal::new(dir.path(), options(true))?;
+    fill(&wal, &mut model, 0, 3000)?;
+    wal.close()?;
+    for round in 1..=3 {
+        assert_eq!(checkpoints(dir.path()), vec![true; SHARDS]);
+        let segments = segment_files(dir.path(), 0)?.len();
+        assert!(
+            segments >= 3,
+            "round {round}: {segments} segments in shard 0"
+        );
+        let wal = Wal::new(dir.path(), options(true))?;
+        let report = wal.recovery_report();
+        assert_eq!(report.checkpoints_loaded, SHARDS as u64, "round {round}");
+        assert!(report.checkpoints_ignored.is_empty(), "{report:?}");
+        assert_eq!(
+            report.records,
+            model.values().map(|v| v.len() as u64).sum::<u64>()
+        );
+        // Open removed the checkpoints: from here on the segments change.
+        assert_eq!(checkpoints(dir.path()), vec![false; SHARDS]);
+        assert_matches(&wal, &model)?;
+        fill(&wal, &mut model, round * 3000, 1000)?;
+        assert_matches(&wal, &model)?;
+        wal.close()?;
+    }
+    // The same files, scanned.
+    let wal = Wal::new(dir.path(), options(false))?;
+    assert_eq!(wal.recovery_report().checkpoints_loaded, 0);
+    assert_matches(&wal, &model)?;
+    wal.close()?;
+    // Without the option, close writes none and open leaves none behind.
+    assert_eq!(checkpoints(dir.path()), vec![false; SHARDS]);
+    Ok(())
+}
+
+/// Segments that compaction removed are gone from the checkpoint too.
+#[test]
+fn a_checkpoint_after_compaction_lists_only_the_live_segments() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let options = options(true)
+        .with_retention(Duration::from_millis(400))
+        .with_segments(4);
+    let mut model = Model::new();
+    let wal = Wal::new(dir.path(), options.clone())?;
+    fill(&wal, &mut model, 0, 500)?;
+    std::thread::sleep(Duration::from_millis(700));
+    model.clear();
+    fill(&wal, &mut model, 500, 200)?;
+    let compacted = wal.compact()?;
+    assert!(compacted.segments_removed > 0, "{compacted:?}");
+    wal.close()?;
+    let wal = Wal::new(dir.path(), options)?;
+    assert_eq!(wal.recovery_report().checkpoints_loaded, SHARDS as u64);
+    assert_matches(&wal, &model)?;
+    wal.close()?;
+    Ok(())
+}
+
+/// Waits out the file-time tick: a change made in the same tick as the close's last
+/// write leaves mtime and ctime as they were (the documented limit of the check).
+fn next_tick() {
+    std::thread::sleep(Duration::from_millis(50));
+}
+
+/// A checkpoint whose segments changed after the close is ignored, with the
+/// reason, and the shard is scanned: a flipped byte in a sealed segment is then
+/// found by the open, as without a checkpoint.
+#[test]
+fn a_segment_changed_after_the_close_sends_its_shard_to_a_scan() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let wal = Wal::new(dir.path(), options(true))?;
+    fill(&wal, &mut Model::new(), 0, 3000)?;
+    wal.close()?;
+    next_tick();
+    let victim = segment_files(dir.path(), 0)?[0].clone();
+    let mut data = std::fs::read(&victim)?;
+    data[200] ^= 0x40;
+    std::fs::write(&victim, &data)?;
+    match Wal::new(dir.path(), options(true)) {
+        Err(nano_wal::WalError::Corruption { path, .. }) => assert_eq!(path, victim),
+        other => panic!("expected corruption in {}, got {other:?}", victim.display()),
+    }
+    // That open removed the checkpoints; skipping the damage opens, and shard 0's
+    // next close writes none (its damage must still be found by a strict open).
+    let options = options(true).with_recovery_mode(RecoveryMode::SkipCorrupted);
+    let wal = Wal::new(dir.path(), options.clone())?;
+    let report = wal.recovery_report();
+    assert_eq!(report.checkpoints_loaded, 0);
+    assert!(!report.skipped.is_empty());
+    wal.close()?;
+    assert_eq!(checkpoints(dir.path()), vec![false, true]);
+    let wal = Wal::new(dir.path(), options)?;
+    assert_eq!(wal.recovery_report().checkpoints_loaded, 1);
+    wal.close()?;
+    Ok(())
+}
+
+/// Each way the files can differ from the checkpoint: a segment removed, the
+/// newest one grown, one put back from a copy (another inode), and a checkpoint
+/// that is not one. Each time that shard is scanned, the other one loads.
+#[test]
+fn every_difference_from_the_checkpoint_is_caught() -> TestResult {
+    type Change = fn(&Path) -> std::io::Result<()>;
+    // (what the reason says, whether every record stays, the change to shard 0)
+    let changes: [(&str, bool, Change); 4] = [
+        ("lists", false, |dir| {
+            std::fs::remove_file(&segment_files(dir, 0)?[0])
+        }),
+        ("changed", true, |dir| {
+            let newest = segment_files(dir, 0)?.pop().expect("a segment");
+            let f = std::fs::OpenOptions::new().append(true).open(newest)?;
+            f.set_len(f.metadata()?.len() + 10)
+        }),
+        ("changed", true, |dir| {
+            let first = segment_files(dir, 0)?[0].clone();
+            let copy = shard_dir(dir, 0).join("copy");
+            std::fs::copy(&first, &copy)?;
+            std::fs::rename(&copy, &first)
+        }),
+        ("checksum", true, |dir| {
+            std::fs::write(shard_dir(dir, 0).join("INDEX"), noise(5, 200))
+        }),
+    ];
+    for (want, keeps_all, change) in changes {
+        let dir = tempfile::tempdir()?;
+        let mut model = Model::new();
+        let wal = Wal::new(dir.path(), options(true))?;
+        fill(&wal, &mut model, 0, 3000)?;
+        wal.close()?;
+        next_tick();
+        change(dir.path())?;
+        let wal = Wal::new(dir.path(), options(true))?;
+        let report = wal.recovery_report();
+        assert_eq!(report.checkpoints_loaded, 1, "{want}: {report:?}");
+        let ignored = &report.checkpoints_ignored;
+        assert_eq!(ignored.len(), 1, "{want}: {report:?}");
+        assert!(ignored[0].0.ends_with("shard-000/INDEX"), "{ignored:?}");
+        assert!(ignored[0].1.contains(want), "{want}: {ignored:?}");
+        if keeps_all {
+            assert_matches(&wal, &model)?;
+        }
+        wal.close()?;
+    }
+    Ok(())
+}
+
+/// A checkpoint that cannot be written fails `close` with an error naming it; the
+/// records are durable all the same, and the next open scans.
+#[test]
+fn a_checkpoint_that_cannot_be_written_fails_close_and_loses_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut model = Model::new();
+    let wal = Wal::new(dir.path(), options(true))?;
+    fill(&wal, &mut model, 0, 2000)?;
+    // A directory where the temporary file goes.
+    let blocker = shard_dir(dir.path(), 1).join("INDEX.tmp");
+    std::fs::create_dir(&blocker)?;
+    let err = wal.close().expect_err("the checkpoint cannot be written");
+    let text = err.to_string();
+    assert!(
+        text.contains("index checkpoint") && text.contains("INDEX.tmp"),
+        "{text}"
+    );
+    std::fs::remove_dir(&blocker)?;
+    assert_eq!(checkpoints(dir.path()), vec![true, false]);
+    let wal = Wal::new(dir.path(), options(true))?;
+    assert_eq!(wal.recovery_report().checkpoints_loaded, 1);
+    assert_matches(&wal, &model)?;
+    wal.close()?;
+    Ok(())
+}
