@@ -162,15 +162,30 @@ impl<'a> Run<'a> {
                 String::new(),
             );
         } else {
-            let reopened = guard(|| workloads::reopen(spec, dir.path(), &self.keys, w1.records));
-            let (cell, note) = match reopened {
-                Ok(elapsed) => (
-                    Cell::Value(elapsed.as_secs_f64() * 1e3),
-                    format!(
+            let reopen =
+                |open| guard(|| workloads::reopen(open, dir.path(), &self.keys, w1.records));
+            let (cell, note) = match reopen(spec.open) {
+                Ok((elapsed, said)) => {
+                    let mut note = format!(
                         "{} records; key 0's count verified",
                         thousands(w1.records as u64)
-                    ),
-                ),
+                    );
+                    if let Some(said) = said {
+                        let _ = write!(note, "; {said}");
+                    }
+                    if let Some(open) = spec.open_scanning {
+                        let _ = match reopen(open) {
+                            Ok((scan, said)) => write!(
+                                note,
+                                "; without the checkpoint, scanning every record: {:.1} ms ({})",
+                                scan.as_secs_f64() * 1e3,
+                                said.unwrap_or_default()
+                            ),
+                            Err(e) => write!(note, "; scanning reopen failed: {e:#}"),
+                        };
+                    }
+                    (Cell::Value(elapsed.as_secs_f64() * 1e3), note)
+                }
                 Err(e) => (Cell::Failed(format!("{e:#}")), String::new()),
             };
             self.push("W6", spec, cell, note);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, ensure, Result};
 use bytes::Bytes;
 
-use crate::systems::{Spec, System};
+use crate::systems::{Open, System};
 
 /// The harness's keys: `key-00000`, `key-00001`, ... (9 ASCII bytes each).
 pub fn make_keys(n: usize) -> Vec<Vec<u8>> {
@@ -153,11 +153,18 @@ pub fn read_keys(
 }
 
 /// Opens `dir` again (timed: the system rebuilds whatever it needs to serve reads),
-/// then checks key 0's record count and closes. Returns the open time.
-pub fn reopen(spec: &Spec, dir: &Path, keys: &[Vec<u8>], records: usize) -> Result<Duration> {
+/// then checks key 0's record count and closes. Returns the open time and the
+/// system's note on the open.
+pub fn reopen(
+    open: Open,
+    dir: &Path,
+    keys: &[Vec<u8>],
+    records: usize,
+) -> Result<(Duration, Option<String>)> {
     let start = Instant::now();
-    let sys = (spec.open)(dir)?;
+    let sys = open(dir)?;
     let elapsed = start.elapsed();
+    let note = sys.open_note();
     let (got, _) = sys.read(&keys[0])?;
     let want = expected(records, keys.len(), 0);
     ensure!(
@@ -165,7 +172,7 @@ pub fn reopen(spec: &Spec, dir: &Path, keys: &[Vec<u8>], records: usize) -> Resu
         "after reopen, key 0 has {got} records, wrote {want}"
     );
     sys.close()?;
-    Ok(elapsed)
+    Ok((elapsed, note))
 }
 
 /// Runs `f`, turning a panic into an error so one failing system never stops the run.

@@ -25,6 +25,7 @@ pub fn spec() -> Spec {
         read: Err(NO_INDEX),
         reopen: Err(NO_INDEX),
         open,
+        open_scanning: None,
     }
 }
 

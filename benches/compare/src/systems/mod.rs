@@ -43,6 +43,12 @@ pub trait System: Send + Sync {
         Ok(None)
     }
 
+    /// What the last open did, if the system reports it (ours: how many shards
+    /// loaded their index checkpoint).
+    fn open_note(&self) -> Option<String> {
+        None
+    }
+
     /// Heap bytes of the key index, if the system reports it.
     fn index_bytes(&self) -> Result<Option<u64>> {
         Ok(None)
@@ -67,8 +73,13 @@ pub struct Spec {
     /// Reopening a directory and reading by key again (W6).
     pub reopen: Support,
     /// Opens (creates or reopens) the system in `dir`.
-    pub open: fn(&Path) -> Result<Box<dyn System>>,
+    pub open: Open,
+    /// For ours: an open that scans every record even after a clean close, timed
+    /// for W6's notes beside `open`'s (which loads the index checkpoint).
+    pub open_scanning: Option<Open>,
 }
+
+pub type Open = fn(&Path) -> Result<Box<dyn System>>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Id {

@@ -22,6 +22,7 @@ pub fn spec() -> Spec {
         read: Ok(()),
         reopen: Ok(()),
         open,
+        open_scanning: None,
     }
 }
 

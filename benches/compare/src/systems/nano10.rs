@@ -24,6 +24,7 @@ pub fn spec() -> Spec {
         read: Ok(()),
         reopen: Err("1.0 has no keys and no record scan; the caller's index is lost on reopen"),
         open,
+        open_scanning: None,
     }
 }
 

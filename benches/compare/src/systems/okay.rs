@@ -27,6 +27,7 @@ pub fn spec() -> Spec {
         read: Err(DURABLE_ONLY),
         reopen: Err(DURABLE_ONLY),
         open,
+        open_scanning: None,
     }
 }
 

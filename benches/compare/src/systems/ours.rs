@@ -1,4 +1,5 @@
-//! This repository's nano-wal, by path: `Wal::new(dir, WalOptions::default())`.
+//! This repository's nano-wal, by path: `Wal::new(dir, options)` with the default
+//! options plus `index_checkpoint`.
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -25,7 +26,13 @@ pub fn spec() -> Spec {
         nondurable: Ok(()),
         read: Ok(()),
         reopen: Ok(()),
-        open: |dir| Ok(Box::new(Ours(Wal::new(dir, WalOptions::default())?))),
+        // Close writes the index checkpoint and W6's open loads it; the defaults
+        // otherwise (`WalOptions::index_checkpoint` is off by default).
+        open: |dir| {
+            let options = WalOptions::default().with_index_checkpoint(true);
+            Ok(Box::new(Ours(Wal::new(dir, options)?)))
+        },
+        open_scanning: Some(|dir| Ok(Box::new(Ours(Wal::new(dir, WalOptions::default())?)))),
     }
 }
 
@@ -55,6 +62,14 @@ impl System for Ours {
 
     fn fsyncs(&self) -> Result<Option<u64>> {
         Ok(Some(self.0.stats()?.fsyncs()))
+    }
+
+    fn open_note(&self) -> Option<String> {
+        let loaded = self.0.recovery_report().checkpoints_loaded;
+        Some(format!(
+            "{loaded} of {} shards from their index checkpoint",
+            self.0.shard_count()
+        ))
     }
 
     fn index_bytes(&self) -> Result<Option<u64>> {
