@@ -4,9 +4,9 @@
 //!
 //! A checkpoint is a cache, never the only copy of anything: every location in it
 //! points at a record that is in a segment file, and recovery can always rebuild it
-//! by scanning. So it is written without an fsync, any open removes it, and a
+//! by scanning. So it is written without an fsync, an open that succeeds removes it, and a
 //! checkpoint that fails any check is ignored (the shard is scanned). The byte
-//! layout is in `docs/FORMAT.md` ("Index checkpoints"):
+//! layout is in `docs/FORMAT.md` ("Index checkpoint"):
 //!
 //! ```text
 //! header     48 B   magic b"NANOWALI", version, shard, synced_through,
@@ -109,40 +109,56 @@ pub(crate) fn write(
     std::fs::rename(&tmp, &path).map_err(|e| WalError::io("renaming index checkpoint", &path, e))
 }
 
-/// Reads shard `shard`'s checkpoint from `dir` (if `wanted` and there is one) and
-/// removes it, whether wanted or not: from here on the writer changes the segments,
-/// so the checkpoint would describe them as they were. `None` if there was none, or
-/// if it failed a check (then the reason is in the second element).
-pub(crate) fn take(
-    dir: &Path,
-    shard: u32,
-    wanted: bool,
-) -> Result<(Option<Checkpoint>, Option<String>)> {
+/// Reads shard `shard`'s checkpoint from `dir`, if there is one. `None` if there
+/// is none, or if it failed a check (then the reason is in the second element).
+/// The caller has listed the directory, so an `INDEX` that is not a regular file
+/// was refused as foreign already; it is opened without following a symlink or
+/// waiting on a FIFO all the same, and read no further than its length.
+pub(crate) fn read(dir: &Path, shard: u32) -> Result<(Option<Checkpoint>, Option<String>)> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(CHECKPOINT_FILE);
-    let found = if wanted {
-        match std::fs::read(&path) {
-            Ok(bytes) => Some(decode(&bytes, shard)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(WalError::io("reading index checkpoint", &path, e)),
-        }
-    } else {
-        None
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path);
+    let file = match file {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, None)),
+        Err(e) => return Err(WalError::io("reading index checkpoint", &path, e)),
     };
-    for stale in [path, dir.join(CHECKPOINT_TMP_FILE)] {
+    let meta = file
+        .metadata()
+        .map_err(|e| WalError::io("reading index checkpoint", &path, e))?;
+    if !meta.is_file() {
+        return Err(WalError::ForeignFile { path });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(meta.len())
+        .read_to_end(&mut bytes)
+        .map_err(|e| WalError::io("reading index checkpoint", &path, e))?;
+    Ok(match decode(&bytes, shard) {
+        Ok(checkpoint) => (Some(checkpoint), None),
+        Err(reason) => (None, Some(reason)),
+    })
+}
+
+/// Removes shard directory `dir`'s checkpoint, used or not, once the open has
+/// succeeded: from here on the writer changes the segments, so the checkpoint would
+/// describe them as they were. (A refused open leaves it: nothing changed.)
+pub(crate) fn remove(dir: &Path) -> Result<()> {
+    for stale in [dir.join(CHECKPOINT_FILE), dir.join(CHECKPOINT_TMP_FILE)] {
         // No directory fsync: should a power cut bring the file back, its segment
-        // stamps no longer match once the writer has changed a segment, and if it
-        // has not, the checkpoint still describes the files.
+        // stamps no longer match once the writer has changed a segment (a new
+        // segment's name is fsynced into the directory, and appends change the
+        // length), and if nothing changed, the checkpoint still describes the files.
         match std::fs::remove_file(&stale) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(WalError::io("removing index checkpoint", &stale, e)),
         }
     }
-    Ok(match found {
-        None => (None, None),
-        Some(Ok(checkpoint)) => (Some(checkpoint), None),
-        Some(Err(reason)) => (None, Some(reason)),
-    })
+    Ok(())
 }
 
 /// Whether `files` (the shard's segment files, oldest first) are exactly the
@@ -175,6 +191,14 @@ pub(crate) fn describes(
         }
         let header = crate::segment::SegmentHeader::decode(&head)
             .map_err(|e| format!("{}: {}", path.display(), e.reason()))?;
+        let readable = crate::segment::OLDEST_READABLE_VERSION..=crate::segment::FORMAT_VERSION;
+        if !readable.contains(&header.version) {
+            return Err(format!(
+                "{} has segment format version {}",
+                path.display(),
+                header.version
+            ));
+        }
         if (header.shard, header.sequence, header.created_us) != (shard, s.sequence, s.created_us) {
             return Err(format!("{} has another segment header", path.display()));
         }
@@ -332,6 +356,13 @@ fn decode(bytes: &[u8], shard: u32) -> std::result::Result<Checkpoint, String> {
         {
             return Err("its segments are not in order".into());
         }
+        // What the writer and a scan both keep: a segment's newest record is never
+        // older than the segment.
+        if newest_us < created_us {
+            return Err(format!(
+                "segment {sequence} is newer than its newest record"
+            ));
+        }
         segments.push(SegmentSummary {
             sequence,
             created_us,
@@ -400,6 +431,16 @@ fn decode(bytes: &[u8], shard: u32) -> std::result::Result<Checkpoint, String> {
             .any(|(s, &n)| s.records != n)
     {
         return Err("its record counts do not add up".into());
+    }
+    // A sync marker only vouches for segments older than its own (`record.rs`,
+    // `marker_vouches`), so nothing vouches for the newest segment.
+    if segments
+        .last()
+        .map_or(synced_through != 0, |s| synced_through >= s.sequence)
+    {
+        return Err(format!(
+            "its sync figure {synced_through} vouches for the newest segment"
+        ));
     }
     Ok(Checkpoint {
         synced_through,
@@ -492,6 +533,52 @@ mod tests {
         assert_eq!(cp.staged[&b"b"[..]][0].len, 60);
     }
 
+    /// `describes` compares the listing, each file's stamp, and its header.
+    #[test]
+    fn files_that_differ_from_the_checkpoint_are_named() {
+        let (segments, index) = sample();
+        let cp = decode(&encode(1, 4, &segments, &index), 1).expect("decodes");
+        let files: Vec<(u64, PathBuf)> = [3, 5]
+            .iter()
+            .map(|&n| (n, PathBuf::from(format!("seg-{n}"))))
+            .collect();
+        let header = |version: u32, sequence: u64, created_us: u64| {
+            let h = crate::segment::SegmentHeader {
+                version,
+                shard: 1,
+                sequence,
+                created_us,
+            };
+            h.encode()
+        };
+        let segs = &segments;
+        let by_name = |version: u32, created_shift: u64| {
+            move |path: &Path| {
+                let n: u64 = path.to_str()?.strip_prefix("seg-")?.parse().ok()?;
+                let s = segs.iter().find(|s| s.sequence == n)?;
+                Some((s.stamp, header(version, n, s.created_us + created_shift)))
+            }
+        };
+        assert_eq!(describes(&cp, &files, by_name(2, 0), 1), Ok(()));
+        assert!(describes(&cp, &files[..1], by_name(2, 0), 1)
+            .unwrap_err()
+            .contains("lists 2 segments"));
+        assert!(describes(&cp, &files, by_name(2, 1), 1)
+            .unwrap_err()
+            .contains("another segment header"));
+        assert!(describes(&cp, &files, by_name(3, 0), 1)
+            .unwrap_err()
+            .contains("format version 3"));
+        let moved = |path: &Path| {
+            let (mut stamp, head) = by_name(2, 0)(path)?;
+            stamp.ctime.1 += 1;
+            Some((stamp, head))
+        };
+        assert!(describes(&cp, &files, moved, 1)
+            .unwrap_err()
+            .contains("changed"));
+    }
+
     #[test]
     fn every_flipped_byte_or_cut_is_refused() {
         let (segments, index) = sample();
@@ -544,9 +631,94 @@ mod tests {
         let mut bad = bytes.clone();
         bad[first_loc + 8..first_loc + 12].copy_from_slice(&5000u32.to_le_bytes());
         assert!(decode(&reseal(bad), 1).unwrap_err().contains("outside"));
+        // Locations out of append order: swap the two of key "a" (keys come in map
+        // order, so find its entry by its key bytes).
+        let a_at = (keys_at..bytes.len() - 1)
+            .find(|&i| bytes[i..i + 9] == [1, 0, 0, 0, 2, 0, 0, 0, b'a'])
+            .expect("key a's entry");
+        let locs = a_at + KEY_ENTRY_LEN + 1;
+        let mut bad = bytes.clone();
+        bad[locs..locs + 2 * LOCATION_LEN].rotate_left(LOCATION_LEN);
+        assert!(decode(&reseal(bad), 1)
+            .unwrap_err()
+            .contains("append order"));
+        // A key listed twice: key "b" renamed "a".
+        let b_at = (keys_at..bytes.len() - 1)
+            .find(|&i| bytes[i..i + 9] == [1, 0, 0, 0, 1, 0, 0, 0, b'b'])
+            .expect("key b's entry");
+        let mut bad = bytes.clone();
+        bad[b_at + 8] = b'a';
+        assert!(decode(&reseal(bad), 1).unwrap_err().contains("twice"));
+        // Bytes after the last key.
+        let mut bad = bytes.clone();
+        bad.insert(bytes.len() - CRC_LEN, 0);
+        assert!(decode(&reseal(bad), 1).unwrap_err().contains("follow"));
+        // A sync figure that vouches for the newest segment (5).
+        let mut bad = bytes.clone();
+        bad[16..24].copy_from_slice(&5u64.to_le_bytes());
+        assert!(decode(&reseal(bad), 1).unwrap_err().contains("vouches"));
+        // A segment whose newest record is older than the segment.
+        let mut bad = bytes.clone();
+        bad[HEADER_LEN + 16..HEADER_LEN + 24].copy_from_slice(&9u64.to_le_bytes());
+        assert!(decode(&reseal(bad), 1).unwrap_err().contains("newer"));
         // A count far beyond the file's length.
         let mut bad = bytes.clone();
         bad[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(decode(&reseal(bad), 1).unwrap_err().contains("exceed"));
+    }
+
+    /// Over three close/open rounds, with size rotation, durable and non-durable
+    /// appends: what the checkpoint gives recovery equals what a scan of the same
+    /// files gives, field by field and location by location.
+    #[test]
+    fn a_loaded_shard_equals_a_scanned_one() {
+        use crate::options::RecoveryMode::Strict;
+        use crate::recovery::{list_segments, recover_shard, scan_shard, RecoveredShard};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = crate::WalOptions::default()
+            .with_shards(1)
+            .with_max_key_size(64)
+            .with_max_record_size(1024)
+            .with_max_segment_size(64 * 1024)
+            .with_index_checkpoint(true);
+        let sdir = dir.path().join(crate::storage::shard_dir_name(0));
+        type Summary = Vec<(u64, u64, u64, u64, u64, u64, bool)>;
+        let summary = |r: &RecoveredShard| -> (Summary, u64, u64) {
+            let segments = r
+                .segments
+                .iter()
+                .map(|s| {
+                    let fields = (s.sequence, s.created_us, s.newest_us, s.len, s.allocated);
+                    (
+                        fields.0, fields.1, fields.2, fields.3, fields.4, s.records, s.sealed,
+                    )
+                })
+                .collect();
+            (segments, r.next_sequence, r.synced_through)
+        };
+        for round in 0..3 {
+            let wal = crate::Wal::new(dir.path(), options.clone()).expect("open");
+            for i in 0..3000 {
+                let value = bytes::Bytes::from(vec![i as u8; i % 300]);
+                wal.append_entry(format!("k{}", i % 7), value, i % 40 == 0)
+                    .expect("append");
+            }
+            wal.close().expect("close");
+            let loaded = recover_shard(&sdir, 0, Strict, true).expect("load");
+            assert_eq!(loaded.report.checkpoints_loaded, 1, "round {round}");
+            let files = list_segments(&sdir).expect("list");
+            let scanned = scan_shard(&files, 0, Strict).expect("scan");
+            assert!(files.len() >= 3, "round {round}: {} segments", files.len());
+            assert_eq!(summary(&loaded), summary(&scanned), "round {round}");
+            let mut keys = loaded.index.keys();
+            keys.sort();
+            let mut scanned_keys = scanned.index.keys();
+            scanned_keys.sort();
+            assert_eq!(keys, scanned_keys);
+            for key in keys {
+                let locations = |r: &RecoveredShard| r.index.snapshot(&key).map(|s| s.locations);
+                assert_eq!(locations(&loaded), locations(&scanned), "round {round}");
+            }
+        }
     }
 }

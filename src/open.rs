@@ -174,6 +174,9 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
         report.merge(std::mem::take(&mut r.report));
         out.push(r);
     }
+    for shard in 0..shards {
+        crate::checkpoint::remove(&dir.join(shard_dir_name(shard as u32)))?;
+    }
     Ok(Opened {
         lock,
         shards: out,

@@ -82,8 +82,8 @@ pub struct WalOptions {
     /// ctimes, and headers). The cost: damage that appears in those files while the
     /// WAL is closed is reported by the read that reaches it (every read checks its
     /// records' checksums), not by the open, and `RecoveryMode::SkipCorrupted` does
-    /// not see it. Any open removes the file, so after a crash every shard is
-    /// scanned as usual. See `docs/FORMAT.md`, "Index checkpoints".
+    /// not see it. An open that succeeds removes the file, so after a crash every
+    /// shard is scanned as usual. See `docs/FORMAT.md`, "Index checkpoint".
     pub index_checkpoint: bool,
 }
 

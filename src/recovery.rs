@@ -133,16 +133,19 @@ impl RecoveredShard {
 
 /// Recovers shard `shard` from `dir` (which exists): from its index checkpoint if
 /// `use_checkpoint` and the checkpoint describes the segment files as they are, else
-/// by scanning them.
+/// by scanning them. The caller removes the checkpoint once every shard is open.
 pub(crate) fn recover_shard(
     dir: &Path,
     shard: u32,
     mode: RecoveryMode,
     use_checkpoint: bool,
 ) -> Result<RecoveredShard> {
-    let (checkpoint, refused) = checkpoint::take(dir, shard, use_checkpoint)?;
     let files = list_segments(dir)?;
-    let mut ignored = refused;
+    let (checkpoint, mut ignored) = if use_checkpoint {
+        checkpoint::read(dir, shard)?
+    } else {
+        (None, None)
+    };
     if let Some(cp) = checkpoint {
         match from_checkpoint(cp, &files, shard)? {
             Ok(out) => return Ok(out),
@@ -210,7 +213,11 @@ fn from_checkpoint(
 }
 
 /// Recovers a shard by reading every record of its segment `files`.
-fn scan_shard(files: &[(u64, PathBuf)], shard: u32, mode: RecoveryMode) -> Result<RecoveredShard> {
+pub(crate) fn scan_shard(
+    files: &[(u64, PathBuf)],
+    shard: u32,
+    mode: RecoveryMode,
+) -> Result<RecoveredShard> {
     let mut out = RecoveredShard {
         next_sequence: files.last().map_or(1, |(seq, _)| seq + 1),
         ..RecoveredShard::empty()

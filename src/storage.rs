@@ -455,7 +455,7 @@ mod mem {
             self.preallocation_chunk
         }
         /// The models reopen from the bytes of their segments, never from a
-        /// checkpoint (its tests run on files: `tests/checkpoint.rs`), so it is
+        /// checkpoint (its tests run on files: `tests/index_checkpoint.rs`), so it is
         /// refused rather than pretended: a model that asks for one is wrong.
         fn write_checkpoint(
             &self,

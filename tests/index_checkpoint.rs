@@ -8,6 +8,7 @@ use bytes::Bytes;
 use common::{noise, segment_files, shard_dir, TestResult};
 use nano_wal::{RecoveryMode, Wal, WalOptions};
 use std::collections::BTreeMap;
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -151,12 +152,18 @@ fn a_segment_changed_after_the_close_sends_its_shard_to_a_scan() -> TestResult {
         Err(nano_wal::WalError::Corruption { path, .. }) => assert_eq!(path, victim),
         other => panic!("expected corruption in {}, got {other:?}", victim.display()),
     }
-    // That open removed the checkpoints; skipping the damage opens, and shard 0's
-    // next close writes none (its damage must still be found by a strict open).
+    // The refused open changed nothing: both checkpoints are still there, shard 1's
+    // still loads. Skipping the damage opens, and shard 0's next close writes no
+    // checkpoint (its damage must still be found by a strict open).
+    assert_eq!(checkpoints(dir.path()), vec![true, true]);
     let options = options(true).with_recovery_mode(RecoveryMode::SkipCorrupted);
     let wal = Wal::new(dir.path(), options.clone())?;
     let report = wal.recovery_report();
-    assert_eq!(report.checkpoints_loaded, 0);
+    assert_eq!(report.checkpoints_loaded, 1);
+    assert!(
+        report.checkpoints_ignored[0].1.contains("changed"),
+        "{report:?}"
+    );
     assert!(!report.skipped.is_empty());
     wal.close()?;
     assert_eq!(checkpoints(dir.path()), vec![false, true]);
@@ -237,6 +244,70 @@ fn a_checkpoint_that_cannot_be_written_fails_close_and_loses_nothing() -> TestRe
     let wal = Wal::new(dir.path(), options(true))?;
     assert_eq!(wal.recovery_report().checkpoints_loaded, 1);
     assert_matches(&wal, &model)?;
+    wal.close()?;
+    Ok(())
+}
+
+/// Compaction right after a load: the loaded segments keep their ages, so only
+/// the expired ones go and every fresh record stays.
+#[test]
+fn compaction_after_a_load_drops_only_what_expired() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let options = options(true)
+        .with_retention(Duration::from_millis(400))
+        .with_segments(4);
+    let wal = Wal::new(dir.path(), options.clone())?;
+    fill(&wal, &mut Model::new(), 0, 500)?;
+    wal.close()?;
+    std::thread::sleep(Duration::from_millis(700));
+    let wal = Wal::new(dir.path(), options)?;
+    assert_eq!(wal.recovery_report().checkpoints_loaded, SHARDS as u64);
+    let old = wal.stats()?.shards.iter().map(|s| s.segments).sum::<u64>();
+    let mut model = Model::new();
+    fill(&wal, &mut model, 500, 300)?;
+    let compacted = wal.compact()?;
+    assert_eq!(compacted.segments_removed, old, "{compacted:?}");
+    assert_eq!(compacted.records_removed, 500);
+    assert_matches(&wal, &model)?;
+    wal.close()?;
+    Ok(())
+}
+
+/// An `INDEX` that is not a regular file is a foreign file: refused at once (a
+/// FIFO is never opened, a symlink never followed) and left where it is. A refused
+/// open also leaves the other shard's checkpoint, which still describes its files.
+#[test]
+fn an_index_that_is_not_a_file_is_refused_and_left_alone() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let wal = Wal::new(dir.path(), options(true))?;
+    fill(&wal, &mut Model::new(), 0, 500)?;
+    wal.close()?;
+    let index = shard_dir(dir.path(), 0).join("INDEX");
+    std::fs::remove_file(&index)?;
+    let made = std::process::Command::new("mkfifo").arg(&index).status()?;
+    assert!(made.success());
+    for _ in 0..2 {
+        match Wal::new(dir.path(), options(true)) {
+            Err(nano_wal::WalError::ForeignFile { path }) => assert_eq!(path, index),
+            other => panic!("expected a foreign file, got {other:?}"),
+        }
+        assert!(std::fs::symlink_metadata(&index)?.file_type().is_fifo());
+        assert_eq!(checkpoints(dir.path()), vec![true, true]);
+        // The same for a symlink to a file that would read forever.
+        std::fs::remove_file(&index)?;
+        std::os::unix::fs::symlink("/dev/zero", &index)?;
+        match Wal::new(dir.path(), options(true)) {
+            Err(nano_wal::WalError::ForeignFile { path }) => assert_eq!(path, index),
+            other => panic!("expected a foreign file, got {other:?}"),
+        }
+        assert!(std::fs::symlink_metadata(&index)?.is_symlink());
+        std::fs::remove_file(&index)?;
+        let made = std::process::Command::new("mkfifo").arg(&index).status()?;
+        assert!(made.success());
+    }
+    std::fs::remove_file(&index)?;
+    let wal = Wal::new(dir.path(), options(true))?;
+    assert_eq!(wal.recovery_report().checkpoints_loaded, 1);
     wal.close()?;
     Ok(())
 }
