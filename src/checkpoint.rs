@@ -19,10 +19,12 @@
 //! ```
 
 use crate::error::{Result, WalError};
-use crate::index::{Location, ShardIndex, Staged};
+use crate::index::KeyHasher;
+use crate::index::{Frozen, Run, ShardIndex, FROZEN_LOCATION_LEN};
 use crate::segment::{Segment, SEGMENT_HEADER_LEN};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The checkpoint's name in its shard directory.
 pub(crate) const CHECKPOINT_FILE: &str = "INDEX";
@@ -34,7 +36,7 @@ const VERSION: u32 = 1;
 const HEADER_LEN: usize = 48;
 const SEGMENT_ENTRY_LEN: usize = 80;
 const KEY_ENTRY_LEN: usize = 8;
-const LOCATION_LEN: usize = 12;
+const LOCATION_LEN: usize = FROZEN_LOCATION_LEN;
 const CRC_LEN: usize = 4;
 
 /// How a segment file looked when the checkpoint was written. Any write to the file
@@ -69,13 +71,23 @@ pub(crate) struct SegmentSummary {
     pub(crate) stamp: FileStamp,
 }
 
-/// A decoded checkpoint.
-#[derive(Debug)]
+/// A decoded checkpoint. Its locations stay in its bytes (`index::Frozen`).
 pub(crate) struct Checkpoint {
     /// What the shard's sync markers vouched for at close.
     pub(crate) synced_through: u64,
     pub(crate) segments: Vec<SegmentSummary>,
-    pub(crate) staged: Staged,
+    /// Each key and where its locations are in the checkpoint's bytes.
+    pub(crate) keys: Vec<(Box<[u8]>, Run)>,
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("synced_through", &self.synced_through)
+            .field("segments", &self.segments)
+            .field("keys", &self.keys.len())
+            .finish()
+    }
 }
 
 /// Writes shard `shard`'s checkpoint into `dir`, its directory: the segments (which
@@ -137,7 +149,7 @@ pub(crate) fn read(dir: &Path, shard: u32) -> Result<(Option<Checkpoint>, Option
     file.take(meta.len())
         .read_to_end(&mut bytes)
         .map_err(|e| WalError::io("reading index checkpoint", &path, e))?;
-    Ok(match decode(&bytes, shard) {
+    Ok(match decode(bytes, shard) {
         Ok(checkpoint) => (Some(checkpoint), None),
         Err(reason) => (None, Some(reason)),
     })
@@ -305,7 +317,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn decode(bytes: &[u8], shard: u32) -> std::result::Result<Checkpoint, String> {
+fn decode(bytes: Vec<u8>, shard: u32) -> std::result::Result<Checkpoint, String> {
     if bytes.len() < HEADER_LEN + CRC_LEN {
         return Err(format!(
             "it is {} bytes long, shorter than a header",
@@ -376,50 +388,60 @@ fn decode(bytes: &[u8], shard: u32) -> std::result::Result<Checkpoint, String> {
             },
         });
     }
-    let mut staged = Staged::with_capacity_and_hasher(key_count as usize, Default::default());
-    let mut per_segment = vec![0u64; segments.len()];
+    // (key, byte offset of its first location, location count)
+    let mut keys = Vec::with_capacity(key_count as usize);
+    let mut distinct = std::collections::HashSet::with_capacity_and_hasher(
+        key_count as usize,
+        KeyHasher::default(),
+    );
+    // One spare slot, so that counting never needs a check: locations in it are
+    // refused.
+    let mut per_segment = vec![0u64; segments.len() + 1];
+    let mut seg_lens: Vec<u64> = segments.iter().map(|s| s.stamp.len).collect();
+    seg_lens.push(0);
     let mut seen = 0u64;
     for _ in 0..key_count {
         let key_len = c.u32()? as usize;
         let count = c.u32()? as usize;
         let key = c.take(key_len)?;
+        let at = c.at;
         let raw = c.take(
             count
                 .checked_mul(LOCATION_LEN)
                 .ok_or("a location count overflows")?,
         )?;
-        // One pass without early exits, so that it compiles to a tight loop: the
-        // checks are folded into `bad` and judged once per key.
+        // One pass without early exits or stores, so that it compiles to a tight
+        // loop: the checks are folded into `bad` and judged once per key, and a
+        // segment's count is added once per run of locations in it.
         let mut bad = false;
-        let mut prev = (0u32, 0u32);
-        let mut locs: Vec<Location> = Vec::with_capacity(count);
-        locs.extend(raw.chunks_exact(LOCATION_LEN).map(|loc| {
+        let mut prev = 0u64;
+        let (mut run_slot, mut run_len) = (0usize, 0u64);
+        for loc in raw.chunks_exact(LOCATION_LEN) {
             let field =
                 |at: usize| u32::from_le_bytes([loc[at], loc[at + 1], loc[at + 2], loc[at + 3]]);
-            let (slot, offset, len) = (field(0), field(4), field(8));
-            let segment = segments.get(slot as usize);
-            let (sequence, seg_len) = segment.map_or((0, 0), |s| (s.sequence, s.stamp.len));
-            bad |= segment.is_none()
-                || (offset as usize) < SEGMENT_HEADER_LEN
-                || u64::from(offset) + u64::from(len) > seg_len
-                || (slot, offset) <= prev;
-            prev = (slot, offset);
-            if let Some(n) = per_segment.get_mut(slot as usize) {
-                *n += 1;
+            let (slot, offset, len) = (field(0) as usize, field(4), field(8));
+            // An unknown slot counts in the spare one, whose length 0 refuses it.
+            let slot = slot.min(segments.len());
+            let here = (slot as u64) << 32 | u64::from(offset);
+            bad |= ((offset as usize) < SEGMENT_HEADER_LEN)
+                | (u64::from(offset) + u64::from(len) > seg_lens[slot])
+                | (here <= prev);
+            prev = here;
+            if slot != run_slot {
+                per_segment[run_slot] += run_len;
+                (run_slot, run_len) = (slot, 0);
             }
-            Location {
-                segment: sequence,
-                offset,
-                len,
-            }
-        }));
+            run_len += 1;
+        }
+        per_segment[run_slot] += run_len;
         if bad {
             return Err(first_bad(raw, &segments));
         }
         seen += count as u64;
-        if staged.insert(key.into(), locs).is_some() {
+        if !distinct.insert(key) {
             return Err("a key is listed twice".into());
         }
+        keys.push((Box::<[u8]>::from(key), at, count));
     }
     if c.at != body.len() {
         return Err(format!("{} bytes follow the last key", body.len() - c.at));
@@ -442,10 +464,22 @@ fn decode(bytes: &[u8], shard: u32) -> std::result::Result<Checkpoint, String> {
             "its sync figure {synced_through} vouches for the newest segment"
         ));
     }
+    drop(distinct);
+    let frozen = Arc::new(Frozen {
+        sequences: segments.iter().map(|s| s.sequence).collect(),
+        bytes: bytes.into_boxed_slice(),
+    });
+    let keys = keys
+        .into_iter()
+        .map(|(key, at, count)| {
+            let frozen = frozen.clone();
+            (key, Run { frozen, at, count })
+        })
+        .collect();
     Ok(Checkpoint {
         synced_through,
         segments,
-        staged,
+        keys,
     })
 }
 
@@ -478,6 +512,15 @@ fn first_bad(raw: &[u8], segments: &[SegmentSummary]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::Location;
+
+    fn locations(cp: &Checkpoint, key: &[u8]) -> Vec<Location> {
+        let mut out = Vec::new();
+        if let Some((_, run)) = cp.keys.iter().find(|(k, _)| &k[..] == key) {
+            run.decode_into(&mut out);
+        }
+        out
+    }
 
     fn stamp(len: u64) -> FileStamp {
         FileStamp {
@@ -521,23 +564,23 @@ mod tests {
     fn a_checkpoint_decodes_to_what_was_encoded() {
         let (segments, index) = sample();
         let bytes = encode(1, 4, &segments, &index);
-        let cp = decode(&bytes, 1).expect("decodes");
+        let cp = decode(bytes.clone(), 1).expect("decodes");
         assert_eq!(cp.synced_through, 4);
         assert_eq!(cp.segments, segments);
-        assert_eq!(cp.staged.len(), 2);
-        let a: Vec<(u64, u32)> = cp.staged[&b"a"[..]]
+        assert_eq!(cp.keys.len(), 2);
+        let a: Vec<(u64, u32)> = locations(&cp, b"a")
             .iter()
             .map(|l| (l.segment, l.offset))
             .collect();
         assert_eq!(a, vec![(3, 40), (5, 40)]);
-        assert_eq!(cp.staged[&b"b"[..]][0].len, 60);
+        assert_eq!(locations(&cp, b"b")[0].len, 60);
     }
 
     /// `describes` compares the listing, each file's stamp, and its header.
     #[test]
     fn files_that_differ_from_the_checkpoint_are_named() {
         let (segments, index) = sample();
-        let cp = decode(&encode(1, 4, &segments, &index), 1).expect("decodes");
+        let cp = decode(encode(1, 4, &segments, &index), 1).expect("decodes");
         let files: Vec<(u64, PathBuf)> = [3, 5]
             .iter()
             .map(|&n| (n, PathBuf::from(format!("seg-{n}"))))
@@ -586,15 +629,15 @@ mod tests {
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x20;
-            assert!(decode(&bad, 1).is_err(), "flipped byte {i} was accepted");
+            assert!(decode(bad, 1).is_err(), "flipped byte {i} was accepted");
         }
         for len in 0..bytes.len() {
             assert!(
-                decode(&bytes[..len], 1).is_err(),
+                decode(bytes[..len].to_vec(), 1).is_err(),
                 "a cut at {len} was accepted"
             );
         }
-        assert!(decode(&bytes, 2).unwrap_err().contains("shard 1"));
+        assert!(decode(bytes.clone(), 2).unwrap_err().contains("shard 1"));
     }
 
     /// A checkpoint whose checksum is right but whose content is not: each field
@@ -613,24 +656,24 @@ mod tests {
         // A segment's record count one too high.
         let mut bad = bytes.clone();
         bad[HEADER_LEN + 24] += 1;
-        assert!(decode(&reseal(bad), 1).unwrap_err().contains("add up"));
+        assert!(decode(reseal(bad), 1).unwrap_err().contains("add up"));
         // Segments out of order.
         let mut bad = bytes.clone();
         bad[HEADER_LEN + SEGMENT_ENTRY_LEN] = 2;
-        assert!(decode(&reseal(bad), 1).unwrap_err().contains("order"));
+        assert!(decode(reseal(bad), 1).unwrap_err().contains("order"));
         // The first location's slot out of range (keys come in map order: find one).
         let first_loc = keys_at + KEY_ENTRY_LEN + 1;
         let mut bad = bytes.clone();
         bad[first_loc] = 9;
-        assert!(decode(&reseal(bad), 1).unwrap_err().contains("slot 9"));
+        assert!(decode(reseal(bad), 1).unwrap_err().contains("slot 9"));
         // Its offset inside the segment header.
         let mut bad = bytes.clone();
         bad[first_loc + 4..first_loc + 8].copy_from_slice(&8u32.to_le_bytes());
-        assert!(decode(&reseal(bad), 1).unwrap_err().contains("outside"));
+        assert!(decode(reseal(bad), 1).unwrap_err().contains("outside"));
         // Its length past the segment's end.
         let mut bad = bytes.clone();
         bad[first_loc + 8..first_loc + 12].copy_from_slice(&5000u32.to_le_bytes());
-        assert!(decode(&reseal(bad), 1).unwrap_err().contains("outside"));
+        assert!(decode(reseal(bad), 1).unwrap_err().contains("outside"));
         // Locations out of append order: swap the two of key "a" (keys come in map
         // order, so find its entry by its key bytes).
         let a_at = (keys_at..bytes.len() - 1)
@@ -639,32 +682,30 @@ mod tests {
         let locs = a_at + KEY_ENTRY_LEN + 1;
         let mut bad = bytes.clone();
         bad[locs..locs + 2 * LOCATION_LEN].rotate_left(LOCATION_LEN);
-        assert!(decode(&reseal(bad), 1)
-            .unwrap_err()
-            .contains("append order"));
+        assert!(decode(reseal(bad), 1).unwrap_err().contains("append order"));
         // A key listed twice: key "b" renamed "a".
         let b_at = (keys_at..bytes.len() - 1)
             .find(|&i| bytes[i..i + 9] == [1, 0, 0, 0, 1, 0, 0, 0, b'b'])
             .expect("key b's entry");
         let mut bad = bytes.clone();
         bad[b_at + 8] = b'a';
-        assert!(decode(&reseal(bad), 1).unwrap_err().contains("twice"));
+        assert!(decode(reseal(bad), 1).unwrap_err().contains("twice"));
         // Bytes after the last key.
         let mut bad = bytes.clone();
         bad.insert(bytes.len() - CRC_LEN, 0);
-        assert!(decode(&reseal(bad), 1).unwrap_err().contains("follow"));
+        assert!(decode(reseal(bad), 1).unwrap_err().contains("follow"));
         // A sync figure that vouches for the newest segment (5).
         let mut bad = bytes.clone();
         bad[16..24].copy_from_slice(&5u64.to_le_bytes());
-        assert!(decode(&reseal(bad), 1).unwrap_err().contains("vouches"));
+        assert!(decode(reseal(bad), 1).unwrap_err().contains("vouches"));
         // A segment whose newest record is older than the segment.
         let mut bad = bytes.clone();
         bad[HEADER_LEN + 16..HEADER_LEN + 24].copy_from_slice(&9u64.to_le_bytes());
-        assert!(decode(&reseal(bad), 1).unwrap_err().contains("newer"));
+        assert!(decode(reseal(bad), 1).unwrap_err().contains("newer"));
         // A count far beyond the file's length.
         let mut bad = bytes.clone();
         bad[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(decode(&reseal(bad), 1).unwrap_err().contains("exceed"));
+        assert!(decode(reseal(bad), 1).unwrap_err().contains("exceed"));
     }
 
     /// Over three close/open rounds, with size rotation, durable and non-durable

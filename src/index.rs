@@ -50,58 +50,180 @@ pub(crate) fn stage(staged: &mut Staged, key: &[u8], loc: Location) {
     }
 }
 
+/// Locations loaded from an index checkpoint, left in the checkpoint's bytes (12 per
+/// location: segment slot, offset, length) instead of a [`Location`] each: building
+/// a million `Location`s in fresh memory took most of a reopen (page faults), and
+/// the bytes are in memory anyway. Shared by every key whose locations it holds.
+pub(crate) struct Frozen {
+    /// The checkpoint file, whole.
+    pub(crate) bytes: Box<[u8]>,
+    /// Segment sequence of each slot.
+    pub(crate) sequences: Box<[u64]>,
+}
+
+/// Bytes of one frozen location.
+pub(crate) const FROZEN_LOCATION_LEN: usize = 12;
+
+/// One key's frozen locations: `count` of them from byte `at` of `frozen.bytes`.
+/// The checkpoint was checked when loaded: every slot exists, and each run is in
+/// append order.
+#[derive(Clone)]
+pub(crate) struct Run {
+    pub(crate) frozen: Arc<Frozen>,
+    pub(crate) at: usize,
+    pub(crate) count: usize,
+}
+
+impl Run {
+    pub(crate) fn decode_into(&self, out: &mut Vec<Location>) {
+        let raw = &self.frozen.bytes[self.at..self.at + self.count * FROZEN_LOCATION_LEN];
+        let field =
+            |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        out.extend(raw.chunks_exact(FROZEN_LOCATION_LEN).map(|b| {
+            Location {
+                // Checked at load; a slot past the table would name no segment (0),
+                // which a read reports as a missing segment rather than panicking.
+                segment: self
+                    .frozen
+                    .sequences
+                    .get(field(b, 0) as usize)
+                    .copied()
+                    .unwrap_or(0),
+                offset: field(b, 4),
+                len: field(b, 8),
+            }
+        }));
+    }
+}
+
+/// A key's locations in append order: the frozen ones from a checkpoint, if any,
+/// then those published since.
+#[derive(Default)]
+pub(crate) struct Locs {
+    run: Option<Run>,
+    tail: Vec<Location>,
+}
+
+impl Locs {
+    fn len(&self) -> usize {
+        self.run.as_ref().map_or(0, |r| r.count) + self.tail.len()
+    }
+
+    fn to_vec(&self) -> Vec<Location> {
+        let mut out = Vec::with_capacity(self.len());
+        if let Some(run) = &self.run {
+            run.decode_into(&mut out);
+        }
+        out.extend_from_slice(&self.tail);
+        out
+    }
+
+    /// Forgets the locations in `removed` (sorted); false if none is left. Frozen
+    /// locations are turned into `Location`s only if some of them go.
+    fn remove_segments(&mut self, removed: &[u64]) -> bool {
+        let gone = |l: &Location| removed.binary_search(&l.segment).is_ok();
+        if let Some(run) = &self.run {
+            let mut frozen = Vec::with_capacity(run.count);
+            run.decode_into(&mut frozen);
+            if frozen.iter().any(gone) {
+                frozen.retain(|l| !gone(l));
+                frozen.append(&mut self.tail);
+                self.tail = frozen;
+                self.run = None;
+            }
+        }
+        let before = self.tail.len();
+        self.tail.retain(|l| !gone(l));
+        if self.tail.len() < before && self.tail.capacity() > 2 * self.tail.len() + 4 {
+            self.tail.shrink_to_fit();
+        }
+        self.len() > 0
+    }
+
+    /// Heap bytes of its own (the frozen bytes are counted once per shard).
+    fn heap_bytes(&self) -> usize {
+        self.tail.capacity() * std::mem::size_of::<Location>()
+    }
+}
+
 #[cfg(not(loom))]
 mod map {
-    use super::{KeyHasher, Location, Staged};
+    use super::{KeyHasher, Location, Locs, Run, Staged};
     use dashmap::DashMap;
 
     #[derive(Default)]
-    pub(super) struct KeyMap(DashMap<Box<[u8]>, Vec<Location>, KeyHasher>);
+    pub(super) struct KeyMap(DashMap<Box<[u8]>, Locs, KeyHasher>);
 
     impl KeyMap {
         pub(super) fn push(&self, key: &[u8], loc: Location) {
             if let Some(mut locs) = self.0.get_mut(key) {
-                locs.push(loc);
+                locs.tail.push(loc);
                 return;
             }
-            self.0.entry(key.into()).or_default().push(loc);
+            self.0.entry(key.into()).or_default().tail.push(loc);
         }
         pub(super) fn load(&self, staged: Staged) {
             for (key, locs) in staged {
                 match self.0.entry(key) {
-                    dashmap::mapref::entry::Entry::Occupied(mut e) => e.get_mut().extend(locs),
+                    dashmap::mapref::entry::Entry::Occupied(mut e) => e.get_mut().tail.extend(locs),
                     dashmap::mapref::entry::Entry::Vacant(e) => {
-                        e.insert(locs);
+                        e.insert(Locs {
+                            run: None,
+                            tail: locs,
+                        });
                     }
                 }
             }
         }
+        pub(super) fn load_frozen(&self, keys: Vec<(Box<[u8]>, Run)>) {
+            for (key, run) in keys {
+                self.0.insert(
+                    key,
+                    Locs {
+                        run: Some(run),
+                        tail: Vec::new(),
+                    },
+                );
+            }
+        }
         pub(super) fn get(&self, key: &[u8]) -> Option<Vec<Location>> {
-            self.0.get(key).map(|locs| locs.clone())
+            self.0.get(key).map(|locs| locs.to_vec())
         }
         pub(super) fn for_each(&self, mut f: impl FnMut(&[u8], &[Location])) {
             for e in self.0.iter() {
-                f(e.key(), e.value());
+                f(e.key(), &e.value().to_vec());
             }
         }
         pub(super) fn keys(&self) -> Vec<Vec<u8>> {
             self.0.iter().map(|e| e.key().to_vec()).collect()
         }
-        pub(super) fn retain(&self, mut keep: impl FnMut(&mut Vec<Location>) -> bool) {
+        pub(super) fn retain(&self, mut keep: impl FnMut(&mut Locs) -> bool) {
             self.0.retain(|_, locs| keep(locs));
         }
         pub(super) fn len(&self) -> usize {
             self.0.len()
         }
-        /// Key bytes, each key's location capacity, and the map's slots (one entry
-        /// and one control byte per bucket).
+        /// Keys whose locations are (partly) frozen.
+        #[cfg(test)]
+        pub(super) fn frozen_keys(&self) -> usize {
+            self.0.iter().filter(|e| e.value().run.is_some()).count()
+        }
+        /// Key bytes, each key's location capacity, the map's slots (one entry and
+        /// one control byte per bucket), and the frozen bytes once each.
         pub(super) fn heap_bytes(&self) -> usize {
-            let slot = std::mem::size_of::<(Box<[u8]>, Vec<Location>)>() + 1;
-            let entries: usize = self
-                .0
-                .iter()
-                .map(|e| e.key().len() + e.value().capacity() * std::mem::size_of::<Location>())
-                .sum();
+            let slot = std::mem::size_of::<(Box<[u8]>, Locs)>() + 1;
+            let mut frozen: Vec<*const super::Frozen> = Vec::new();
+            let mut entries = 0;
+            for e in self.0.iter() {
+                entries += e.key().len() + e.value().heap_bytes();
+                if let Some(run) = &e.value().run {
+                    let ptr = std::sync::Arc::as_ptr(&run.frozen);
+                    if !frozen.contains(&ptr) {
+                        frozen.push(ptr);
+                        entries += run.frozen.bytes.len() + run.frozen.sequences.len() * 8;
+                    }
+                }
+            }
             entries + self.0.capacity() * slot
         }
     }
@@ -109,11 +231,11 @@ mod map {
 
 #[cfg(loom)]
 mod map {
-    use super::{KeyHasher, Location, Staged};
+    use super::{KeyHasher, Location, Locs, Run, Staged};
     use crate::sync::{read, write, RwLock};
     use std::collections::HashMap;
 
-    pub(super) struct KeyMap(RwLock<HashMap<Box<[u8]>, Vec<Location>, KeyHasher>>);
+    pub(super) struct KeyMap(RwLock<HashMap<Box<[u8]>, Locs, KeyHasher>>);
 
     impl Default for KeyMap {
         fn default() -> Self {
@@ -123,26 +245,38 @@ mod map {
 
     impl KeyMap {
         pub(super) fn push(&self, key: &[u8], loc: Location) {
-            write(&self.0).entry(key.into()).or_default().push(loc);
+            write(&self.0).entry(key.into()).or_default().tail.push(loc);
         }
         pub(super) fn load(&self, staged: Staged) {
             let mut map = write(&self.0);
             for (key, locs) in staged {
-                map.entry(key).or_default().extend(locs);
+                map.entry(key).or_default().tail.extend(locs);
+            }
+        }
+        pub(super) fn load_frozen(&self, keys: Vec<(Box<[u8]>, Run)>) {
+            let mut map = write(&self.0);
+            for (key, run) in keys {
+                map.insert(
+                    key,
+                    Locs {
+                        run: Some(run),
+                        tail: Vec::new(),
+                    },
+                );
             }
         }
         pub(super) fn get(&self, key: &[u8]) -> Option<Vec<Location>> {
-            read(&self.0).get(key).cloned()
+            read(&self.0).get(key).map(Locs::to_vec)
         }
         pub(super) fn for_each(&self, mut f: impl FnMut(&[u8], &[Location])) {
             for (key, locs) in read(&self.0).iter() {
-                f(key, locs);
+                f(key, &locs.to_vec());
             }
         }
         pub(super) fn keys(&self) -> Vec<Vec<u8>> {
             read(&self.0).keys().map(|k| k.to_vec()).collect()
         }
-        pub(super) fn retain(&self, mut keep: impl FnMut(&mut Vec<Location>) -> bool) {
+        pub(super) fn retain(&self, mut keep: impl FnMut(&mut Locs) -> bool) {
             write(&self.0).retain(|_, locs| keep(locs));
         }
         pub(super) fn len(&self) -> usize {
@@ -151,7 +285,7 @@ mod map {
         pub(super) fn heap_bytes(&self) -> usize {
             read(&self.0)
                 .iter()
-                .map(|(k, v)| k.len() + v.capacity() * std::mem::size_of::<Location>())
+                .map(|(k, v)| k.len() + v.heap_bytes())
                 .sum()
         }
     }
@@ -213,6 +347,12 @@ impl ShardIndex {
         self.keys.load(staged);
     }
 
+    /// Takes each key's frozen locations from a checkpoint (before the index is
+    /// shared; the keys are new to it).
+    pub(crate) fn load_frozen(&self, keys: Vec<(Box<[u8]>, Run)>) {
+        self.keys.load_frozen(keys);
+    }
+
     /// Compaction's install step: forgets `removed` segments and every location in
     /// them, atomically for readers. Actor only. `removed` is sorted.
     pub(crate) fn remove_segments(&self, removed: &[u64]) {
@@ -223,13 +363,7 @@ impl ShardIndex {
         for seq in removed {
             table.remove(seq);
         }
-        self.keys.retain(|locs| {
-            locs.retain(|l| removed.binary_search(&l.segment).is_err());
-            if locs.capacity() > 2 * locs.len() + 4 {
-                locs.shrink_to_fit();
-            }
-            !locs.is_empty()
-        });
+        self.keys.retain(|locs| locs.remove_segments(removed));
         drop(table);
     }
 
@@ -284,5 +418,76 @@ impl ShardIndex {
     /// Approximate heap bytes held by keys and location vectors.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.keys.heap_bytes()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn loc(segment: u64, offset: u32, len: u32) -> Location {
+        Location {
+            segment,
+            offset,
+            len,
+        }
+    }
+
+    /// Key "a": segment 3 at 40, segment 5 at 40 and 100; key "b": segment 3 at 90.
+    fn frozen_index() -> ShardIndex {
+        let mut bytes = Vec::new();
+        for (slot, offset, len) in [(0u32, 40u32, 50u32), (1, 40, 60), (1, 100, 20), (0, 90, 10)] {
+            for v in [slot, offset, len] {
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        let frozen = Arc::new(Frozen {
+            bytes: bytes.into_boxed_slice(),
+            sequences: vec![3, 5].into_boxed_slice(),
+        });
+        let run = |at, count| Run {
+            frozen: frozen.clone(),
+            at,
+            count,
+        };
+        let index = ShardIndex::default();
+        index.load_frozen(vec![
+            (b"a"[..].into(), run(0, 3)),
+            (b"b"[..].into(), run(36, 1)),
+        ]);
+        index
+    }
+
+    fn locations(index: &ShardIndex, key: &[u8]) -> Option<Vec<Location>> {
+        index.snapshot(key).map(|s| s.locations)
+    }
+
+    /// Frozen locations read back in order, before those published after them, and
+    /// stay frozen (no `Location` of their own) until a removal reaches them.
+    #[test]
+    fn frozen_locations_read_in_order_and_thaw_only_when_a_removal_reaches_them() {
+        let index = frozen_index();
+        index.push(b"a", loc(7, 40, 10));
+        let a = vec![
+            loc(3, 40, 50),
+            loc(5, 40, 60),
+            loc(5, 100, 20),
+            loc(7, 40, 10),
+        ];
+        assert_eq!(locations(&index, b"a"), Some(a.clone()));
+        assert_eq!(locations(&index, b"b"), Some(vec![loc(3, 90, 10)]));
+        assert_eq!(index.keys.frozen_keys(), 2);
+        let before = index.heap_bytes();
+        index.remove_segments(&[4, 6]);
+        assert_eq!(locations(&index, b"a"), Some(a.clone()));
+        assert_eq!(index.keys.frozen_keys(), 2, "nothing thawed");
+        assert_eq!(index.heap_bytes(), before);
+        index.remove_segments(&[3]);
+        assert_eq!(locations(&index, b"a"), Some(a[1..].to_vec()));
+        assert_eq!(locations(&index, b"b"), None);
+        assert_eq!(index.keys(), vec![b"a".to_vec()]);
+        assert_eq!(index.keys.frozen_keys(), 0, "\"a\" thawed, \"b\" gone");
+        index.push(b"a", loc(7, 60, 5));
+        assert_eq!(locations(&index, b"a").map(|l| l.len()), Some(4));
     }
 }

@@ -208,7 +208,7 @@ fn from_checkpoint(
         });
     }
     out.report.checkpoints_loaded = 1;
-    out.index.load(cp.staged);
+    out.index.load_frozen(cp.keys);
     Ok(Ok(out))
 }
 
