@@ -13,8 +13,10 @@
 //!                   segment count, key count, location count
 //! segments   80 B each, oldest first: sequence, created, newest, records, and the
 //!                   file's length, inode, mtime and ctime when the checkpoint was written
-//! keys       per key: key length u32, location count u32, the key, then per location
-//!                   segment slot u32 (index into the segment table), offset u32, length u32
+//! keys       per key: key length u32, location count u32, group count u32, the key,
+//!                   then per segment it has records in (a group): segment slot u32
+//!                   (index into the segment table), count u32, and per location
+//!                   offset u32, length u32
 //! trailer    4 B    CRC32C of everything before it
 //! ```
 
@@ -35,7 +37,8 @@ const MAGIC: &[u8; 8] = b"NANOWALI";
 const VERSION: u32 = 1;
 const HEADER_LEN: usize = 48;
 const SEGMENT_ENTRY_LEN: usize = 80;
-const KEY_ENTRY_LEN: usize = 8;
+const KEY_ENTRY_LEN: usize = 12;
+const GROUP_LEN: usize = 8;
 const LOCATION_LEN: usize = FROZEN_LOCATION_LEN;
 const CRC_LEN: usize = 4;
 
@@ -254,31 +257,35 @@ fn encode(
         }
     }
     let (mut count, mut locations) = (0u64, 0u64);
-    // A key's locations come in segment order: the last slot found usually serves.
-    let mut last = (u64::MAX, u32::MAX);
     index.for_each_key(|key, locs| {
         count += 1;
         locations += locs.len() as u64;
-        out.reserve(KEY_ENTRY_LEN + key.len() + locs.len() * LOCATION_LEN + CRC_LEN);
+        out.reserve(KEY_ENTRY_LEN + key.len() + locs.len() * (GROUP_LEN + LOCATION_LEN) + CRC_LEN);
         out.extend_from_slice(&(key.len() as u32).to_le_bytes());
         out.extend_from_slice(&(locs.len() as u32).to_le_bytes());
+        let groups_at = out.len();
+        out.extend_from_slice(&0u32.to_le_bytes());
         out.extend_from_slice(key);
-        for loc in locs {
-            if loc.segment != last.0 {
-                // Every location names a live segment: the index and the segment
-                // list change together, on the actor's thread, which is the caller.
-                // Were one missing, its slot would make the next open scan instead.
-                let slot = sequences
-                    .binary_search(&loc.segment)
-                    .map_or(u32::MAX, |i| i as u32);
-                last = (loc.segment, slot);
+        // A key's locations are in append order, hence grouped by segment.
+        let mut groups = 0u32;
+        for group in locs.chunk_by(|a, b| a.segment == b.segment) {
+            // Every location names a live segment: the index and the segment list
+            // change together, on the actor's thread, which is the caller. Were
+            // one missing, its slot would make the next open scan instead.
+            let slot = sequences
+                .binary_search(&group[0].segment)
+                .map_or(u32::MAX, |i| i as u32);
+            out.extend_from_slice(&slot.to_le_bytes());
+            out.extend_from_slice(&(group.len() as u32).to_le_bytes());
+            for loc in group {
+                let mut entry = [0u8; LOCATION_LEN];
+                entry[0..4].copy_from_slice(&loc.offset.to_le_bytes());
+                entry[4..8].copy_from_slice(&loc.len.to_le_bytes());
+                out.extend_from_slice(&entry);
             }
-            let mut entry = [0u8; LOCATION_LEN];
-            entry[0..4].copy_from_slice(&last.1.to_le_bytes());
-            entry[4..8].copy_from_slice(&loc.offset.to_le_bytes());
-            entry[8..12].copy_from_slice(&loc.len.to_le_bytes());
-            out.extend_from_slice(&entry);
+            groups += 1;
         }
+        out[groups_at..groups_at + 4].copy_from_slice(&groups.to_le_bytes());
     });
     out[32..40].copy_from_slice(&count.to_le_bytes());
     out[40..48].copy_from_slice(&locations.to_le_bytes());
@@ -394,54 +401,62 @@ fn decode(bytes: Vec<u8>, shard: u32) -> std::result::Result<Checkpoint, String>
         key_count as usize,
         KeyHasher::default(),
     );
-    // One spare slot, so that counting never needs a check: locations in it are
-    // refused.
-    let mut per_segment = vec![0u64; segments.len() + 1];
-    let mut seg_lens: Vec<u64> = segments.iter().map(|s| s.stamp.len).collect();
-    seg_lens.push(0);
+    let mut per_segment = vec![0u64; segments.len()];
+    let seg_lens: Vec<u64> = segments.iter().map(|s| s.stamp.len).collect();
     let mut seen = 0u64;
     for _ in 0..key_count {
         let key_len = c.u32()? as usize;
         let count = c.u32()? as usize;
+        let groups = c.u32()? as usize;
         let key = c.take(key_len)?;
         let at = c.at;
-        let raw = c.take(
-            count
-                .checked_mul(LOCATION_LEN)
-                .ok_or("a location count overflows")?,
-        )?;
-        // One pass without early exits or stores, so that it compiles to a tight
-        // loop: the checks are folded into `bad` and judged once per key, and a
-        // segment's count is added once per run of locations in it.
-        let mut bad = false;
-        let mut prev = 0u64;
-        let (mut run_slot, mut run_len) = (0usize, 0u64);
-        for loc in raw.chunks_exact(LOCATION_LEN) {
-            let field =
-                |at: usize| u32::from_le_bytes([loc[at], loc[at + 1], loc[at + 2], loc[at + 3]]);
-            let (slot, offset, len) = (field(0) as usize, field(4), field(8));
-            // An unknown slot counts in the spare one, whose length 0 refuses it.
-            let slot = slot.min(segments.len());
-            let here = (slot as u64) << 32 | u64::from(offset);
-            bad |= ((offset as usize) < SEGMENT_HEADER_LEN)
-                | (u64::from(offset) + u64::from(len) > seg_lens[slot])
-                | (here <= prev);
-            prev = here;
-            if slot != run_slot {
-                per_segment[run_slot] += run_len;
-                (run_slot, run_len) = (slot, 0);
+        let mut found = 0usize;
+        let mut prev_slot = None;
+        for _ in 0..groups {
+            let slot = c.u32()? as usize;
+            let n = c.u32()? as usize;
+            let raw = c.take(
+                n.checked_mul(LOCATION_LEN)
+                    .ok_or("a location count overflows")?,
+            )?;
+            let Some(&seg_len) = seg_lens.get(slot) else {
+                return Err(format!(
+                    "a location names segment slot {slot} of {}",
+                    segments.len()
+                ));
+            };
+            if n == 0 || prev_slot.is_some_and(|p| p >= slot) {
+                return Err("a key's locations are not in append order".into());
             }
-            run_len += 1;
+            prev_slot = Some(slot);
+            // One pass without early exits, so that it compiles to a tight loop:
+            // the checks are folded into `bad` and judged once per group.
+            let mut bad = false;
+            let mut prev = 0u32;
+            for loc in raw.chunks_exact(LOCATION_LEN) {
+                let offset = u32::from_le_bytes([loc[0], loc[1], loc[2], loc[3]]);
+                let len = u32::from_le_bytes([loc[4], loc[5], loc[6], loc[7]]);
+                bad |= ((offset as usize) < SEGMENT_HEADER_LEN)
+                    | (u64::from(offset) + u64::from(len) > seg_len)
+                    | (offset <= prev);
+                prev = offset;
+            }
+            if bad {
+                return Err(first_bad(raw, &segments[slot]));
+            }
+            per_segment[slot] += n as u64;
+            found += n;
         }
-        per_segment[run_slot] += run_len;
-        if bad {
-            return Err(first_bad(raw, &segments));
+        if found != count {
+            return Err(format!(
+                "a key's groups hold {found} locations, its entry says {count}"
+            ));
         }
         seen += count as u64;
         if !distinct.insert(key) {
             return Err("a key is listed twice".into());
         }
-        keys.push((Box::<[u8]>::from(key), at, count));
+        keys.push((Box::<[u8]>::from(key), at, groups, count));
     }
     if c.at != body.len() {
         return Err(format!("{} bytes follow the last key", body.len() - c.at));
@@ -471,9 +486,17 @@ fn decode(bytes: Vec<u8>, shard: u32) -> std::result::Result<Checkpoint, String>
     });
     let keys = keys
         .into_iter()
-        .map(|(key, at, count)| {
+        .map(|(key, at, groups, count)| {
             let frozen = frozen.clone();
-            (key, Run { frozen, at, count })
+            (
+                key,
+                Run {
+                    frozen,
+                    at,
+                    groups,
+                    count,
+                },
+            )
         })
         .collect();
     Ok(Checkpoint {
@@ -483,16 +506,13 @@ fn decode(bytes: Vec<u8>, shard: u32) -> std::result::Result<Checkpoint, String>
     })
 }
 
-/// Why the locations `raw` of one key were refused (the slow path of `decode`).
-fn first_bad(raw: &[u8], segments: &[SegmentSummary]) -> String {
-    let mut prev = None;
+/// Why the locations `raw` of one group, in `segment`, were refused (the slow path
+/// of `decode`).
+fn first_bad(raw: &[u8], segment: &SegmentSummary) -> String {
+    let mut prev = 0;
     for loc in raw.chunks_exact(LOCATION_LEN) {
-        let field =
-            |at: usize| u32::from_le_bytes([loc[at], loc[at + 1], loc[at + 2], loc[at + 3]]);
-        let (slot, offset, len) = (field(0), field(4), field(8));
-        let Some(segment) = segments.get(slot as usize) else {
-            return format!("a location names segment slot {slot} of {}", segments.len());
-        };
+        let offset = u32::from_le_bytes([loc[0], loc[1], loc[2], loc[3]]);
+        let len = u32::from_le_bytes([loc[4], loc[5], loc[6], loc[7]]);
         if (offset as usize) < SEGMENT_HEADER_LEN
             || u64::from(offset) + u64::from(len) > segment.stamp.len
         {
@@ -501,10 +521,10 @@ fn first_bad(raw: &[u8], segments: &[SegmentSummary]) -> String {
                 segment.sequence
             );
         }
-        if prev.is_some_and(|p| p >= (slot, offset)) {
+        if offset <= prev {
             return "a key's locations are not in append order".into();
         }
-        prev = Some((slot, offset));
+        prev = offset;
     }
     "a key's locations were refused".into()
 }
@@ -537,7 +557,7 @@ mod tests {
                 sequence: 3,
                 created_us: 10,
                 newest_us: 20,
-                records: 2,
+                records: 3,
                 stamp: stamp(1000),
             },
             SegmentSummary {
@@ -557,6 +577,7 @@ mod tests {
         index.push(b"a", loc(3, 40, 100));
         index.push(b"b", loc(3, 140, 60));
         index.push(b"a", loc(5, 40, 70));
+        index.push(b"b", loc(3, 300, 10));
         (segments, index)
     }
 
@@ -661,34 +682,47 @@ mod tests {
         let mut bad = bytes.clone();
         bad[HEADER_LEN + SEGMENT_ENTRY_LEN] = 2;
         assert!(decode(reseal(bad), 1).unwrap_err().contains("order"));
-        // The first location's slot out of range (keys come in map order: find one).
-        let first_loc = keys_at + KEY_ENTRY_LEN + 1;
+        // Key entries come in map order: find them by their bytes (key length,
+        // location count, group count, key).
+        let find = |entry: [u8; 13]| {
+            (keys_at..bytes.len() - 13)
+                .find(|&i| bytes[i..i + 13] == entry)
+                .expect("the key's entry")
+        };
+        let a_at = find([1, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, b'a']);
+        let b_at = find([1, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, b'b']);
+        // Key "a"'s first group: slot, count, then its location.
+        let group = a_at + KEY_ENTRY_LEN + 1;
+        let loc = group + GROUP_LEN;
+        // The slot out of range.
         let mut bad = bytes.clone();
-        bad[first_loc] = 9;
+        bad[group] = 9;
         assert!(decode(reseal(bad), 1).unwrap_err().contains("slot 9"));
-        // Its offset inside the segment header.
+        // The location's offset inside the segment header.
         let mut bad = bytes.clone();
-        bad[first_loc + 4..first_loc + 8].copy_from_slice(&8u32.to_le_bytes());
+        bad[loc..loc + 4].copy_from_slice(&8u32.to_le_bytes());
         assert!(decode(reseal(bad), 1).unwrap_err().contains("outside"));
         // Its length past the segment's end.
         let mut bad = bytes.clone();
-        bad[first_loc + 8..first_loc + 12].copy_from_slice(&5000u32.to_le_bytes());
+        bad[loc + 4..loc + 8].copy_from_slice(&5000u32.to_le_bytes());
         assert!(decode(reseal(bad), 1).unwrap_err().contains("outside"));
-        // Locations out of append order: swap the two of key "a" (keys come in map
-        // order, so find its entry by its key bytes).
-        let a_at = (keys_at..bytes.len() - 1)
-            .find(|&i| bytes[i..i + 9] == [1, 0, 0, 0, 2, 0, 0, 0, b'a'])
-            .expect("key a's entry");
-        let locs = a_at + KEY_ENTRY_LEN + 1;
+        // Both groups of "a" in segment 3 (slot 0).
         let mut bad = bytes.clone();
-        bad[locs..locs + 2 * LOCATION_LEN].rotate_left(LOCATION_LEN);
+        let second = loc + LOCATION_LEN;
+        bad[second..second + 4].copy_from_slice(&0u32.to_le_bytes());
         assert!(decode(reseal(bad), 1).unwrap_err().contains("append order"));
-        // A key listed twice: key "b" renamed "a".
-        let b_at = (keys_at..bytes.len() - 1)
-            .find(|&i| bytes[i..i + 9] == [1, 0, 0, 0, 1, 0, 0, 0, b'b'])
-            .expect("key b's entry");
+        // The two locations of "b" swapped within their group.
         let mut bad = bytes.clone();
-        bad[b_at + 8] = b'a';
+        let b_locs = b_at + KEY_ENTRY_LEN + 1 + GROUP_LEN;
+        bad[b_locs..b_locs + 2 * LOCATION_LEN].rotate_left(LOCATION_LEN);
+        assert!(decode(reseal(bad), 1).unwrap_err().contains("append order"));
+        // A location count that its groups do not hold.
+        let mut bad = bytes.clone();
+        bad[a_at + 4] = 3;
+        assert!(decode(reseal(bad), 1).unwrap_err().contains("hold 2"));
+        // A key listed twice: key "b" renamed "a" (and given "a"'s group count).
+        let mut bad = bytes.clone();
+        bad[b_at + 12] = b'a';
         assert!(decode(reseal(bad), 1).unwrap_err().contains("twice"));
         // Bytes after the last key.
         let mut bad = bytes.clone();

@@ -50,8 +50,9 @@ pub(crate) fn stage(staged: &mut Staged, key: &[u8], loc: Location) {
     }
 }
 
-/// Locations loaded from an index checkpoint, left in the checkpoint's bytes (12 per
-/// location: segment slot, offset, length) instead of a [`Location`] each: building
+/// Locations loaded from an index checkpoint, left in the checkpoint's bytes (per
+/// segment a slot and a count, then 8 bytes per location: offset, length) instead
+/// of a [`Location`] each: building
 /// a million `Location`s in fresh memory took most of a reopen (page faults), and
 /// the bytes are in memory anyway. Shared by every key whose locations it holds.
 pub(crate) struct Frozen {
@@ -61,38 +62,53 @@ pub(crate) struct Frozen {
     pub(crate) sequences: Box<[u64]>,
 }
 
-/// Bytes of one frozen location.
-pub(crate) const FROZEN_LOCATION_LEN: usize = 12;
+/// Bytes of one frozen location (offset, length).
+pub(crate) const FROZEN_LOCATION_LEN: usize = 8;
 
-/// One key's frozen locations: `count` of them from byte `at` of `frozen.bytes`.
-/// The checkpoint was checked when loaded: every slot exists, and each run is in
-/// append order.
+/// One key's frozen locations: `groups` groups (segment slot u32, location count
+/// u32, then the locations) from byte `at` of `frozen.bytes`, `count` locations in
+/// all. The checkpoint was checked when loaded: every slot exists, and the run is
+/// in append order.
 #[derive(Clone)]
 pub(crate) struct Run {
     pub(crate) frozen: Arc<Frozen>,
     pub(crate) at: usize,
+    pub(crate) groups: usize,
     pub(crate) count: usize,
 }
 
 impl Run {
     pub(crate) fn decode_into(&self, out: &mut Vec<Location>) {
-        let raw = &self.frozen.bytes[self.at..self.at + self.count * FROZEN_LOCATION_LEN];
-        let field =
-            |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-        out.extend(raw.chunks_exact(FROZEN_LOCATION_LEN).map(|b| {
-            Location {
-                // Checked at load; a slot past the table would name no segment (0),
-                // which a read reports as a missing segment rather than panicking.
-                segment: self
-                    .frozen
-                    .sequences
-                    .get(field(b, 0) as usize)
-                    .copied()
-                    .unwrap_or(0),
-                offset: field(b, 4),
-                len: field(b, 8),
-            }
-        }));
+        let bytes = &self.frozen.bytes;
+        let u32_at = |at: usize| {
+            bytes
+                .get(at..at + 4)
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let mut at = self.at;
+        for _ in 0..self.groups {
+            // Checked at load; a slot past the table would name no segment (0),
+            // which a read reports as a missing segment rather than panicking.
+            let segment = self
+                .frozen
+                .sequences
+                .get(u32_at(at) as usize)
+                .copied()
+                .unwrap_or(0);
+            let n = u32_at(at + 4) as usize;
+            at += 8;
+            let end = (at + n * FROZEN_LOCATION_LEN).min(bytes.len());
+            out.extend(
+                bytes[at.min(end)..end]
+                    .chunks_exact(FROZEN_LOCATION_LEN)
+                    .map(|b| Location {
+                        segment,
+                        offset: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                        len: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+                    }),
+            );
+            at = end;
+        }
     }
 }
 
@@ -435,25 +451,23 @@ mod tests {
 
     /// Key "a": segment 3 at 40, segment 5 at 40 and 100; key "b": segment 3 at 90.
     fn frozen_index() -> ShardIndex {
-        let mut bytes = Vec::new();
-        for (slot, offset, len) in [(0u32, 40u32, 50u32), (1, 40, 60), (1, 100, 20), (0, 90, 10)] {
-            for v in [slot, offset, len] {
-                bytes.extend_from_slice(&v.to_le_bytes());
-            }
-        }
+        // Groups: (slot, count, then offset and length of each location).
+        let words: [u32; 14] = [0, 1, 40, 50, 1, 2, 40, 60, 100, 20, 0, 1, 90, 10];
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
         let frozen = Arc::new(Frozen {
             bytes: bytes.into_boxed_slice(),
             sequences: vec![3, 5].into_boxed_slice(),
         });
-        let run = |at, count| Run {
+        let run = |at, groups, count| Run {
             frozen: frozen.clone(),
             at,
+            groups,
             count,
         };
         let index = ShardIndex::default();
         index.load_frozen(vec![
-            (b"a"[..].into(), run(0, 3)),
-            (b"b"[..].into(), run(36, 1)),
+            (b"a"[..].into(), run(0, 2, 3)),
+            (b"b"[..].into(), run(40, 1, 1)),
         ]);
         index
     }
