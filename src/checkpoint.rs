@@ -4,20 +4,23 @@
 //!
 //! A checkpoint is a cache, never the only copy of anything: every location in it
 //! points at a record that is in a segment file, and recovery can always rebuild it
-//! by scanning. So it is written without an fsync, an open that succeeds removes it, and a
-//! checkpoint that fails any check is ignored (the shard is scanned). The byte
-//! layout is in `docs/FORMAT.md` ("Index checkpoint"):
+//! by scanning. An open that succeeds removes it, and one whose front (header,
+//! segments, key directory) fails any check is ignored (the shard is scanned). An
+//! open reads only the front; each key's locations are read, and checked against
+//! their own checksum, when the key is read (`index::Run`). The byte layout is in
+//! `docs/FORMAT.md` ("Index checkpoint"):
 //!
 //! ```text
-//! header     48 B   magic b"NANOWALI", version, shard, synced_through,
-//!                   segment count, key count, location count
+//! header     56 B   magic b"NANOWALI", version, shard, synced_through, segment
+//!                   count, key count, location count, directory length
 //! segments   80 B each, oldest first: sequence, created, newest, records, and the
 //!                   file's length, inode, mtime and ctime when the checkpoint was written
-//! keys       per key: key length u32, location count u32, group count u32, the key,
-//!                   then per segment it has records in (a group): segment slot u32
-//!                   (index into the segment table), count u32, and per location
-//!                   offset u32, length u32
-//! trailer    4 B    CRC32C of everything before it
+//! directory  per key: key length u32, location count u32, group count u32, CRC32C
+//!                   of its locations u32, the key
+//! crc        4 B    CRC32C of everything before it
+//! locations  per key, in directory order: per segment it has records in (a group),
+//!                   segment slot u32 (index into the segment table), count u32, and
+//!                   per location offset u32, length u32
 //! ```
 
 use crate::error::{Result, WalError};
@@ -35,10 +38,9 @@ pub(crate) const CHECKPOINT_TMP_FILE: &str = "INDEX.tmp";
 
 const MAGIC: &[u8; 8] = b"NANOWALI";
 const VERSION: u32 = 1;
-const HEADER_LEN: usize = 48;
+const HEADER_LEN: usize = 56;
 const SEGMENT_ENTRY_LEN: usize = 80;
-const KEY_ENTRY_LEN: usize = 12;
-const GROUP_LEN: usize = 8;
+const KEY_ENTRY_LEN: usize = 16;
 const LOCATION_LEN: usize = FROZEN_LOCATION_LEN;
 const CRC_LEN: usize = 4;
 
@@ -103,6 +105,7 @@ pub(crate) fn write(
     segments: &[Segment],
     index: &ShardIndex,
 ) -> Result<()> {
+    use std::io::Write;
     let mut summaries = Vec::with_capacity(segments.len());
     for s in segments {
         let path = s.io.path();
@@ -115,23 +118,32 @@ pub(crate) fn write(
             stamp: FileStamp::of(&meta),
         });
     }
-    let bytes = encode(shard, synced_through, &summaries, index);
     let tmp = dir.join(CHECKPOINT_TMP_FILE);
-    std::fs::write(&tmp, &bytes).map_err(|e| WalError::io("writing index checkpoint", &tmp, e))?;
-    // No fsync of the file or the directory: a checkpoint that a power cut loses or
-    // tears fails its length or checksum check and the shard is scanned instead.
+    let (front, locations) = encode(shard, synced_through, &summaries, index)
+        .map_err(|reason| WalError::corruption(&tmp, 0, reason))?;
+    let mut file = std::fs::File::create(&tmp)
+        .map_err(|e| WalError::io("writing index checkpoint", &tmp, e))?;
+    file.write_all(&front)
+        .and_then(|()| file.write_all(&locations))
+        .map_err(|e| WalError::io("writing index checkpoint", &tmp, e))?;
+    // fsync before the rename: an open checks a key's locations only when the key
+    // is read, so the name must never point at a file a power cut left torn.
+    file.sync_data()
+        .map_err(|e| WalError::io("syncing index checkpoint", &tmp, e))?;
+    // No fsync of the directory: a power cut that loses the rename loses the
+    // checkpoint, and the next open scans.
     let path = dir.join(CHECKPOINT_FILE);
     std::fs::rename(&tmp, &path).map_err(|e| WalError::io("renaming index checkpoint", &path, e))
 }
 
-/// Reads shard `shard`'s checkpoint from `dir`, if there is one. `None` if there
-/// is none, or if it failed a check (then the reason is in the second element).
-/// The caller has listed the directory, so an `INDEX` that is not a regular file
-/// was refused as foreign already; it is opened without following a symlink or
-/// waiting on a FIFO all the same, and read no further than its length.
+/// Reads shard `shard`'s checkpoint from `dir`, if there is one: its front only
+/// (header, segments, key directory), checked; the file stays open for the keys'
+/// locations. `None` if there is none, or if it failed a check (then the reason is
+/// in the second element). The caller has listed the directory, so an `INDEX` that
+/// is not a regular file was refused as foreign already; it is opened without
+/// following a symlink or waiting on a FIFO all the same.
 pub(crate) fn read(dir: &Path, shard: u32) -> Result<(Option<Checkpoint>, Option<String>)> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
     let path = dir.join(CHECKPOINT_FILE);
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -148,12 +160,52 @@ pub(crate) fn read(dir: &Path, shard: u32) -> Result<(Option<Checkpoint>, Option
     if !meta.is_file() {
         return Err(WalError::ForeignFile { path });
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(meta.len())
-        .read_to_end(&mut bytes)
-        .map_err(|e| WalError::io("reading index checkpoint", &path, e))?;
-    Ok(match decode(bytes, shard) {
-        Ok(checkpoint) => (Some(checkpoint), None),
+    let file_len = meta.len();
+    let read_err = |e| WalError::io("reading index checkpoint", &path, e);
+    let mut header = [0u8; HEADER_LEN];
+    if file_len < (HEADER_LEN + CRC_LEN) as u64 {
+        return Ok((
+            None,
+            Some(format!(
+                "it is {file_len} bytes long, shorter than a header"
+            )),
+        ));
+    }
+    file.read_exact_at(&mut header, 0).map_err(read_err)?;
+    let front_len = match front_len(&header, file_len) {
+        Ok(n) => n,
+        Err(reason) => return Ok((None, Some(reason))),
+    };
+    let mut front = vec![0u8; front_len + CRC_LEN];
+    file.read_exact_at(&mut front, 0).map_err(read_err)?;
+    Ok(match decode(&front, file_len, shard) {
+        Ok((synced_through, segments, entries)) => {
+            let frozen = Arc::new(Frozen {
+                file,
+                path,
+                sequences: segments.iter().map(|s| s.sequence).collect(),
+                lens: segments.iter().map(|s| s.stamp.len).collect(),
+            });
+            let keys = entries
+                .into_iter()
+                .map(|e| {
+                    let run = Run {
+                        frozen: frozen.clone(),
+                        at: e.at,
+                        groups: e.groups,
+                        count: e.count,
+                        crc: e.crc,
+                    };
+                    (e.key, run)
+                })
+                .collect();
+            let checkpoint = Checkpoint {
+                synced_through,
+                segments,
+                keys,
+            };
+            (Some(checkpoint), None)
+        }
         Err(reason) => (None, Some(reason)),
     })
 }
@@ -221,21 +273,62 @@ pub(crate) fn describes(
     Ok(())
 }
 
+/// Encodes the checkpoint: its front (through the front's checksum) and its
+/// locations. Fails if a frozen run of `index` cannot be read.
 fn encode(
     shard: u32,
     synced_through: u64,
     segments: &[SegmentSummary],
     index: &ShardIndex,
-) -> Vec<u8> {
+) -> std::result::Result<(Vec<u8>, Vec<u8>), String> {
     let sequences: Vec<u64> = segments.iter().map(|s| s.sequence).collect();
-    let mut out = Vec::with_capacity(HEADER_LEN + segments.len() * SEGMENT_ENTRY_LEN);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&shard.to_le_bytes());
-    out.extend_from_slice(&synced_through.to_le_bytes());
-    out.extend_from_slice(&(segments.len() as u64).to_le_bytes());
-    // The key and location counts, filled in once the keys are written.
-    out.resize(HEADER_LEN, 0);
+    let mut directory = Vec::new();
+    let mut locations = Vec::new();
+    let (mut count, mut total) = (0u64, 0u64);
+    index.for_each_key(|key, locs| {
+        count += 1;
+        total += locs.len() as u64;
+        let start = locations.len();
+        // A key's locations are in append order, hence grouped by segment.
+        let mut groups = 0u32;
+        for group in locs.chunk_by(|a, b| a.segment == b.segment) {
+            // Every location names a live segment: the index and the segment list
+            // change together, on the actor's thread, which is the caller. Were
+            // one missing, its slot would make reads of the key fail, not lie.
+            let slot = sequences
+                .binary_search(&group[0].segment)
+                .map_or(u32::MAX, |i| i as u32);
+            locations.extend_from_slice(&slot.to_le_bytes());
+            locations.extend_from_slice(&(group.len() as u32).to_le_bytes());
+            for loc in group {
+                let mut entry = [0u8; LOCATION_LEN];
+                entry[0..4].copy_from_slice(&loc.offset.to_le_bytes());
+                entry[4..8].copy_from_slice(&loc.len.to_le_bytes());
+                locations.extend_from_slice(&entry);
+            }
+            groups += 1;
+        }
+        let crc = crc32c::crc32c(&locations[start..]);
+        for v in [key.len() as u32, locs.len() as u32, groups, crc] {
+            directory.extend_from_slice(&v.to_le_bytes());
+        }
+        directory.extend_from_slice(key);
+    })?;
+    let mut front = Vec::with_capacity(
+        HEADER_LEN + segments.len() * SEGMENT_ENTRY_LEN + directory.len() + CRC_LEN,
+    );
+    front.extend_from_slice(MAGIC);
+    front.extend_from_slice(&VERSION.to_le_bytes());
+    front.extend_from_slice(&shard.to_le_bytes());
+    for v in [
+        synced_through,
+        segments.len() as u64,
+        count,
+        total,
+        directory.len() as u64,
+    ] {
+        front.extend_from_slice(&v.to_le_bytes());
+    }
     for s in segments {
         for v in [
             s.sequence,
@@ -245,7 +338,7 @@ fn encode(
             s.stamp.len,
             s.stamp.inode,
         ] {
-            out.extend_from_slice(&v.to_le_bytes());
+            front.extend_from_slice(&v.to_le_bytes());
         }
         for v in [
             s.stamp.mtime.0,
@@ -253,45 +346,13 @@ fn encode(
             s.stamp.ctime.0,
             s.stamp.ctime.1,
         ] {
-            out.extend_from_slice(&v.to_le_bytes());
+            front.extend_from_slice(&v.to_le_bytes());
         }
     }
-    let (mut count, mut locations) = (0u64, 0u64);
-    index.for_each_key(|key, locs| {
-        count += 1;
-        locations += locs.len() as u64;
-        out.reserve(KEY_ENTRY_LEN + key.len() + locs.len() * (GROUP_LEN + LOCATION_LEN) + CRC_LEN);
-        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(locs.len() as u32).to_le_bytes());
-        let groups_at = out.len();
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(key);
-        // A key's locations are in append order, hence grouped by segment.
-        let mut groups = 0u32;
-        for group in locs.chunk_by(|a, b| a.segment == b.segment) {
-            // Every location names a live segment: the index and the segment list
-            // change together, on the actor's thread, which is the caller. Were
-            // one missing, its slot would make the next open scan instead.
-            let slot = sequences
-                .binary_search(&group[0].segment)
-                .map_or(u32::MAX, |i| i as u32);
-            out.extend_from_slice(&slot.to_le_bytes());
-            out.extend_from_slice(&(group.len() as u32).to_le_bytes());
-            for loc in group {
-                let mut entry = [0u8; LOCATION_LEN];
-                entry[0..4].copy_from_slice(&loc.offset.to_le_bytes());
-                entry[4..8].copy_from_slice(&loc.len.to_le_bytes());
-                out.extend_from_slice(&entry);
-            }
-            groups += 1;
-        }
-        out[groups_at..groups_at + 4].copy_from_slice(&groups.to_le_bytes());
-    });
-    out[32..40].copy_from_slice(&count.to_le_bytes());
-    out[40..48].copy_from_slice(&locations.to_le_bytes());
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
+    front.extend_from_slice(&directory);
+    let crc = crc32c::crc32c(&front);
+    front.extend_from_slice(&crc.to_le_bytes());
+    Ok((front, locations))
 }
 
 /// Reads fixed-width little-endian fields from a byte slice, failing past its end.
@@ -324,14 +385,39 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn decode(bytes: Vec<u8>, shard: u32) -> std::result::Result<Checkpoint, String> {
-    if bytes.len() < HEADER_LEN + CRC_LEN {
-        return Err(format!(
-            "it is {} bytes long, shorter than a header",
-            bytes.len()
-        ));
-    }
-    let (body, crc) = bytes.split_at(bytes.len() - CRC_LEN);
+/// The length of the front (without its checksum) that `header` announces, if it
+/// fits in a file of `file_len` bytes.
+fn front_len(header: &[u8; HEADER_LEN], file_len: u64) -> std::result::Result<usize, String> {
+    let u64_at = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&header[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let (segments, directory) = (u64_at(24), u64_at(48));
+    segments
+        .checked_mul(SEGMENT_ENTRY_LEN as u64)
+        .and_then(|n| n.checked_add(HEADER_LEN as u64))
+        .and_then(|n| n.checked_add(directory))
+        .filter(|&n| n + CRC_LEN as u64 <= file_len)
+        .map(|n| n as usize)
+        .ok_or_else(|| "its counts exceed its length".into())
+}
+
+/// One key of the directory: the key and where its locations are.
+struct Entry {
+    key: Box<[u8]>,
+    at: u64,
+    groups: u32,
+    count: u32,
+    crc: u32,
+}
+
+type Decoded = (u64, Vec<SegmentSummary>, Vec<Entry>);
+
+/// Checks and decodes the front of a checkpoint of `file_len` bytes: `front` is the
+/// front and its checksum.
+fn decode(front: &[u8], file_len: u64, shard: u32) -> std::result::Result<Decoded, String> {
+    let (body, crc) = front.split_at(front.len() - CRC_LEN);
     if crc32c::crc32c(body).to_le_bytes() != crc {
         return Err("checksum mismatch".into());
     }
@@ -351,11 +437,12 @@ fn decode(bytes: Vec<u8>, shard: u32) -> std::result::Result<Checkpoint, String>
     let segment_count = c.u64()?;
     let key_count = c.u64()?;
     let location_count = c.u64()?;
+    let _directory_len = c.u64()?;
     // Counts are checked against the bytes before anything is allocated for them.
     let fits = |count: u64, each: usize| {
         count
             .checked_mul(each as u64)
-            .is_some_and(|n| n <= body.len() as u64)
+            .is_some_and(|n| n <= file_len)
     };
     if !fits(segment_count, SEGMENT_ENTRY_LEN)
         || !fits(key_count, KEY_ENTRY_LEN)
@@ -363,16 +450,13 @@ fn decode(bytes: Vec<u8>, shard: u32) -> std::result::Result<Checkpoint, String>
     {
         return Err("its counts exceed its length".into());
     }
-    let mut segments = Vec::with_capacity(segment_count as usize);
+    let mut segments: Vec<SegmentSummary> = Vec::with_capacity(segment_count as usize);
     for _ in 0..segment_count {
         let (sequence, created_us, newest_us, records) = (c.u64()?, c.u64()?, c.u64()?, c.u64()?);
         let (len, inode) = (c.u64()?, c.u64()?);
         let mtime = (c.i64()?, c.i64()?);
         let ctime = (c.i64()?, c.i64()?);
-        if segments
-            .last()
-            .is_some_and(|s: &SegmentSummary| s.sequence >= sequence)
-        {
+        if segments.last().is_some_and(|s| s.sequence >= sequence) {
             return Err("its segments are not in order".into());
         }
         // What the writer and a scan both keep: a segment's newest record is never
@@ -395,78 +479,46 @@ fn decode(bytes: Vec<u8>, shard: u32) -> std::result::Result<Checkpoint, String>
             },
         });
     }
-    // (key, byte offset of its first location, location count)
-    let mut keys = Vec::with_capacity(key_count as usize);
+    let mut entries = Vec::with_capacity(key_count as usize);
     let mut distinct = std::collections::HashSet::with_capacity_and_hasher(
         key_count as usize,
         KeyHasher::default(),
     );
-    let mut per_segment = vec![0u64; segments.len()];
-    let seg_lens: Vec<u64> = segments.iter().map(|s| s.stamp.len).collect();
+    // The locations follow the front, key after key.
+    let mut at = front.len() as u64;
     let mut seen = 0u64;
     for _ in 0..key_count {
-        let key_len = c.u32()? as usize;
-        let count = c.u32()? as usize;
-        let groups = c.u32()? as usize;
-        let key = c.take(key_len)?;
-        let at = c.at;
-        let mut found = 0usize;
-        let mut prev_slot = None;
-        for _ in 0..groups {
-            let slot = c.u32()? as usize;
-            let n = c.u32()? as usize;
-            let raw = c.take(
-                n.checked_mul(LOCATION_LEN)
-                    .ok_or("a location count overflows")?,
-            )?;
-            let Some(&seg_len) = seg_lens.get(slot) else {
-                return Err(format!(
-                    "a location names segment slot {slot} of {}",
-                    segments.len()
-                ));
-            };
-            if n == 0 || prev_slot.is_some_and(|p| p >= slot) {
-                return Err("a key's locations are not in append order".into());
-            }
-            prev_slot = Some(slot);
-            // One pass without early exits, so that it compiles to a tight loop:
-            // the checks are folded into `bad` and judged once per group.
-            let mut bad = false;
-            let mut prev = 0u32;
-            for loc in raw.chunks_exact(LOCATION_LEN) {
-                let offset = u32::from_le_bytes([loc[0], loc[1], loc[2], loc[3]]);
-                let len = u32::from_le_bytes([loc[4], loc[5], loc[6], loc[7]]);
-                bad |= ((offset as usize) < SEGMENT_HEADER_LEN)
-                    | (u64::from(offset) + u64::from(len) > seg_len)
-                    | (offset <= prev);
-                prev = offset;
-            }
-            if bad {
-                return Err(first_bad(raw, &segments[slot]));
-            }
-            per_segment[slot] += n as u64;
-            found += n;
+        let (key_len, count, groups, crc) = (c.u32()?, c.u32()?, c.u32()?, c.u32()?);
+        let key = c.take(key_len as usize)?;
+        if count == 0 || groups == 0 || groups > count {
+            return Err(format!("a key has {count} locations in {groups} groups"));
         }
-        if found != count {
-            return Err(format!(
-                "a key's groups hold {found} locations, its entry says {count}"
-            ));
-        }
-        seen += count as u64;
         if !distinct.insert(key) {
             return Err("a key is listed twice".into());
         }
-        keys.push((Box::<[u8]>::from(key), at, groups, count));
+        entries.push(Entry {
+            key: key.into(),
+            at,
+            groups,
+            count,
+            crc,
+        });
+        at += Run::byte_len(groups, count);
+        seen += u64::from(count);
+        if at > file_len {
+            return Err("its keys' locations run past its end".into());
+        }
     }
     if c.at != body.len() {
         return Err(format!("{} bytes follow the last key", body.len() - c.at));
     }
-    if seen != location_count
-        || segments
-            .iter()
-            .zip(&per_segment)
-            .any(|(s, &n)| s.records != n)
-    {
+    if at != file_len {
+        return Err(format!(
+            "{} bytes follow the last key's locations",
+            file_len - at
+        ));
+    }
+    if seen != location_count || segments.iter().map(|s| s.records).sum::<u64>() != location_count {
         return Err("its record counts do not add up".into());
     }
     // A sync marker only vouches for segments older than its own (`record.rs`,
@@ -479,68 +531,13 @@ fn decode(bytes: Vec<u8>, shard: u32) -> std::result::Result<Checkpoint, String>
             "its sync figure {synced_through} vouches for the newest segment"
         ));
     }
-    drop(distinct);
-    let frozen = Arc::new(Frozen {
-        sequences: segments.iter().map(|s| s.sequence).collect(),
-        bytes: bytes.into_boxed_slice(),
-    });
-    let keys = keys
-        .into_iter()
-        .map(|(key, at, groups, count)| {
-            let frozen = frozen.clone();
-            (
-                key,
-                Run {
-                    frozen,
-                    at,
-                    groups,
-                    count,
-                },
-            )
-        })
-        .collect();
-    Ok(Checkpoint {
-        synced_through,
-        segments,
-        keys,
-    })
-}
-
-/// Why the locations `raw` of one group, in `segment`, were refused (the slow path
-/// of `decode`).
-fn first_bad(raw: &[u8], segment: &SegmentSummary) -> String {
-    let mut prev = 0;
-    for loc in raw.chunks_exact(LOCATION_LEN) {
-        let offset = u32::from_le_bytes([loc[0], loc[1], loc[2], loc[3]]);
-        let len = u32::from_le_bytes([loc[4], loc[5], loc[6], loc[7]]);
-        if (offset as usize) < SEGMENT_HEADER_LEN
-            || u64::from(offset) + u64::from(len) > segment.stamp.len
-        {
-            return format!(
-                "a location ({offset}, {len}) lies outside segment {}",
-                segment.sequence
-            );
-        }
-        if offset <= prev {
-            return "a key's locations are not in append order".into();
-        }
-        prev = offset;
-    }
-    "a key's locations were refused".into()
+    Ok((synced_through, segments, entries))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::Location;
-
-    fn locations(cp: &Checkpoint, key: &[u8]) -> Vec<Location> {
-        let mut out = Vec::new();
-        if let Some((_, run)) = cp.keys.iter().find(|(k, _)| &k[..] == key) {
-            run.decode_into(&mut out);
-        }
-        out
-    }
+    use crate::index::{Location, FROZEN_GROUP_LEN as GROUP_LEN};
 
     fn stamp(len: u64) -> FileStamp {
         FileStamp {
@@ -581,27 +578,213 @@ mod tests {
         (segments, index)
     }
 
+    /// The checkpoint's bytes: front, then locations.
+    fn encoded(segments: &[SegmentSummary], index: &ShardIndex) -> (Vec<u8>, Vec<u8>) {
+        encode(1, 4, segments, index).expect("encodes")
+    }
+
+    /// Writes `front` and `locations` as a shard directory's checkpoint and reads it
+    /// as shard 1's. The directory must outlive the checkpoint's use.
+    fn load(
+        bytes: &(Vec<u8>, Vec<u8>),
+    ) -> (tempfile::TempDir, std::result::Result<Checkpoint, String>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut all = bytes.0.clone();
+        all.extend_from_slice(&bytes.1);
+        std::fs::write(dir.path().join(CHECKPOINT_FILE), all).expect("written");
+        let (cp, reason) = read(dir.path(), 1).expect("no I/O error");
+        let cp = cp.ok_or_else(|| reason.expect("a reason"));
+        (dir, cp)
+    }
+
+    fn locations(cp: &Checkpoint, key: &[u8]) -> std::result::Result<Vec<Location>, String> {
+        let mut out = Vec::new();
+        let (_, run) = cp
+            .keys
+            .iter()
+            .find(|(k, _)| &k[..] == key)
+            .expect("the key");
+        run.decode_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Recomputes every key's locations checksum and the front's checksum, so that
+    /// only the field a test changed is wrong.
+    fn reseal(front: &mut [u8], locations: &[u8]) {
+        let u32_at =
+            |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let segments = u32_at(front, 24) as usize;
+        let keys = u32_at(front, 32) as usize;
+        let mut at = HEADER_LEN + segments * SEGMENT_ENTRY_LEN;
+        let mut loc_at = 0;
+        for _ in 0..keys {
+            let (key_len, count, groups) = (
+                u32_at(front, at),
+                u32_at(front, at + 4),
+                u32_at(front, at + 8),
+            );
+            let len = (groups as usize) * GROUP_LEN + count as usize * LOCATION_LEN;
+            let end = (loc_at + len).min(locations.len());
+            let crc = crc32c::crc32c(&locations[loc_at.min(end)..end]);
+            front[at + 12..at + 16].copy_from_slice(&crc.to_le_bytes());
+            at += KEY_ENTRY_LEN + key_len as usize;
+            loc_at += len;
+        }
+        let body = front.len() - CRC_LEN;
+        let crc = crc32c::crc32c(&front[..body]);
+        front[body..].copy_from_slice(&crc.to_le_bytes());
+    }
+
     #[test]
-    fn a_checkpoint_decodes_to_what_was_encoded() {
+    fn a_checkpoint_loads_what_was_encoded() {
         let (segments, index) = sample();
-        let bytes = encode(1, 4, &segments, &index);
-        let cp = decode(bytes.clone(), 1).expect("decodes");
+        let (_dir, cp) = load(&encoded(&segments, &index));
+        let cp = cp.expect("loads");
         assert_eq!(cp.synced_through, 4);
         assert_eq!(cp.segments, segments);
         assert_eq!(cp.keys.len(), 2);
-        let a: Vec<(u64, u32)> = locations(&cp, b"a")
-            .iter()
-            .map(|l| (l.segment, l.offset))
-            .collect();
-        assert_eq!(a, vec![(3, 40), (5, 40)]);
-        assert_eq!(locations(&cp, b"b")[0].len, 60);
+        let at = |v: Vec<Location>| {
+            v.iter()
+                .map(|l| (l.segment, l.offset, l.len))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            at(locations(&cp, b"a").unwrap()),
+            vec![(3, 40, 100), (5, 40, 70)]
+        );
+        assert_eq!(
+            at(locations(&cp, b"b").unwrap()),
+            vec![(3, 140, 60), (3, 300, 10)]
+        );
+    }
+
+    /// Any flipped byte of the front, and any cut, is refused at open; a flipped
+    /// byte among the locations fails that key's checksum when it is read.
+    #[test]
+    fn every_flipped_byte_or_cut_is_caught() {
+        let (segments, index) = sample();
+        let bytes = encoded(&segments, &index);
+        for i in 0..bytes.0.len() {
+            let mut bad = bytes.clone();
+            bad.0[i] ^= 0x20;
+            assert!(load(&bad).1.is_err(), "flipped front byte {i} was accepted");
+        }
+        for i in 0..bytes.1.len() {
+            let mut bad = bytes.clone();
+            bad.1[i] ^= 0x20;
+            let (_dir, cp) = load(&bad);
+            let cp = cp.expect("the front is intact");
+            let failed = [&b"a"[..], b"b"]
+                .iter()
+                .filter(|k| locations(&cp, k).is_err())
+                .count();
+            assert_eq!(failed, 1, "flipped location byte {i}");
+        }
+        let all = [bytes.0.clone(), bytes.1.clone()].concat();
+        for len in 0..all.len() {
+            let cut = (all[..len].to_vec(), Vec::new());
+            assert!(load(&cut).1.is_err(), "a cut at {len} was accepted");
+        }
+        let (_dir, other) = {
+            let dir = tempfile::tempdir().expect("temp dir");
+            std::fs::write(dir.path().join(CHECKPOINT_FILE), &all).expect("written");
+            let read = read(dir.path(), 2).expect("no I/O error");
+            (dir, read)
+        };
+        assert!(other.1.expect("refused").contains("shard 1"));
+    }
+
+    /// A checkpoint whose checksums are right but whose content is not: each check
+    /// must refuse it on its own, at open for the front, at the read of the key for
+    /// its locations.
+    #[test]
+    fn inconsistent_content_under_valid_checksums_is_refused() {
+        let (segments, index) = sample();
+        let bytes = encoded(&segments, &index);
+        let front_err = |change: &dyn Fn(&mut Vec<u8>)| {
+            let mut bad = bytes.clone();
+            change(&mut bad.0);
+            reseal(&mut bad.0, &bad.1);
+            load(&bad).1.expect_err("refused")
+        };
+        // A segment's record count one too high.
+        assert!(front_err(&|f| f[HEADER_LEN + 24] += 1).contains("add up"));
+        // Segments out of order.
+        assert!(front_err(&|f| f[HEADER_LEN + SEGMENT_ENTRY_LEN] = 2).contains("order"));
+        // A sync figure that vouches for the newest segment (5).
+        assert!(front_err(&|f| f[16..24].copy_from_slice(&5u64.to_le_bytes())).contains("vouches"));
+        // A segment whose newest record is older than the segment.
+        assert!(front_err(
+            &|f| f[HEADER_LEN + 16..HEADER_LEN + 24].copy_from_slice(&9u64.to_le_bytes())
+        )
+        .contains("newer"));
+        // A count far beyond the file's length.
+        assert!(
+            front_err(&|f| f[40..48].copy_from_slice(&u64::MAX.to_le_bytes())).contains("exceed")
+        );
+        // Directory entries come in map order: find them by their bytes (key length,
+        // location count, group count).
+        let dir_at = HEADER_LEN + 2 * SEGMENT_ENTRY_LEN;
+        let find = |entry: [u8; 12], key: u8| {
+            (dir_at..bytes.0.len() - 17)
+                .find(|&i| bytes.0[i..i + 12] == entry && bytes.0[i + 16] == key)
+                .expect("the key's entry")
+        };
+        let a_at = find([1, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0], b'a');
+        let b_at = find([1, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0], b'b');
+        // A key listed twice: "b" renamed "a".
+        assert!(front_err(&|f| f[b_at + 16] = b'a').contains("twice"));
+        // More groups than locations.
+        assert!(front_err(&|f| f[a_at + 8] = 3).contains("groups"));
+        // A location count that moves the next key's locations past the end.
+        assert!(
+            front_err(&|f| f[a_at + 4] = 3).contains("past its end")
+                || front_err(&|f| f[a_at + 4] = 3).contains("follow")
+        );
+        // Now the locations of "a" (first or second in the file, by map order).
+        let a_first = a_at < b_at;
+        let a_loc = if a_first {
+            0
+        } else {
+            GROUP_LEN + 2 * LOCATION_LEN
+        };
+        let loc_err = |change: &dyn Fn(&mut Vec<u8>)| {
+            let mut bad = bytes.clone();
+            change(&mut bad.1);
+            reseal(&mut bad.0, &bad.1);
+            let (_dir, cp) = load(&bad);
+            locations(&cp.expect("the front is intact"), b"a").expect_err("refused")
+        };
+        // Its first group's slot out of range.
+        assert!(loc_err(&|l| l[a_loc] = 9).contains("slot 9"));
+        // Its first location's offset inside the segment header.
+        let first = a_loc + GROUP_LEN;
+        assert!(
+            loc_err(&|l| l[first..first + 4].copy_from_slice(&8u32.to_le_bytes()))
+                .contains("outside")
+        );
+        // Its length past the segment's end.
+        assert!(
+            loc_err(&|l| l[first + 4..first + 8].copy_from_slice(&5000u32.to_le_bytes()))
+                .contains("outside")
+        );
+        // Both groups in segment 3 (slot 0).
+        let second = first + LOCATION_LEN;
+        assert!(
+            loc_err(&|l| l[second..second + 4].copy_from_slice(&0u32.to_le_bytes()))
+                .contains("append order")
+        );
+        // A group count of 2 for the first group: its second location would be the
+        // next group's head.
+        loc_err(&|l| l[a_loc + 4] = 2);
     }
 
     /// `describes` compares the listing, each file's stamp, and its header.
     #[test]
     fn files_that_differ_from_the_checkpoint_are_named() {
         let (segments, index) = sample();
-        let cp = decode(encode(1, 4, &segments, &index), 1).expect("decodes");
+        let (_dir, cp) = load(&encoded(&segments, &index));
+        let cp = cp.expect("loads");
         let files: Vec<(u64, PathBuf)> = [3, 5]
             .iter()
             .map(|&n| (n, PathBuf::from(format!("seg-{n}"))))
@@ -641,105 +824,6 @@ mod tests {
         assert!(describes(&cp, &files, moved, 1)
             .unwrap_err()
             .contains("changed"));
-    }
-
-    #[test]
-    fn every_flipped_byte_or_cut_is_refused() {
-        let (segments, index) = sample();
-        let bytes = encode(1, 4, &segments, &index);
-        for i in 0..bytes.len() {
-            let mut bad = bytes.clone();
-            bad[i] ^= 0x20;
-            assert!(decode(bad, 1).is_err(), "flipped byte {i} was accepted");
-        }
-        for len in 0..bytes.len() {
-            assert!(
-                decode(bytes[..len].to_vec(), 1).is_err(),
-                "a cut at {len} was accepted"
-            );
-        }
-        assert!(decode(bytes.clone(), 2).unwrap_err().contains("shard 1"));
-    }
-
-    /// A checkpoint whose checksum is right but whose content is not: each field
-    /// check must refuse it on its own.
-    #[test]
-    fn inconsistent_content_under_a_valid_checksum_is_refused() {
-        let (segments, index) = sample();
-        let reseal = |mut body: Vec<u8>| {
-            body.truncate(body.len() - CRC_LEN);
-            let crc = crc32c::crc32c(&body);
-            body.extend_from_slice(&crc.to_le_bytes());
-            body
-        };
-        let bytes = encode(1, 4, &segments, &index);
-        let keys_at = HEADER_LEN + 2 * SEGMENT_ENTRY_LEN;
-        // A segment's record count one too high.
-        let mut bad = bytes.clone();
-        bad[HEADER_LEN + 24] += 1;
-        assert!(decode(reseal(bad), 1).unwrap_err().contains("add up"));
-        // Segments out of order.
-        let mut bad = bytes.clone();
-        bad[HEADER_LEN + SEGMENT_ENTRY_LEN] = 2;
-        assert!(decode(reseal(bad), 1).unwrap_err().contains("order"));
-        // Key entries come in map order: find them by their bytes (key length,
-        // location count, group count, key).
-        let find = |entry: [u8; 13]| {
-            (keys_at..bytes.len() - 13)
-                .find(|&i| bytes[i..i + 13] == entry)
-                .expect("the key's entry")
-        };
-        let a_at = find([1, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, b'a']);
-        let b_at = find([1, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, b'b']);
-        // Key "a"'s first group: slot, count, then its location.
-        let group = a_at + KEY_ENTRY_LEN + 1;
-        let loc = group + GROUP_LEN;
-        // The slot out of range.
-        let mut bad = bytes.clone();
-        bad[group] = 9;
-        assert!(decode(reseal(bad), 1).unwrap_err().contains("slot 9"));
-        // The location's offset inside the segment header.
-        let mut bad = bytes.clone();
-        bad[loc..loc + 4].copy_from_slice(&8u32.to_le_bytes());
-        assert!(decode(reseal(bad), 1).unwrap_err().contains("outside"));
-        // Its length past the segment's end.
-        let mut bad = bytes.clone();
-        bad[loc + 4..loc + 8].copy_from_slice(&5000u32.to_le_bytes());
-        assert!(decode(reseal(bad), 1).unwrap_err().contains("outside"));
-        // Both groups of "a" in segment 3 (slot 0).
-        let mut bad = bytes.clone();
-        let second = loc + LOCATION_LEN;
-        bad[second..second + 4].copy_from_slice(&0u32.to_le_bytes());
-        assert!(decode(reseal(bad), 1).unwrap_err().contains("append order"));
-        // The two locations of "b" swapped within their group.
-        let mut bad = bytes.clone();
-        let b_locs = b_at + KEY_ENTRY_LEN + 1 + GROUP_LEN;
-        bad[b_locs..b_locs + 2 * LOCATION_LEN].rotate_left(LOCATION_LEN);
-        assert!(decode(reseal(bad), 1).unwrap_err().contains("append order"));
-        // A location count that its groups do not hold.
-        let mut bad = bytes.clone();
-        bad[a_at + 4] = 3;
-        assert!(decode(reseal(bad), 1).unwrap_err().contains("hold 2"));
-        // A key listed twice: key "b" renamed "a" (and given "a"'s group count).
-        let mut bad = bytes.clone();
-        bad[b_at + 12] = b'a';
-        assert!(decode(reseal(bad), 1).unwrap_err().contains("twice"));
-        // Bytes after the last key.
-        let mut bad = bytes.clone();
-        bad.insert(bytes.len() - CRC_LEN, 0);
-        assert!(decode(reseal(bad), 1).unwrap_err().contains("follow"));
-        // A sync figure that vouches for the newest segment (5).
-        let mut bad = bytes.clone();
-        bad[16..24].copy_from_slice(&5u64.to_le_bytes());
-        assert!(decode(reseal(bad), 1).unwrap_err().contains("vouches"));
-        // A segment whose newest record is older than the segment.
-        let mut bad = bytes.clone();
-        bad[HEADER_LEN + 16..HEADER_LEN + 24].copy_from_slice(&9u64.to_le_bytes());
-        assert!(decode(reseal(bad), 1).unwrap_err().contains("newer"));
-        // A count far beyond the file's length.
-        let mut bad = bytes.clone();
-        bad[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(decode(reseal(bad), 1).unwrap_err().contains("exceed"));
     }
 
     /// Over three close/open rounds, with size rotation, durable and non-durable
@@ -791,7 +875,12 @@ mod tests {
             scanned_keys.sort();
             assert_eq!(keys, scanned_keys);
             for key in keys {
-                let locations = |r: &RecoveredShard| r.index.snapshot(&key).map(|s| s.locations);
+                let locations = |r: &RecoveredShard| {
+                    r.index
+                        .snapshot(&key)
+                        .expect("readable")
+                        .map(|s| s.locations)
+                };
                 assert_eq!(locations(&loaded), locations(&scanned), "round {round}");
             }
         }

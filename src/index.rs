@@ -50,71 +50,119 @@ pub(crate) fn stage(staged: &mut Staged, key: &[u8], loc: Location) {
     }
 }
 
-/// Locations loaded from an index checkpoint, left in the checkpoint's bytes (per
-/// segment a slot and a count, then 8 bytes per location: offset, length) instead
-/// of a [`Location`] each: building
-/// a million `Location`s in fresh memory took most of a reopen (page faults), and
-/// the bytes are in memory anyway. Shared by every key whose locations it holds.
+/// The index checkpoint an open loaded, kept open: its key directory was read at
+/// open, and each key's locations are read from it when the key is read (so a
+/// reopen reads bytes in proportion to the keys, not to the records). The file is
+/// unlinked once the open succeeds; this handle keeps it readable.
 pub(crate) struct Frozen {
-    /// The checkpoint file, whole.
-    pub(crate) bytes: Box<[u8]>,
+    pub(crate) file: std::fs::File,
+    pub(crate) path: std::path::PathBuf,
     /// Segment sequence of each slot.
     pub(crate) sequences: Box<[u64]>,
+    /// Length of each slot's segment when the checkpoint was written.
+    pub(crate) lens: Box<[u64]>,
 }
 
-/// Bytes of one frozen location (offset, length).
+/// Bytes of one frozen location (offset, length) and of a group's head (segment
+/// slot, location count).
 pub(crate) const FROZEN_LOCATION_LEN: usize = 8;
+pub(crate) const FROZEN_GROUP_LEN: usize = 8;
 
 /// One key's frozen locations: `groups` groups (segment slot u32, location count
-/// u32, then the locations) from byte `at` of `frozen.bytes`, `count` locations in
-/// all. The checkpoint was checked when loaded: every slot exists, and the run is
-/// in append order.
+/// u32, then offset u32 and length u32 per location) at byte `at` of the
+/// checkpoint, `count` locations in all, their bytes covered by `crc` (CRC32C).
 #[derive(Clone)]
 pub(crate) struct Run {
     pub(crate) frozen: Arc<Frozen>,
-    pub(crate) at: usize,
-    pub(crate) groups: usize,
-    pub(crate) count: usize,
+    pub(crate) at: u64,
+    pub(crate) groups: u32,
+    pub(crate) count: u32,
+    pub(crate) crc: u32,
 }
 
 impl Run {
-    pub(crate) fn decode_into(&self, out: &mut Vec<Location>) {
-        let bytes = &self.frozen.bytes;
+    /// Bytes the run takes in the checkpoint.
+    pub(crate) fn byte_len(groups: u32, count: u32) -> u64 {
+        (u64::from(groups) * FROZEN_GROUP_LEN as u64)
+            + u64::from(count) * FROZEN_LOCATION_LEN as u64
+    }
+
+    /// Reads the run and appends its locations to `out`, checking its checksum and
+    /// what a scan would guarantee: every slot exists, groups in increasing slot
+    /// order, offsets increasing within a group, every record inside its segment.
+    pub(crate) fn decode_into(&self, out: &mut Vec<Location>) -> Result<(), String> {
+        use std::os::unix::fs::FileExt;
+        let mut bytes = vec![0u8; Run::byte_len(self.groups, self.count) as usize];
+        self.frozen
+            .file
+            .read_exact_at(&mut bytes, self.at)
+            .map_err(|e| format!("reading a key's locations: {e}"))?;
+        if crc32c::crc32c(&bytes) != self.crc {
+            return Err("a key's locations fail their checksum".into());
+        }
         let u32_at = |at: usize| {
-            bytes
-                .get(at..at + 4)
-                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
         };
-        let mut at = self.at;
+        let start = out.len();
+        let mut at = 0;
+        let mut prev_slot = None;
         for _ in 0..self.groups {
-            // Checked at load; a slot past the table would name no segment (0),
-            // which a read reports as a missing segment rather than panicking.
-            let segment = self
-                .frozen
-                .sequences
-                .get(u32_at(at) as usize)
-                .copied()
-                .unwrap_or(0);
+            if at + FROZEN_GROUP_LEN > bytes.len() {
+                return Err("a key's groups overrun its locations".into());
+            }
+            let slot = u32_at(at) as usize;
             let n = u32_at(at + 4) as usize;
-            at += 8;
-            let end = (at + n * FROZEN_LOCATION_LEN).min(bytes.len());
-            out.extend(
-                bytes[at.min(end)..end]
-                    .chunks_exact(FROZEN_LOCATION_LEN)
-                    .map(|b| Location {
-                        segment,
-                        offset: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-                        len: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
-                    }),
-            );
+            at += FROZEN_GROUP_LEN;
+            let (Some(&segment), Some(&seg_len)) =
+                (self.frozen.sequences.get(slot), self.frozen.lens.get(slot))
+            else {
+                return Err(format!(
+                    "a location names segment slot {slot} of {}",
+                    self.frozen.sequences.len()
+                ));
+            };
+            if n == 0 || prev_slot.is_some_and(|p| p >= slot) {
+                return Err("a key's locations are not in append order".into());
+            }
+            prev_slot = Some(slot);
+            let end = n
+                .checked_mul(FROZEN_LOCATION_LEN)
+                .and_then(|b| b.checked_add(at))
+                .filter(|&e| e <= bytes.len())
+                .ok_or("a key's groups overrun its locations")?;
+            let mut prev = 0;
+            for b in bytes[at..end].chunks_exact(FROZEN_LOCATION_LEN) {
+                let offset = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                let len = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+                if (offset as usize) < crate::segment::SEGMENT_HEADER_LEN
+                    || u64::from(offset) + u64::from(len) > seg_len
+                {
+                    return Err(format!(
+                        "a location ({offset}, {len}) lies outside segment {segment}"
+                    ));
+                }
+                if offset <= prev {
+                    return Err("a key's locations are not in append order".into());
+                }
+                prev = offset;
+                out.push(Location {
+                    segment,
+                    offset,
+                    len,
+                });
+            }
             at = end;
         }
+        if at != bytes.len() || out.len() - start != self.count as usize {
+            return Err("a key's groups do not hold its locations".into());
+        }
+        Ok(())
     }
 }
 
 /// A key's locations in append order: the frozen ones from a checkpoint, if any,
 /// then those published since.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Locs {
     run: Option<Run>,
     tail: Vec<Location>,
@@ -122,31 +170,27 @@ pub(crate) struct Locs {
 
 impl Locs {
     fn len(&self) -> usize {
-        self.run.as_ref().map_or(0, |r| r.count) + self.tail.len()
+        self.run.as_ref().map_or(0, |r| r.count as usize) + self.tail.len()
     }
 
-    fn to_vec(&self) -> Vec<Location> {
+    fn to_vec(&self) -> Result<Vec<Location>, String> {
         let mut out = Vec::with_capacity(self.len());
         if let Some(run) = &self.run {
-            run.decode_into(&mut out);
+            run.decode_into(&mut out)?;
         }
         out.extend_from_slice(&self.tail);
-        out
+        Ok(out)
     }
 
-    /// Forgets the locations in `removed` (sorted); false if none is left. Frozen
-    /// locations are turned into `Location`s only if some of them go.
-    fn remove_segments(&mut self, removed: &[u64]) -> bool {
+    /// Forgets the locations in `removed` (sorted); false if none is left. `thawed`
+    /// is the frozen run read out, if some of its locations go (else it stays).
+    fn remove_segments(&mut self, removed: &[u64], thawed: Option<Vec<Location>>) -> bool {
         let gone = |l: &Location| removed.binary_search(&l.segment).is_ok();
-        if let Some(run) = &self.run {
-            let mut frozen = Vec::with_capacity(run.count);
-            run.decode_into(&mut frozen);
-            if frozen.iter().any(gone) {
-                frozen.retain(|l| !gone(l));
-                frozen.append(&mut self.tail);
-                self.tail = frozen;
-                self.run = None;
-            }
+        if let Some(mut frozen) = thawed {
+            frozen.retain(|l| !gone(l));
+            frozen.append(&mut self.tail);
+            self.tail = frozen;
+            self.run = None;
         }
         let before = self.tail.len();
         self.tail.retain(|l| !gone(l));
@@ -156,7 +200,7 @@ impl Locs {
         self.len() > 0
     }
 
-    /// Heap bytes of its own (the frozen bytes are counted once per shard).
+    /// Heap bytes of its own.
     fn heap_bytes(&self) -> usize {
         self.tail.capacity() * std::mem::size_of::<Location>()
     }
@@ -202,19 +246,19 @@ mod map {
                 );
             }
         }
-        pub(super) fn get(&self, key: &[u8]) -> Option<Vec<Location>> {
-            self.0.get(key).map(|locs| locs.to_vec())
+        pub(super) fn get(&self, key: &[u8]) -> Option<Locs> {
+            self.0.get(key).map(|locs| locs.clone())
         }
-        pub(super) fn for_each(&self, mut f: impl FnMut(&[u8], &[Location])) {
+        pub(super) fn for_each(&self, mut f: impl FnMut(&[u8], &Locs)) {
             for e in self.0.iter() {
-                f(e.key(), &e.value().to_vec());
+                f(e.key(), e.value());
             }
         }
         pub(super) fn keys(&self) -> Vec<Vec<u8>> {
             self.0.iter().map(|e| e.key().to_vec()).collect()
         }
-        pub(super) fn retain(&self, mut keep: impl FnMut(&mut Locs) -> bool) {
-            self.0.retain(|_, locs| keep(locs));
+        pub(super) fn retain(&self, mut keep: impl FnMut(&[u8], &mut Locs) -> bool) {
+            self.0.retain(|key, locs| keep(key, locs));
         }
         pub(super) fn len(&self) -> usize {
             self.0.len()
@@ -224,22 +268,16 @@ mod map {
         pub(super) fn frozen_keys(&self) -> usize {
             self.0.iter().filter(|e| e.value().run.is_some()).count()
         }
-        /// Key bytes, each key's location capacity, the map's slots (one entry and
-        /// one control byte per bucket), and the frozen bytes once each.
+        /// Key bytes, each key's location capacity, and the map's slots (one entry
+        /// and one control byte per bucket). A loaded checkpoint's locations are in
+        /// its file, not on the heap.
         pub(super) fn heap_bytes(&self) -> usize {
             let slot = std::mem::size_of::<(Box<[u8]>, Locs)>() + 1;
-            let mut frozen: Vec<*const super::Frozen> = Vec::new();
-            let mut entries = 0;
-            for e in self.0.iter() {
-                entries += e.key().len() + e.value().heap_bytes();
-                if let Some(run) = &e.value().run {
-                    let ptr = std::sync::Arc::as_ptr(&run.frozen);
-                    if !frozen.contains(&ptr) {
-                        frozen.push(ptr);
-                        entries += run.frozen.bytes.len() + run.frozen.sequences.len() * 8;
-                    }
-                }
-            }
+            let entries: usize = self
+                .0
+                .iter()
+                .map(|e| e.key().len() + e.value().heap_bytes())
+                .sum();
             entries + self.0.capacity() * slot
         }
     }
@@ -281,19 +319,19 @@ mod map {
                 );
             }
         }
-        pub(super) fn get(&self, key: &[u8]) -> Option<Vec<Location>> {
-            read(&self.0).get(key).map(Locs::to_vec)
+        pub(super) fn get(&self, key: &[u8]) -> Option<Locs> {
+            read(&self.0).get(key).cloned()
         }
-        pub(super) fn for_each(&self, mut f: impl FnMut(&[u8], &[Location])) {
+        pub(super) fn for_each(&self, mut f: impl FnMut(&[u8], &Locs)) {
             for (key, locs) in read(&self.0).iter() {
-                f(key, &locs.to_vec());
+                f(key, locs);
             }
         }
         pub(super) fn keys(&self) -> Vec<Vec<u8>> {
             read(&self.0).keys().map(|k| k.to_vec()).collect()
         }
-        pub(super) fn retain(&self, mut keep: impl FnMut(&mut Locs) -> bool) {
-            write(&self.0).retain(|_, locs| keep(locs));
+        pub(super) fn retain(&self, mut keep: impl FnMut(&[u8], &mut Locs) -> bool) {
+            write(&self.0).retain(|key, locs| keep(key, locs));
         }
         pub(super) fn len(&self) -> usize {
             read(&self.0).len()
@@ -375,11 +413,28 @@ impl ShardIndex {
         if removed.is_empty() {
             return;
         }
+        // Frozen runs that lose locations are read out first, without the lock (file
+        // reads; only this thread changes keys). A run that cannot be read stays
+        // frozen, and the reads of its key report why.
+        let mut thawed = std::collections::HashMap::new();
+        self.keys.for_each(|key, locs| {
+            if let Some(run) = &locs.run {
+                let mut frozen = Vec::with_capacity(run.count as usize);
+                if run.decode_into(&mut frozen).is_ok()
+                    && frozen
+                        .iter()
+                        .any(|l| removed.binary_search(&l.segment).is_ok())
+                {
+                    thawed.insert(Box::<[u8]>::from(key), frozen);
+                }
+            }
+        });
         let mut table = write(&self.segments);
         for seq in removed {
             table.remove(seq);
         }
-        self.keys.retain(|locs| locs.remove_segments(removed));
+        self.keys
+            .retain(|key, locs| locs.remove_segments(removed, thawed.remove(key)));
         drop(table);
     }
 
@@ -391,15 +446,29 @@ impl ShardIndex {
         let mut table = write(&self.segments);
         let sequences = table.keys().copied().collect();
         table.clear();
-        self.keys.retain(|_| false);
+        self.keys.retain(|_, _| false);
         drop(table);
         sequences
     }
 
     /// The key's locations and the segments they need, or `None` for an unknown key.
-    pub(crate) fn snapshot(&self, key: &[u8]) -> Option<Snapshot> {
+    /// Locations still in a loaded checkpoint are read from it here, under the
+    /// segment table's read lock (so atomically with respect to compaction, like
+    /// the rest): one positional read of the key's bytes. A run that fails its
+    /// checks is an error naming the checkpoint.
+    pub(crate) fn snapshot(&self, key: &[u8]) -> crate::error::Result<Option<Snapshot>> {
         let table = read(&self.segments);
-        let locations = self.keys.get(key)?;
+        let Some(locs) = self.keys.get(key) else {
+            return Ok(None);
+        };
+        let locations = locs.to_vec().map_err(|reason| {
+            let run = locs.run.as_ref();
+            crate::error::WalError::corruption(
+                run.map_or_else(Default::default, |r| r.frozen.path.clone()),
+                run.map_or(0, |r| r.at),
+                format!("index checkpoint loaded at open: {reason}"),
+            )
+        })?;
         let mut segments = BTreeMap::new();
         for loc in &locations {
             if let std::collections::btree_map::Entry::Vacant(slot) = segments.entry(loc.segment) {
@@ -409,10 +478,10 @@ impl ShardIndex {
             }
         }
         drop(table);
-        Some(Snapshot {
+        Ok(Some(Snapshot {
             locations,
             segments,
-        })
+        }))
     }
 
     /// Every key of the shard, each once.
@@ -422,9 +491,29 @@ impl ShardIndex {
     }
 
     /// Hands every key and its locations to `f` (the index checkpoint). Actor only,
-    /// so nothing changes meanwhile.
-    pub(crate) fn for_each_key(&self, f: impl FnMut(&[u8], &[Location])) {
-        self.keys.for_each(f);
+    /// so nothing changes meanwhile. Fails on the first frozen run that cannot be
+    /// read, with the reason.
+    pub(crate) fn for_each_key(
+        &self,
+        mut f: impl FnMut(&[u8], &[Location]),
+    ) -> std::result::Result<(), String> {
+        let mut failed = None;
+        let mut buf = Vec::new();
+        self.keys.for_each(|key, locs| {
+            if failed.is_some() {
+                return;
+            }
+            buf.clear();
+            if let Some(run) = &locs.run {
+                if let Err(reason) = run.decode_into(&mut buf) {
+                    failed = Some(reason);
+                    return;
+                }
+            }
+            buf.extend_from_slice(&locs.tail);
+            f(key, &buf);
+        });
+        failed.map_or(Ok(()), Err)
     }
 
     pub(crate) fn key_count(&self) -> usize {
@@ -454,15 +543,20 @@ mod tests {
         // Groups: (slot, count, then offset and length of each location).
         let words: [u32; 14] = [0, 1, 40, 50, 1, 2, 40, 60, 100, 20, 0, 1, 90, 10];
         let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let file = tempfile::tempfile().expect("temp file");
+        std::os::unix::fs::FileExt::write_all_at(&file, &bytes, 0).expect("written");
         let frozen = Arc::new(Frozen {
-            bytes: bytes.into_boxed_slice(),
+            file,
+            path: "INDEX".into(),
             sequences: vec![3, 5].into_boxed_slice(),
+            lens: vec![1000, 1000].into_boxed_slice(),
         });
-        let run = |at, groups, count| Run {
+        let run = |at: u64, groups, count| Run {
             frozen: frozen.clone(),
             at,
             groups,
             count,
+            crc: crc32c::crc32c(&bytes[at as usize..(at + Run::byte_len(groups, count)) as usize]),
         };
         let index = ShardIndex::default();
         index.load_frozen(vec![
@@ -473,7 +567,7 @@ mod tests {
     }
 
     fn locations(index: &ShardIndex, key: &[u8]) -> Option<Vec<Location>> {
-        index.snapshot(key).map(|s| s.locations)
+        index.snapshot(key).expect("readable").map(|s| s.locations)
     }
 
     /// Frozen locations read back in order, before those published after them, and

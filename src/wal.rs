@@ -286,7 +286,7 @@ impl Wal {
         let key = key.as_ref();
         let shard = self.shard(key);
         shard.shared.barrier()?;
-        match shard.shared.index.snapshot(key) {
+        match shard.shared.index.snapshot(key)? {
             Some(snapshot) => Ok(read_records(key, &snapshot, &shard.shared.cache)?.into_iter()),
             None => {
                 // A close racing this call empties the index after marking the WAL
