@@ -83,7 +83,33 @@ fn bench_prints_every_figure_and_cleans_up() -> TestResult {
         );
     }
 
+    let reopen = row(&stdout, "reopen (recovery + index rebuild)").ok_or("no reopen")?;
+    assert!(
+        reopen.ends_with("0 of 2 shards from the index checkpoint)"),
+        "{reopen}"
+    );
+
     // The scratch WAL is gone; nothing else was left in --dir.
+    assert_eq!(std::fs::read_dir(tmp.path())?.count(), 0);
+    Ok(())
+}
+
+#[test]
+fn bench_with_an_index_checkpoint_reopens_from_it() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let flags = ["--records", "3000", "--keys", "50", "--shards", "2"];
+    let out = bench(tmp.path(), &[&flags[..], &["--index-checkpoint"]].concat())?;
+    let stdout = String::from_utf8(out.stdout)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reopen = row(&stdout, "reopen (recovery + index rebuild)").ok_or("no reopen")?;
+    assert!(
+        reopen.ends_with("2 of 2 shards from the index checkpoint)"),
+        "{reopen}"
+    );
     assert_eq!(std::fs::read_dir(tmp.path())?.count(), 0);
     Ok(())
 }

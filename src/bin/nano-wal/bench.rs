@@ -50,6 +50,10 @@ pub struct BenchArgs {
     /// Read cache in MiB (default: the library's; 0 turns it off).
     #[arg(long)]
     read_cache_mib: Option<usize>,
+    /// Turn on `WalOptions::index_checkpoint`: the close writes each shard's index
+    /// and the reopen loads it instead of reading every record.
+    #[arg(long)]
+    index_checkpoint: bool,
     /// Parent directory for the WAL (default: the system temp dir). A fresh
     /// subdirectory is created in it and removed at the end.
     #[arg(long)]
@@ -88,6 +92,7 @@ impl BenchArgs {
         if let Some(mib) = self.read_cache_mib {
             options.read_cache_bytes = mib.saturating_mul(1 << 20);
         }
+        options.index_checkpoint = self.index_checkpoint;
         options
     }
 
@@ -322,6 +327,8 @@ fn read_back(args: &BenchArgs, wal: &Wal, keys: &[Vec<u8>]) -> BenchResult<Read>
 struct Reopen {
     took: Duration,
     segments: u64,
+    /// Shards whose index came from the checkpoint, of all.
+    checkpoints: (u64, usize),
 }
 
 fn reopen(args: &BenchArgs, path: &std::path::Path, keys: &[Vec<u8>]) -> BenchResult<Reopen> {
@@ -342,8 +349,13 @@ fn reopen(args: &BenchArgs, path: &std::path::Path, keys: &[Vec<u8>]) -> BenchRe
         return Err(format!("after reopen key {probe} has {n} records").into());
     }
     let segments = wal.recovery_report().segments;
+    let checkpoints = (wal.recovery_report().checkpoints_loaded, wal.shard_count());
     wal.close()?;
-    Ok(Reopen { took, segments })
+    Ok(Reopen {
+        took,
+        segments,
+        checkpoints,
+    })
 }
 
 /// The result table.
@@ -461,7 +473,10 @@ impl Table {
         rows.push(("close".into(), format!("{close:.2?}")));
         rows.push((
             "reopen (recovery + index rebuild)".into(),
-            format!("{:.2?}   ({} segments)", o.took, o.segments),
+            format!(
+                "{:.2?}   ({} segments; {} of {} shards from the index checkpoint)",
+                o.took, o.segments, o.checkpoints.0, o.checkpoints.1
+            ),
         ));
         Table { rows }
     }
