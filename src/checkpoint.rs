@@ -119,8 +119,7 @@ pub(crate) fn write(
         });
     }
     let tmp = dir.join(CHECKPOINT_TMP_FILE);
-    let (front, locations) = encode(shard, synced_through, &summaries, index)
-        .map_err(|reason| WalError::corruption(&tmp, 0, reason))?;
+    let (front, locations) = encode(shard, synced_through, &summaries, index)?;
     let mut file = std::fs::File::create(&tmp)
         .map_err(|e| WalError::io("writing index checkpoint", &tmp, e))?;
     file.write_all(&front)
@@ -176,7 +175,17 @@ pub(crate) fn read(dir: &Path, shard: u32) -> Result<(Option<Checkpoint>, Option
         Ok(n) => n,
         Err(reason) => return Ok((None, Some(reason))),
     };
-    let mut front = vec![0u8; front_len + CRC_LEN];
+    // The length of a sparse file is no bound on memory: allocate without aborting.
+    let mut front = Vec::new();
+    if front.try_reserve_exact(front_len + CRC_LEN).is_err() {
+        return Ok((
+            None,
+            Some(format!(
+                "its front of {front_len} bytes does not fit in memory"
+            )),
+        ));
+    }
+    front.resize(front_len + CRC_LEN, 0);
     file.read_exact_at(&mut front, 0).map_err(read_err)?;
     Ok(match decode(&front, file_len, shard) {
         Ok((synced_through, segments, entries)) => {
@@ -280,7 +289,7 @@ fn encode(
     synced_through: u64,
     segments: &[SegmentSummary],
     index: &ShardIndex,
-) -> std::result::Result<(Vec<u8>, Vec<u8>), String> {
+) -> Result<(Vec<u8>, Vec<u8>)> {
     let sequences: Vec<u64> = segments.iter().map(|s| s.sequence).collect();
     let mut directory = Vec::new();
     let mut locations = Vec::new();
@@ -398,8 +407,8 @@ fn front_len(header: &[u8; HEADER_LEN], file_len: u64) -> std::result::Result<us
         .checked_mul(SEGMENT_ENTRY_LEN as u64)
         .and_then(|n| n.checked_add(HEADER_LEN as u64))
         .and_then(|n| n.checked_add(directory))
-        .filter(|&n| n + CRC_LEN as u64 <= file_len)
-        .map(|n| n as usize)
+        .filter(|&n| n.checked_add(CRC_LEN as u64).is_some_and(|e| e <= file_len))
+        .and_then(|n| usize::try_from(n).ok())
         .ok_or_else(|| "its counts exceed its length".into())
 }
 
@@ -437,7 +446,7 @@ fn decode(front: &[u8], file_len: u64, shard: u32) -> std::result::Result<Decode
     let segment_count = c.u64()?;
     let key_count = c.u64()?;
     let location_count = c.u64()?;
-    let _directory_len = c.u64()?;
+    let directory_len = c.u64()?;
     // Counts are checked against the bytes before anything is allocated for them.
     let fits = |count: u64, each: usize| {
         count
@@ -445,7 +454,7 @@ fn decode(front: &[u8], file_len: u64, shard: u32) -> std::result::Result<Decode
             .is_some_and(|n| n <= file_len)
     };
     if !fits(segment_count, SEGMENT_ENTRY_LEN)
-        || !fits(key_count, KEY_ENTRY_LEN)
+        || key_count > directory_len / KEY_ENTRY_LEN as u64
         || !fits(location_count, LOCATION_LEN)
     {
         return Err("its counts exceed its length".into());
@@ -465,6 +474,10 @@ fn decode(front: &[u8], file_len: u64, shard: u32) -> std::result::Result<Decode
             return Err(format!(
                 "segment {sequence} is newer than its newest record"
             ));
+        }
+        // Every record takes at least its header.
+        if records > len / crate::record::RECORD_HEADER_LEN as u64 {
+            return Err(format!("segment {sequence} cannot hold {records} records"));
         }
         segments.push(SegmentSummary {
             sequence,
@@ -518,7 +531,10 @@ fn decode(front: &[u8], file_len: u64, shard: u32) -> std::result::Result<Decode
             file_len - at
         ));
     }
-    if seen != location_count || segments.iter().map(|s| s.records).sum::<u64>() != location_count {
+    let records = segments
+        .iter()
+        .try_fold(0u64, |sum, s| sum.checked_add(s.records));
+    if seen != location_count || records != Some(location_count) {
         return Err("its record counts do not add up".into());
     }
     // A sync marker only vouches for segments older than its own (`record.rs`,
@@ -694,6 +710,26 @@ mod tests {
         assert!(other.1.expect("refused").contains("shard 1"));
     }
 
+    /// Header counts chosen to overflow the length arithmetic: refused, no panic.
+    #[test]
+    fn a_header_whose_lengths_overflow_is_refused() {
+        let mut header = vec![0u8; HEADER_LEN + CRC_LEN];
+        header[..8].copy_from_slice(MAGIC);
+        header[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        for (segments, directory) in [
+            (0, u64::MAX - HEADER_LEN as u64 - 1),
+            (0, u64::MAX),
+            (u64::MAX / SEGMENT_ENTRY_LEN as u64, 0),
+            (u64::MAX, u64::MAX),
+        ] {
+            let mut bad = header.clone();
+            bad[24..32].copy_from_slice(&u64::to_le_bytes(segments));
+            bad[48..56].copy_from_slice(&u64::to_le_bytes(directory));
+            let reason = load(&(bad, Vec::new())).1.expect_err("refused");
+            assert!(reason.contains("exceed"), "{reason}");
+        }
+    }
+
     /// A checkpoint whose checksums are right but whose content is not: each check
     /// must refuse it on its own, at open for the front, at the read of the key for
     /// its locations.
@@ -709,6 +745,19 @@ mod tests {
         };
         // A segment's record count one too high.
         assert!(front_err(&|f| f[HEADER_LEN + 24] += 1).contains("add up"));
+        // Record counts whose sum wraps around to the true total (3 + 1).
+        let wraps = |f: &mut Vec<u8>| {
+            let second = HEADER_LEN + SEGMENT_ENTRY_LEN;
+            f[HEADER_LEN + 24..HEADER_LEN + 32].copy_from_slice(&(1u64 << 63).to_le_bytes());
+            f[second + 24..second + 32].copy_from_slice(&((1u64 << 63) + 4).to_le_bytes());
+        };
+        let reason = front_err(&wraps);
+        assert!(reason.contains("cannot hold"), "{reason}");
+        // A segment claiming more records than its length holds.
+        let reason = front_err(&|f| {
+            f[HEADER_LEN + 24..HEADER_LEN + 32].copy_from_slice(&51u64.to_le_bytes())
+        });
+        assert!(reason.contains("cannot hold"), "{reason}");
         // Segments out of order.
         assert!(front_err(&|f| f[HEADER_LEN + SEGMENT_ENTRY_LEN] = 2).contains("order"));
         // A sync figure that vouches for the newest segment (5).

@@ -87,12 +87,27 @@ impl Run {
             + u64::from(count) * FROZEN_LOCATION_LEN as u64
     }
 
+    /// The error for a run that failed its checks: the checkpoint and the offset of
+    /// the run in it.
+    pub(crate) fn error(&self, reason: String) -> crate::error::WalError {
+        crate::error::WalError::corruption(
+            self.frozen.path.clone(),
+            self.at,
+            format!("index checkpoint loaded at open: {reason}"),
+        )
+    }
+
     /// Reads the run and appends its locations to `out`, checking its checksum and
     /// what a scan would guarantee: every slot exists, groups in increasing slot
     /// order, offsets increasing within a group, every record inside its segment.
     pub(crate) fn decode_into(&self, out: &mut Vec<Location>) -> Result<(), String> {
         use std::os::unix::fs::FileExt;
-        let mut bytes = vec![0u8; Run::byte_len(self.groups, self.count) as usize];
+        let len = Run::byte_len(self.groups, self.count) as usize;
+        let mut bytes = Vec::new();
+        bytes
+            .try_reserve_exact(len)
+            .map_err(|_| format!("a key's {len} bytes of locations do not fit in memory"))?;
+        bytes.resize(len, 0);
         self.frozen
             .file
             .read_exact_at(&mut bytes, self.at)
@@ -171,15 +186,6 @@ pub(crate) struct Locs {
 impl Locs {
     fn len(&self) -> usize {
         self.run.as_ref().map_or(0, |r| r.count as usize) + self.tail.len()
-    }
-
-    fn to_vec(&self) -> Result<Vec<Location>, String> {
-        let mut out = Vec::with_capacity(self.len());
-        if let Some(run) = &self.run {
-            run.decode_into(&mut out)?;
-        }
-        out.extend_from_slice(&self.tail);
-        Ok(out)
     }
 
     /// Forgets the locations in `removed` (sorted); false if none is left. `thawed`
@@ -418,7 +424,10 @@ impl ShardIndex {
         // frozen, and the reads of its key report why.
         let mut thawed = std::collections::HashMap::new();
         self.keys.for_each(|key, locs| {
-            if let Some(run) = &locs.run {
+            let touched = |run: &&Run| {
+                (run.frozen.sequences.iter()).any(|s| removed.binary_search(s).is_ok())
+            };
+            if let Some(run) = locs.run.as_ref().filter(touched) {
                 let mut frozen = Vec::with_capacity(run.count as usize);
                 if run.decode_into(&mut frozen).is_ok()
                     && frozen
@@ -452,32 +461,40 @@ impl ShardIndex {
     }
 
     /// The key's locations and the segments they need, or `None` for an unknown key.
-    /// Locations still in a loaded checkpoint are read from it here, under the
-    /// segment table's read lock (so atomically with respect to compaction, like
-    /// the rest): one positional read of the key's bytes. A run that fails its
-    /// checks is an error naming the checkpoint.
+    ///
+    /// Taken under the segment table's read lock, so atomically with respect to
+    /// compaction: the key's entry and the handles of the segments it may name. A
+    /// run of locations still in a loaded checkpoint is read and checked after the
+    /// lock is released (its bytes never change): with the handles of every segment
+    /// the checkpoint lists that is still live, and its locations in segments no
+    /// longer live dropped, since only compaction takes a segment out of the table.
+    /// A run that fails its checks is an error naming the checkpoint.
     pub(crate) fn snapshot(&self, key: &[u8]) -> crate::error::Result<Option<Snapshot>> {
         let table = read(&self.segments);
         let Some(locs) = self.keys.get(key) else {
             return Ok(None);
         };
-        let locations = locs.to_vec().map_err(|reason| {
-            let run = locs.run.as_ref();
-            crate::error::WalError::corruption(
-                run.map_or_else(Default::default, |r| r.frozen.path.clone()),
-                run.map_or(0, |r| r.at),
-                format!("index checkpoint loaded at open: {reason}"),
-            )
-        })?;
         let mut segments = BTreeMap::new();
-        for loc in &locations {
-            if let std::collections::btree_map::Entry::Vacant(slot) = segments.entry(loc.segment) {
-                if let Some(entry) = table.get(&loc.segment) {
+        let named = locs.tail.iter().map(|l| l.segment);
+        let frozen = locs
+            .run
+            .iter()
+            .flat_map(|r| r.frozen.sequences.iter().copied());
+        for sequence in named.chain(frozen) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = segments.entry(sequence) {
+                if let Some(entry) = table.get(&sequence) {
                     slot.insert(entry.clone());
                 }
             }
         }
         drop(table);
+        let mut locations = Vec::with_capacity(locs.len());
+        if let Some(run) = &locs.run {
+            run.decode_into(&mut locations)
+                .map_err(|reason| run.error(reason))?;
+            locations.retain(|l| segments.contains_key(&l.segment));
+        }
+        locations.extend_from_slice(&locs.tail);
         Ok(Some(Snapshot {
             locations,
             segments,
@@ -492,11 +509,11 @@ impl ShardIndex {
 
     /// Hands every key and its locations to `f` (the index checkpoint). Actor only,
     /// so nothing changes meanwhile. Fails on the first frozen run that cannot be
-    /// read, with the reason.
+    /// read, naming the checkpoint it is in.
     pub(crate) fn for_each_key(
         &self,
         mut f: impl FnMut(&[u8], &[Location]),
-    ) -> std::result::Result<(), String> {
+    ) -> crate::error::Result<()> {
         let mut failed = None;
         let mut buf = Vec::new();
         self.keys.for_each(|key, locs| {
@@ -506,7 +523,7 @@ impl ShardIndex {
             buf.clear();
             if let Some(run) = &locs.run {
                 if let Err(reason) = run.decode_into(&mut buf) {
-                    failed = Some(reason);
+                    failed = Some(run.error(reason));
                     return;
                 }
             }
@@ -559,6 +576,13 @@ mod tests {
             crc: crc32c::crc32c(&bytes[at as usize..(at + Run::byte_len(groups, count)) as usize]),
         };
         let index = ShardIndex::default();
+        // Live segments 3, 5 and 7 (their bytes do not matter here).
+        let storage = crate::storage::MemStorage::default();
+        for sequence in [3, 5, 7] {
+            let io = crate::storage::Storage::create_segment(&storage, 0, sequence, b"header")
+                .expect("created");
+            index.add_segment(sequence, io, 1000);
+        }
         index.load_frozen(vec![
             (b"a"[..].into(), run(0, 2, 3)),
             (b"b"[..].into(), run(40, 1, 1)),

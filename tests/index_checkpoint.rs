@@ -314,3 +314,97 @@ fn an_index_that_is_not_a_file_is_refused_and_left_alone() -> TestResult {
     wal.close()?;
     Ok(())
 }
+
+/// A key whose locations in the checkpoint are damaged (the front intact): its
+/// reads fail with an error naming the checkpoint, never with wrong data; every
+/// other key reads; compaction goes on; the close reports that it could not write
+/// a checkpoint, and the next open scans and serves every record.
+#[test]
+fn damaged_locations_fail_that_key_s_reads_and_nothing_else() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let mut model = Model::new();
+    let wal = Wal::new(dir.path(), options(true))?;
+    fill(&wal, &mut model, 0, 2000)?;
+    wal.close()?;
+    // The last bytes of shard 0's checkpoint are the last key's locations.
+    let index = shard_dir(dir.path(), 0).join("INDEX");
+    let mut bytes = std::fs::read(&index)?;
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x10;
+    std::fs::write(&index, bytes)?;
+    let wal = Wal::new(dir.path(), options(true))?;
+    assert_eq!(wal.recovery_report().checkpoints_loaded, SHARDS as u64);
+    let mut failed = Vec::new();
+    for (key, values) in &model {
+        match wal.enumerate_records(key) {
+            Ok(got) => assert_eq!(&got.collect::<Vec<_>>(), values),
+            Err(nano_wal::WalError::Corruption { path, reason, .. }) => {
+                assert_eq!(path, index, "{reason}");
+                assert!(reason.contains("checksum"), "{reason}");
+                failed.push(key.clone());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    assert_eq!(failed.len(), 1, "exactly the damaged key fails");
+    // Compaction (nothing expired) and appends go on.
+    assert_eq!(wal.compact()?.segments_removed, 0);
+    fill(&wal, &mut model, 2000, 100)?;
+    let err = wal
+        .close()
+        .expect_err("the damaged key cannot be checkpointed");
+    assert!(err.to_string().contains("INDEX"), "{err}");
+    let wal = Wal::new(dir.path(), options(true))?;
+    let report = wal.recovery_report();
+    assert_eq!(
+        report.checkpoints_loaded, 1,
+        "shard 1 wrote one, shard 0 not"
+    );
+    assert_matches(&wal, &model)?;
+    wal.close()?;
+    Ok(())
+}
+
+/// Compaction after a load that removes some of the checkpoint's segments: keys
+/// with records in them are unpacked, keys without stay in the checkpoint, and
+/// after appends, a close and a reopen from the new checkpoint, the WAL serves
+/// what a scan of the same files serves.
+#[test]
+fn a_partial_compaction_after_a_load_keeps_loaded_and_unpacked_keys_right() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    // Segments sealed after 250 ms; the first records expire 1.6 s after they were
+    // written, the later ones (written 0.6 s after them) have 0.5 s to spare.
+    let options = options(true)
+        .with_retention(Duration::from_millis(1500))
+        .with_segments(6);
+    let wal = Wal::new(dir.path(), options.clone())?;
+    fill(&wal, &mut Model::new(), 0, 400)?;
+    std::thread::sleep(Duration::from_millis(600));
+    // Keys of their own, written later: their segments outlive the first ones.
+    let mut model = Model::new();
+    for i in 0..400 {
+        let key = format!("late-{}", i % 5).into_bytes();
+        let value = Bytes::from(format!("{i:05}|late"));
+        wal.append_entry(&key, value.clone(), false)?;
+        model.entry(key).or_default().push(value);
+    }
+    wal.close()?;
+    let wal = Wal::new(dir.path(), options.clone())?;
+    assert_eq!(wal.recovery_report().checkpoints_loaded, SHARDS as u64);
+    std::thread::sleep(Duration::from_millis(1000));
+    let compacted = wal.compact()?;
+    assert_eq!(compacted.records_removed, 400, "{compacted:?}");
+    assert_matches(&wal, &model)?;
+    fill(&wal, &mut model, 400, 300)?;
+    assert_matches(&wal, &model)?;
+    wal.close()?;
+    let wal = Wal::new(dir.path(), options.clone())?;
+    assert_eq!(wal.recovery_report().checkpoints_loaded, SHARDS as u64);
+    assert_matches(&wal, &model)?;
+    wal.close()?;
+    let wal = Wal::new(dir.path(), options.with_index_checkpoint(false))?;
+    assert_eq!(wal.recovery_report().checkpoints_loaded, 0);
+    assert_matches(&wal, &model)?;
+    wal.close()?;
+    Ok(())
+}
