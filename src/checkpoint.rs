@@ -36,6 +36,12 @@ pub(crate) const CHECKPOINT_FILE: &str = "INDEX";
 /// Where a checkpoint is written before it is renamed into place.
 pub(crate) const CHECKPOINT_TMP_FILE: &str = "INDEX.tmp";
 
+/// Whether a shard directory's entry named `name` is a checkpoint or its temporary
+/// file (the only names there besides segments).
+pub(crate) fn is_checkpoint_name(name: &std::ffi::OsStr) -> bool {
+    name == CHECKPOINT_FILE || name == CHECKPOINT_TMP_FILE
+}
+
 const MAGIC: &[u8; 8] = b"NANOWALI";
 const VERSION: u32 = 1;
 const HEADER_LEN: usize = 56;
@@ -106,6 +112,7 @@ pub(crate) fn write(
     index: &ShardIndex,
 ) -> Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut summaries = Vec::with_capacity(segments.len());
     for s in segments {
         let path = s.io.path();
@@ -120,7 +127,13 @@ pub(crate) fn write(
     }
     let tmp = dir.join(CHECKPOINT_TMP_FILE);
     let (front, locations) = encode(shard, synced_through, &summaries, index)?;
-    let mut file = std::fs::File::create(&tmp)
+    // A symlink put in its place is not followed.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
         .map_err(|e| WalError::io("writing index checkpoint", &tmp, e))?;
     file.write_all(&front)
         .and_then(|()| file.write_all(&locations))

@@ -793,11 +793,9 @@ fn list_shard(dir: &Path) -> Result<ShardListing> {
                 let path = entry.path();
                 let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
                 let name = entry.file_name();
-                let checkpoint = name == crate::checkpoint::CHECKPOINT_FILE
-                    || name == crate::checkpoint::CHECKPOINT_TMP_FILE;
                 match name.to_str().and_then(parse_segment_file_name) {
                     Some(sequence) if is_file => files.push((sequence, path)),
-                    None if is_file && checkpoint => {}
+                    None if is_file && crate::checkpoint::is_checkpoint_name(&name) => {}
                     _ => damage.push(Damage {
                         len: entry_len(&path),
                         path,

@@ -175,8 +175,8 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
         out.push(r);
     }
     {
-        // In parallel: unlinking a checkpoint drops its pages from the page cache,
-        // about 0.3 ms for a million records' worth.
+        // In parallel: unlinking a checkpoint that no shard keeps open drops its
+        // pages from the page cache, about 0.3 ms for a million records' worth.
         use rayon::prelude::*;
         (0..shards).into_par_iter().try_for_each(|shard| {
             crate::checkpoint::remove(&dir.join(shard_dir_name(shard as u32)))

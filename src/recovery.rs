@@ -99,13 +99,10 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         let entry = entry.map_err(|e| WalError::io("listing", dir, e))?;
         let path = entry.path();
         let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
-        let sequence = entry.file_name().to_str().and_then(parse_segment_file_name);
         let name = entry.file_name();
-        match sequence {
+        match name.to_str().and_then(parse_segment_file_name) {
             Some(seq) if is_file => found.push((seq, path)),
-            None if is_file
-                && (name == checkpoint::CHECKPOINT_FILE
-                    || name == checkpoint::CHECKPOINT_TMP_FILE) => {}
+            None if is_file && checkpoint::is_checkpoint_name(&name) => {}
             _ => return Err(WalError::ForeignFile { path }),
         }
     }
