@@ -13,13 +13,14 @@ use std::time::Instant;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-fn crash_loop(dir: &Path, cycles: u64) -> std::io::Result<Output> {
+fn crash_loop(dir: &Path, cycles: u64, extra: &[&str]) -> std::io::Result<Output> {
     Command::new(env!("CARGO_BIN_EXE_nano-wal"))
         .arg("crash-loop")
         .arg("--cycles")
         .arg(cycles.to_string())
         .arg("--dir")
         .arg(dir)
+        .args(extra)
         .output()
 }
 
@@ -39,12 +40,13 @@ fn figure(table: &str, metric: &str) -> Result<u64, String> {
         .map_err(|_| format!("row {metric:?}: {cell:?} is not a number"))
 }
 
-/// Runs `cycles` cycles and asserts the figures: every cycle ran, acknowledged
-/// records were checked, none was lost, no violation, and the scratch dir is gone.
-fn run_and_check(cycles: u64) -> TestResult {
+/// Runs `cycles` cycles (with the `extra` flags) and asserts the figures: every
+/// cycle ran, acknowledged records were checked, none was lost, no violation, and
+/// the scratch dir is gone. Returns the table.
+fn run_and_check(cycles: u64, extra: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
     let tmp = tempfile::tempdir()?;
     let started = Instant::now();
-    let out = crash_loop(tmp.path(), cycles)?;
+    let out = crash_loop(tmp.path(), cycles, extra)?;
     let stdout = String::from_utf8(out.stdout)?;
     let stderr = String::from_utf8(out.stderr)?;
     // Shown with --nocapture: the figures of this run.
@@ -83,18 +85,31 @@ fn run_and_check(cycles: u64) -> TestResult {
         0,
         "scratch directory left behind"
     );
-    Ok(())
+    Ok(stdout)
 }
 
 /// 20 cycles of spawn, ingest, SIGKILL, reopen and check (about 10 s in release).
 #[test]
 fn kill9_twenty_cycles_lose_no_acknowledged_record() -> TestResult {
-    run_and_check(20)
+    let table = run_and_check(20, &[])?;
+    assert_eq!(figure(&table, "checkpoint reopens matching the scan")?, 0);
+    Ok(())
+}
+
+/// The same with `WalOptions::index_checkpoint`: every child opens from the
+/// checkpoint the previous check's close wrote and is killed; the check's reopen
+/// must scan, and a reopen from the checkpoint its close writes must serve exactly
+/// what the scan served (about 10 s in release).
+#[test]
+fn kill9_with_index_checkpoints_loses_nothing_and_reopens_match() -> TestResult {
+    let table = run_and_check(12, &["--index-checkpoint"])?;
+    assert_eq!(figure(&table, "checkpoint reopens matching the scan")?, 12);
+    Ok(())
 }
 
 /// The long run: `cargo test --release --test crash_kill9 -- --ignored --nocapture`.
 #[test]
 #[ignore = "long run: 500 kill -9 cycles, a few minutes"]
 fn kill9_five_hundred_cycles_lose_no_acknowledged_record() -> TestResult {
-    run_and_check(500)
+    run_and_check(500, &[]).map(drop)
 }

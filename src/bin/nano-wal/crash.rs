@@ -61,12 +61,13 @@ const PRINTED_VIOLATIONS: usize = 40;
 
 /// The options of both the child and the parent's reopen: small segments so that
 /// kills land during rotations too.
-fn options() -> WalOptions {
+fn options(index_checkpoint: bool) -> WalOptions {
     WalOptions {
         shards: SHARDS,
         max_record_size: 64 * 1024,
         max_key_size: 64,
         max_segment_size: 256 * 1024,
+        index_checkpoint,
         ..WalOptions::default()
     }
 }
@@ -86,6 +87,9 @@ pub struct ChildArgs {
     /// Generation written into every record (the parent's cycle number).
     #[arg(long, default_value_t = 0)]
     generation: u64,
+    /// Open with `WalOptions::index_checkpoint`.
+    #[arg(long)]
+    index_checkpoint: bool,
 }
 
 /// Flags of `nano-wal crash-loop`.
@@ -110,6 +114,12 @@ pub struct LoopArgs {
     /// Keep the scratch directory at the end.
     #[arg(long)]
     keep: bool,
+    /// Run with `WalOptions::index_checkpoint`: each check's close writes a
+    /// checkpoint, the next child opens from it and is killed, and the check's reopen
+    /// must scan (none may be left); after each check, a reopen from the new
+    /// checkpoint must serve exactly what the scan served.
+    #[arg(long)]
+    index_checkpoint: bool,
 }
 
 // ---------------------------------------------------------------------------------
@@ -305,7 +315,7 @@ pub fn run_child(args: &ChildArgs) -> CrashResult<()> {
     if args.threads == 0 {
         return Err("--threads must be at least 1".into());
     }
-    let wal = Wal::new(&args.dir, options())?;
+    let wal = Wal::new(&args.dir, options(args.index_checkpoint))?;
     let shards = wal.shard_count();
     let plan = Plan { seed: args.seed };
     let threads = args.threads;
@@ -395,6 +405,8 @@ struct Figures {
     fresh_starts: u64,
     largest_wal_records: u64,
     violations: u64,
+    /// Reopens from a checkpoint compared with the scan before them.
+    checkpoint_reopens: u64,
 }
 
 /// State of the current WAL (since the last fresh start).
@@ -446,10 +458,15 @@ pub fn run_loop(args: &LoopArgs) -> CrashResult<()> {
     let wal_dir = scratch.path().join("wal");
     let exe = std::env::current_exe()?;
     println!(
-        "crash-loop: {} cycles, {} threads, seed {seed}, fresh WAL every {} cycles, in {}",
+        "crash-loop: {} cycles, {} threads, seed {seed}, fresh WAL every {} cycles{}, in {}",
         args.cycles,
         args.threads,
         args.fresh_every,
+        if args.index_checkpoint {
+            ", index checkpoints"
+        } else {
+            ""
+        },
         scratch.path().display()
     );
 
@@ -484,7 +501,7 @@ pub fn run_loop(args: &LoopArgs) -> CrashResult<()> {
             &wal_dir,
             cycle,
             plan,
-            args.threads,
+            args,
             kill_after,
             &mut violations,
         )?;
@@ -495,7 +512,7 @@ pub fn run_loop(args: &LoopArgs) -> CrashResult<()> {
             &wal_dir,
             cycle,
             &run,
-            args.threads,
+            args,
             &mut epoch,
             &mut figures,
             &mut violations,
@@ -569,6 +586,10 @@ fn print_figures(f: &Figures, wall: Duration) {
         ),
         ("fresh WALs", f.fresh_starts.to_string()),
         (
+            "checkpoint reopens matching the scan",
+            f.checkpoint_reopens.to_string(),
+        ),
+        (
             "largest WAL checked (records)",
             f.largest_wal_records.to_string(),
         ),
@@ -595,12 +616,14 @@ fn run_child_once(
     wal_dir: &Path,
     generation: u64,
     plan: Plan,
-    threads: usize,
+    args: &LoopArgs,
     kill_after: Duration,
     violations: &mut Violations,
 ) -> CrashResult<ChildRun> {
+    let threads = args.threads;
     let mut child: Child = Command::new(exe)
         .arg("crash-child")
+        .args(args.index_checkpoint.then_some("--index-checkpoint"))
         .arg("--dir")
         .arg(wal_dir)
         .arg("--seed")
@@ -685,13 +708,14 @@ fn check_cycle(
     wal_dir: &Path,
     generation: u64,
     run: &ChildRun,
-    threads: usize,
+    args: &LoopArgs,
     epoch: &mut Epoch,
     figures: &mut Figures,
     v: &mut Violations,
 ) -> CrashResult<()> {
+    let threads = args.threads;
     figures.acked_checked += run.acks.len() as u64;
-    let wal = match Wal::new(wal_dir, options()) {
+    let wal = match Wal::new(wal_dir, options(args.index_checkpoint)) {
         Ok(wal) => wal,
         Err(e) => {
             v.report(format!("reopen failed: {e}"));
@@ -700,6 +724,13 @@ fn check_cycle(
         }
     };
     let report = wal.recovery_report().clone();
+    if run.ready && report.checkpoints_loaded > 0 {
+        // The child's open removed every checkpoint before it printed `ready`.
+        v.report(format!(
+            "the reopen after a kill loaded {} checkpoints: {:?}",
+            report.checkpoints_loaded, report.checkpoints_ignored
+        ));
+    }
     if !report.truncated.is_empty() {
         figures.truncations += 1;
         figures.truncated_bytes += report.truncated.iter().map(|t| t.2).sum::<u64>();
@@ -716,7 +747,13 @@ fn check_cycle(
     let mut found: HashMap<(u64, usize, u64), Found> = HashMap::new();
     let mut per_generation: HashMap<u64, u64> = HashMap::new();
     let keys: Vec<Vec<u8>> = wal.enumerate_keys()?.collect();
+    // What the scan served, for the reopen from a checkpoint to match.
+    let mut served: Vec<(Vec<u8>, Vec<Bytes>)> = Vec::new();
     for key in keys {
+        let values: Vec<Bytes> = wal.enumerate_records(&key)?.collect();
+        if args.index_checkpoint {
+            served.push((key.clone(), values.clone()));
+        }
         let Some(index) = key_index(&key) else {
             v.report(format!("foreign key {:?}", String::from_utf8_lossy(&key)));
             continue;
@@ -724,7 +761,7 @@ fn check_cycle(
         let shard = shard_of(&key, shards);
         let mut last_generation = 0;
         let mut last_seq: HashMap<(u64, usize), u64> = HashMap::new();
-        for value in wal.enumerate_records(&key)? {
+        for value in values {
             figures.records_verified += 1;
             let rec = match parse(&value, index, threads, &epoch.plans) {
                 Ok(rec) => rec,
@@ -853,6 +890,64 @@ fn check_cycle(
 
     if let Err(e) = wal.close() {
         v.report(format!("close after the check failed: {e}"));
+    } else if args.index_checkpoint {
+        compare_checkpoint_reopen(wal_dir, &served, figures, v);
     }
     Ok(())
+}
+
+/// Reopens the WAL the check just closed, from the checkpoints that close wrote,
+/// and compares every key's records with what the scan before `served`.
+fn compare_checkpoint_reopen(
+    wal_dir: &Path,
+    served: &[(Vec<u8>, Vec<Bytes>)],
+    figures: &mut Figures,
+    v: &mut Violations,
+) {
+    let wal = match Wal::new(wal_dir, options(true)) {
+        Ok(wal) => wal,
+        Err(e) => return v.report(format!("reopen from the checkpoints failed: {e}")),
+    };
+    let loaded = wal.recovery_report().checkpoints_loaded;
+    if loaded != wal.shard_count() as u64 {
+        v.report(format!(
+            "the reopen after a clean close loaded {loaded} of {} checkpoints: {:?}",
+            wal.shard_count(),
+            wal.recovery_report().checkpoints_ignored
+        ));
+    }
+    let mut keys: Vec<Vec<u8>> = match wal.enumerate_keys() {
+        Ok(keys) => keys.collect(),
+        Err(e) => return v.report(format!("keys after the checkpointed reopen: {e}")),
+    };
+    keys.sort();
+    let mut scanned: Vec<&Vec<u8>> = served.iter().map(|(k, _)| k).collect();
+    scanned.sort();
+    if keys.iter().ne(scanned.iter().copied()) {
+        v.report(format!(
+            "the checkpointed reopen has {} keys, the scan had {}",
+            keys.len(),
+            scanned.len()
+        ));
+    }
+    for (key, values) in served {
+        match wal
+            .enumerate_records(key)
+            .map(|got| got.collect::<Vec<_>>())
+        {
+            Ok(got) if got == *values => {}
+            Ok(_) => v.report(format!(
+                "key {:?}: the checkpointed reopen serves other records than the scan",
+                String::from_utf8_lossy(key)
+            )),
+            Err(e) => v.report(format!(
+                "key {:?} after the checkpointed reopen: {e}",
+                String::from_utf8_lossy(key)
+            )),
+        }
+    }
+    figures.checkpoint_reopens += 1;
+    if let Err(e) = wal.close() {
+        v.report(format!("close after the checkpointed reopen failed: {e}"));
+    }
 }
