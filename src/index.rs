@@ -175,6 +175,11 @@ impl Run {
     }
 }
 
+/// Whether `segment` is among `removed` (sorted).
+fn is_removed(removed: &[u64], segment: u64) -> bool {
+    removed.binary_search(&segment).is_ok()
+}
+
 /// A key's locations in append order: the frozen ones from a checkpoint, if any,
 /// then those published since.
 #[derive(Default, Clone)]
@@ -184,6 +189,18 @@ pub(crate) struct Locs {
 }
 
 impl Locs {
+    /// Appends `later`'s locations (recovery loading into a key already present).
+    /// Only a fresh index is loaded, so `later` carries no run unless `self` is
+    /// empty: a run always comes first.
+    fn append(&mut self, mut later: Locs) {
+        if self.run.is_none() && self.tail.is_empty() {
+            *self = later;
+        } else {
+            debug_assert!(later.run.is_none(), "a frozen run loaded after locations");
+            self.tail.append(&mut later.tail);
+        }
+    }
+
     fn len(&self) -> usize {
         self.run.as_ref().map_or(0, |r| r.count as usize) + self.tail.len()
     }
@@ -191,7 +208,7 @@ impl Locs {
     /// Forgets the locations in `removed` (sorted); false if none is left. `thawed`
     /// is the frozen run read out, if some of its locations go (else it stays).
     fn remove_segments(&mut self, removed: &[u64], thawed: Option<Vec<Location>>) -> bool {
-        let gone = |l: &Location| removed.binary_search(&l.segment).is_ok();
+        let gone = |l: &Location| is_removed(removed, l.segment);
         if let Some(mut frozen) = thawed {
             frozen.retain(|l| !gone(l));
             frozen.append(&mut self.tail);
@@ -214,7 +231,7 @@ impl Locs {
 
 #[cfg(not(loom))]
 mod map {
-    use super::{KeyHasher, Location, Locs, Run, Staged};
+    use super::{KeyHasher, Location, Locs};
     use dashmap::DashMap;
 
     #[derive(Default)]
@@ -228,28 +245,14 @@ mod map {
             }
             self.0.entry(key.into()).or_default().tail.push(loc);
         }
-        pub(super) fn load(&self, staged: Staged) {
-            for (key, locs) in staged {
+        pub(super) fn load(&self, entries: impl IntoIterator<Item = (Box<[u8]>, Locs)>) {
+            for (key, locs) in entries {
                 match self.0.entry(key) {
-                    dashmap::mapref::entry::Entry::Occupied(mut e) => e.get_mut().tail.extend(locs),
+                    dashmap::mapref::entry::Entry::Occupied(mut e) => e.get_mut().append(locs),
                     dashmap::mapref::entry::Entry::Vacant(e) => {
-                        e.insert(Locs {
-                            run: None,
-                            tail: locs,
-                        });
+                        e.insert(locs);
                     }
                 }
-            }
-        }
-        pub(super) fn load_frozen(&self, keys: Vec<(Box<[u8]>, Run)>) {
-            for (key, run) in keys {
-                self.0.insert(
-                    key,
-                    Locs {
-                        run: Some(run),
-                        tail: Vec::new(),
-                    },
-                );
             }
         }
         pub(super) fn get(&self, key: &[u8]) -> Option<Locs> {
@@ -291,7 +294,7 @@ mod map {
 
 #[cfg(loom)]
 mod map {
-    use super::{KeyHasher, Location, Locs, Run, Staged};
+    use super::{KeyHasher, Location, Locs};
     use crate::sync::{read, write, RwLock};
     use std::collections::HashMap;
 
@@ -307,22 +310,10 @@ mod map {
         pub(super) fn push(&self, key: &[u8], loc: Location) {
             write(&self.0).entry(key.into()).or_default().tail.push(loc);
         }
-        pub(super) fn load(&self, staged: Staged) {
+        pub(super) fn load(&self, entries: impl IntoIterator<Item = (Box<[u8]>, Locs)>) {
             let mut map = write(&self.0);
-            for (key, locs) in staged {
-                map.entry(key).or_default().tail.extend(locs);
-            }
-        }
-        pub(super) fn load_frozen(&self, keys: Vec<(Box<[u8]>, Run)>) {
-            let mut map = write(&self.0);
-            for (key, run) in keys {
-                map.insert(
-                    key,
-                    Locs {
-                        run: Some(run),
-                        tail: Vec::new(),
-                    },
-                );
+            for (key, locs) in entries {
+                map.entry(key).or_default().append(locs);
             }
         }
         pub(super) fn get(&self, key: &[u8]) -> Option<Locs> {
@@ -404,13 +395,23 @@ impl ShardIndex {
     /// Moves recovery's staged locations in (before the index is shared). Each key's
     /// locations stay in the order they were staged.
     pub(crate) fn load(&self, staged: Staged) {
-        self.keys.load(staged);
+        let entries = staged
+            .into_iter()
+            .map(|(key, tail)| (key, Locs { run: None, tail }));
+        self.keys.load(entries);
     }
 
     /// Takes each key's frozen locations from a checkpoint (before the index is
     /// shared; the keys are new to it).
     pub(crate) fn load_frozen(&self, keys: Vec<(Box<[u8]>, Run)>) {
-        self.keys.load_frozen(keys);
+        let entries = keys.into_iter().map(|(key, run)| {
+            let locs = Locs {
+                run: Some(run),
+                tail: Vec::new(),
+            };
+            (key, locs)
+        });
+        self.keys.load(entries);
     }
 
     /// Compaction's install step: forgets `removed` segments and every location in
@@ -424,15 +425,12 @@ impl ShardIndex {
         // frozen, and the reads of its key report why.
         let mut thawed = std::collections::HashMap::new();
         self.keys.for_each(|key, locs| {
-            let touched = |run: &&Run| {
-                (run.frozen.sequences.iter()).any(|s| removed.binary_search(s).is_ok())
-            };
+            let touched =
+                |run: &&Run| (run.frozen.sequences.iter()).any(|&s| is_removed(removed, s));
             if let Some(run) = locs.run.as_ref().filter(touched) {
                 let mut frozen = Vec::with_capacity(run.count as usize);
                 if run.decode_into(&mut frozen).is_ok()
-                    && frozen
-                        .iter()
-                        .any(|l| removed.binary_search(&l.segment).is_ok())
+                    && frozen.iter().any(|l| is_removed(removed, l.segment))
                 {
                     thawed.insert(Box::<[u8]>::from(key), frozen);
                 }
