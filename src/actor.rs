@@ -26,7 +26,9 @@ use crate::channel::Receiver;
 use crate::completion::{complete_all, Completer};
 use crate::error::{Result, WalError};
 use crate::index::Location;
-use crate::record::{encode_into, encode_marker, encoded_len, MARKER_LEN};
+use crate::record::{
+    encode_into, encode_marker, encode_seal_note, encoded_len, SealNote, MARKER_LEN,
+};
 use crate::segment::{Segment, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN};
 use crate::shard::{Counters, Request, RetiredSegment, ShardShared};
 use crate::storage::Storage;
@@ -406,7 +408,20 @@ impl Actor {
     }
 
     fn create_segment(&mut self, now: u64) -> Result<()> {
+        debug_assert!(
+            self.buf.is_empty(),
+            "a rotation writes the buffer out first"
+        );
         let sequence = self.next_sequence;
+        // The seal note names the segment sealed just before this one and its final
+        // length (see `record.rs`).
+        let note = match self.segments.last() {
+            Some(s) if s.sealed => Some(SealNote {
+                sequence: s.sequence,
+                len: s.len,
+            }),
+            _ => None,
+        };
         let header = SegmentHeader {
             version: FORMAT_VERSION,
             shard: self.shard(),
@@ -438,6 +453,11 @@ impl Actor {
         self.syncer.submit_dir()?;
         Counters::add(&self.shared.counters.segments, 1);
         Counters::add(&self.shared.counters.bytes, SEGMENT_HEADER_LEN as u64);
+        if let Some(note) = note {
+            // First in the segment, written with the batch that follows: a segment
+            // holds records only after its note.
+            encode_seal_note(&mut self.buf, now, note);
+        }
         Ok(())
     }
 

@@ -17,9 +17,11 @@
 //!   damage, as recovery does) always moves forward and ends inside the input.
 
 use crate::record::{
-    decode, encode_into, encode_marker, encoded_len, find_next_valid, DecodeError,
+    decode, encode_into, encode_marker, encode_seal_note, encoded_len, find_next_valid, DecodeError,
 };
-use crate::record::{MARKER_KEY_LEN, MARKER_LEN, RECORD_HEADER_LEN};
+use crate::record::{
+    MARKER_KEY_LEN, MARKER_LEN, RECORD_HEADER_LEN, SEAL_NOTE_KEY_LEN, SEAL_NOTE_LEN,
+};
 use crate::segment::{HeaderError, SegmentHeader, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 
 fn u32_at(buf: &[u8], at: usize) -> u32 {
@@ -49,6 +51,13 @@ fn check_record(buf: &[u8]) -> Option<usize> {
                 );
                 return Some(r.len);
             }
+            if let Some(note) = r.seal_note {
+                assert_eq!(u32_at(buf, 16), SEAL_NOTE_KEY_LEN);
+                assert_eq!((r.len, r.key.len()), (SEAL_NOTE_LEN, 0));
+                encode_seal_note(&mut again, r.timestamp_us, note);
+                assert_eq!(&again[..], &buf[..r.len], "a note re-encodes to its bytes");
+                return Some(r.len);
+            }
             assert_eq!(r.key.len(), u32_at(buf, 16) as usize);
             encode_into(&mut again, r.timestamp_us, r.key, r.value);
             assert_eq!(again.len(), encoded_len(r.key.len(), r.value.len()));
@@ -71,6 +80,8 @@ fn check_record(buf: &[u8]) -> Option<usize> {
                     || (len <= buf.len()
                         && if key_len == MARKER_KEY_LEN {
                             len != MARKER_LEN
+                        } else if key_len == SEAL_NOTE_KEY_LEN {
+                            len != SEAL_NOTE_LEN
                         } else {
                             key_len as usize > len - RECORD_HEADER_LEN
                         })

@@ -265,6 +265,9 @@ pub struct SegmentScan {
     pub markers: u64,
     /// The highest segment sequence number those markers vouch for (0: none).
     pub vouches_through: u64,
+    /// The seal note first in this segment, if any (docs/FORMAT.md): the segment
+    /// sealed just before this one, as `(sequence, length)` when sealed.
+    pub seal_note: Option<(u64, u64)>,
     /// Distinct keys among the valid records.
     pub keys: u64,
     /// Encoded bytes of the valid records (record headers included).
@@ -504,6 +507,7 @@ impl SegmentFile {
             records: 0,
             markers: 0,
             vouches_through: 0,
+            seal_note: None,
             keys: 0,
             record_bytes: 0,
             key_bytes: 0,
@@ -527,6 +531,7 @@ impl SegmentFile {
         out.header = walked.header;
         out.markers = walked.markers;
         out.vouches_through = walked.vouches_through;
+        out.seal_note = walked.seal_note;
         out.data_len = walked.data_len;
         out.free_len = walked.free_len;
         out.damage = walked.damage;
@@ -694,9 +699,10 @@ fn scan_shard(shard: ShardLayout) -> Result<ShardScan> {
     })
 }
 
-/// Recovery's rule for a sealed segment no sync marker vouches for, with records in
-/// later segments (`recovery::drop_after_unvouched_seal`): a power cut may have cut it
-/// short without a trace, so recovery removes the later segments. Reported at the
+/// Recovery's rule for a sealed segment no sync marker vouches for and no seal note
+/// shows whole, with records in later segments
+/// (`recovery::drop_after_unvouched_seal`): a power cut may have cut it short without
+/// a trace, so recovery removes the later segments. Reported at the
 /// segment's end as a torn tail, unless the shard holds corruption (then `Strict`
 /// refuses to open anyway).
 fn mark_unvouched_seal(segments: &mut [SegmentScan]) {
@@ -714,7 +720,20 @@ fn mark_unvouched_seal(segments: &mut [SegmentScan]) {
         .unwrap_or(0);
     let sequences: Vec<u64> = segments.iter().map(|s| s.file.sequence).collect();
     let version = |i: usize| segments[i].header.as_ref().map(|h| h.version);
-    let Some(i) = crate::recovery::first_unvouched_seal(&sequences, proven, version) else {
+    let whole = |i: usize| {
+        let (own, successor) = (&segments[i], &segments[i + 1]);
+        let note = successor
+            .seal_note
+            .map(|(sequence, len)| crate::record::SealNote { sequence, len });
+        own.damage.is_empty()
+            && own.data_len == own.file_len
+            && crate::recovery::seal_note_shows_whole(
+                note.as_ref(),
+                own.file.sequence,
+                own.data_len,
+            )
+    };
+    let Some(i) = crate::recovery::first_unvouched_seal(&sequences, proven, version, whole) else {
         return;
     };
     // Damage found in it already says the later segments go (an unfinished seal).
@@ -727,9 +746,9 @@ fn mark_unvouched_seal(segments: &mut [SegmentScan]) {
         offset: seal.data_len,
         len: 0,
         kind: DamageKind::TornTail,
-        reason: "no sync marker vouches for this sealed segment and records follow in \
-                 later segments: a power cut may have cut it short here without a trace; \
-                 recovery removes the later segments of the shard"
+        reason: "no sync marker vouches for this sealed segment, no seal note shows it \
+                 whole, and records follow in later segments: a power cut may have cut it \
+                 short here without a trace; recovery removes the later segments of the shard"
             .into(),
     });
 }
@@ -828,6 +847,7 @@ struct Walked {
     header: Option<SegmentHeaderInfo>,
     markers: u64,
     vouches_through: u64,
+    seal_note: Option<(u64, u64)>,
     data_len: u64,
     free_len: u64,
     damage: Vec<Damage>,
@@ -842,6 +862,7 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
         header: None,
         markers: 0,
         vouches_through: 0,
+        seal_note: None,
         data_len: 0,
         free_len: 0,
         damage: Vec::new(),
@@ -945,6 +966,11 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
                     out.vouches_through = out
                         .vouches_through
                         .max(marker_vouches(synced, file.sequence));
+                } else if let Some(note) = record.seal_note {
+                    // Only where the writer puts one counts, as in recovery.
+                    if pos == SEGMENT_HEADER_LEN {
+                        out.seal_note = Some((note.sequence, note.len));
+                    }
                 } else {
                     on_record(pos, &record);
                 }

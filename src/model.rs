@@ -81,7 +81,7 @@ impl MemHandle {
             let bytes = segment.synced();
             let mut pos = SEGMENT_HEADER_LEN.min(bytes.len());
             while let Ok(record) = decode(&bytes[pos..]) {
-                if record.synced_through.is_none() && record.key == key {
+                if record.is_data() && record.key == key {
                     out.push(record.value.to_vec());
                 }
                 pos += record.len;

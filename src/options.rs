@@ -1,7 +1,7 @@
 //! [`WalOptions`]: every knob, its default and its valid range.
 
 use crate::error::{Result, WalError};
-use crate::record::RECORD_HEADER_LEN;
+use crate::record::{RECORD_HEADER_LEN, SEAL_NOTE_LEN};
 use crate::segment::SEGMENT_HEADER_LEN;
 use std::time::Duration;
 
@@ -217,14 +217,15 @@ impl WalOptions {
                 format!("{} is outside 1..=1 GiB", self.max_record_size),
             ));
         }
-        let smallest_segment = (SEGMENT_HEADER_LEN + RECORD_HEADER_LEN) as u64
+        // A fresh segment holds its header, a seal note, then the record.
+        let smallest_segment = (SEGMENT_HEADER_LEN + SEAL_NOTE_LEN + RECORD_HEADER_LEN) as u64
             + self.max_key_size as u64
             + self.max_record_size as u64;
         if self.max_segment_size < smallest_segment || self.max_segment_size > u64::from(u32::MAX) {
             return Err(WalError::invalid(
                 "max_segment_size",
                 format!(
-                    "{} is outside {smallest_segment}..={} (one record of max_key_size + max_record_size must fit)",
+                    "{} is outside {smallest_segment}..={} (one record of max_key_size + max_record_size must fit after the segment header and a seal note)",
                     self.max_segment_size,
                     u32::MAX
                 ),

@@ -222,7 +222,7 @@ fn checked_value(
     })?;
     let record = decode(bytes)
         .map_err(|e| WalError::corruption(io.path(), u64::from(loc.offset), e.reason()))?;
-    if record.synced_through.is_some() || record.key != key || record.len != loc.len as usize {
+    if !record.is_data() || record.key != key || record.len != loc.len as usize {
         return Err(WalError::corruption(
             io.path(),
             u64::from(loc.offset),

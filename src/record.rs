@@ -17,6 +17,13 @@
 //! which no data record can have, followed by one u64: every segment of the shard up
 //! to that sequence number was made durable before the marker was written (see
 //! `syncer.rs`). It is 28 bytes long and never indexed or returned to readers.
+//!
+//! A *seal note* (format version 3) is a record whose `key_len` is `0xFFFF_FFFE`,
+//! followed by two u64s: the sequence number and the final length of the segment
+//! sealed just before this one. The writer puts it first in every segment it starts
+//! after sealing another, so recovery can tell a sealed segment that is whole from
+//! one a power cut shortened (`recovery::drop_after_unvouched_seal`). It is 36 bytes
+//! long and, like a marker, never indexed or returned to readers.
 
 /// Bytes before the key.
 pub(crate) const RECORD_HEADER_LEN: usize = 20;
@@ -24,6 +31,17 @@ pub(crate) const RECORD_HEADER_LEN: usize = 20;
 pub(crate) const MARKER_KEY_LEN: u32 = u32::MAX;
 /// Length of a sync marker: the header and one u64.
 pub(crate) const MARKER_LEN: usize = RECORD_HEADER_LEN + 8;
+/// The `key_len` of a seal note.
+pub(crate) const SEAL_NOTE_KEY_LEN: u32 = u32::MAX - 1;
+/// Length of a seal note: the header and two u64s.
+pub(crate) const SEAL_NOTE_LEN: usize = RECORD_HEADER_LEN + 16;
+
+/// What a seal note says: segment `sequence` was sealed at `len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SealNote {
+    pub(crate) sequence: u64,
+    pub(crate) len: u64,
+}
 
 /// A record whose checksum and lengths hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +53,16 @@ pub(crate) struct Decoded<'a> {
     /// For a sync marker, the sequence number it vouches for (`key` is then empty and
     /// `value` holds the 8 encoded bytes); `None` for a data record.
     pub(crate) synced_through: Option<u64>,
+    /// For a seal note, what it says (`key` is then empty and `value` holds the 16
+    /// encoded bytes); `None` otherwise.
+    pub(crate) seal_note: Option<SealNote>,
+}
+
+impl Decoded<'_> {
+    /// Whether this is a data record (not a sync marker or a seal note).
+    pub(crate) fn is_data(&self) -> bool {
+        self.synced_through.is_none() && self.seal_note.is_none()
+    }
 }
 
 /// Why bytes are not a record.
@@ -87,6 +115,19 @@ pub(crate) fn encode_marker(buf: &mut Vec<u8>, timestamp_us: u64, synced_through
     buf.extend_from_slice(&timestamp_us.to_le_bytes());
     buf.extend_from_slice(&MARKER_KEY_LEN.to_le_bytes());
     buf.extend_from_slice(&synced_through.to_le_bytes());
+    let crc = crc32c::crc32c(&buf[start + 4..]);
+    buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Appends a seal note saying that segment `sequence` was sealed at `len` bytes.
+pub(crate) fn encode_seal_note(buf: &mut Vec<u8>, timestamp_us: u64, note: SealNote) {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&(SEAL_NOTE_LEN as u32).to_le_bytes());
+    buf.extend_from_slice(&timestamp_us.to_le_bytes());
+    buf.extend_from_slice(&SEAL_NOTE_KEY_LEN.to_le_bytes());
+    buf.extend_from_slice(&note.sequence.to_le_bytes());
+    buf.extend_from_slice(&note.len.to_le_bytes());
     let crc = crc32c::crc32c(&buf[start + 4..]);
     buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
@@ -148,24 +189,33 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Decoded<'_>, DecodeError> {
         key: &buf[RECORD_HEADER_LEN..key_end],
         value: &buf[key_end..len],
         synced_through: None,
+        seal_note: None,
     })
 }
 
 /// [`decode`] of bytes (at least `len` of them) whose key length no data record
-/// can have: a sync marker, or impossible lengths. Kept off the data-record path.
+/// can have: a sync marker, a seal note, or impossible lengths. Kept off the
+/// data-record path.
 fn decode_marker(buf: &[u8], len: usize) -> Result<Decoded<'_>, DecodeError> {
-    if u32_at(buf, 16) != MARKER_KEY_LEN || len != MARKER_LEN {
-        return Err(DecodeError::BadLength);
-    }
+    let marker = match (u32_at(buf, 16), len) {
+        (MARKER_KEY_LEN, MARKER_LEN) => true,
+        (SEAL_NOTE_KEY_LEN, SEAL_NOTE_LEN) => false,
+        _ => return Err(DecodeError::BadLength),
+    };
     if crc32c::crc32c(&buf[4..len]) != u32_at(buf, 0) {
         return Err(DecodeError::BadChecksum);
     }
+    let first = u64_at(buf, RECORD_HEADER_LEN);
     Ok(Decoded {
         len,
         timestamp_us: u64_at(buf, 8),
         key: &buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN],
         value: &buf[RECORD_HEADER_LEN..len],
-        synced_through: Some(u64_at(buf, RECORD_HEADER_LEN)),
+        synced_through: marker.then_some(first),
+        seal_note: (!marker).then(|| SealNote {
+            sequence: first,
+            len: u64_at(buf, RECORD_HEADER_LEN + 8),
+        }),
     })
 }
 
@@ -258,6 +308,37 @@ mod tests {
         let crc = crc32c::crc32c(&long[4..]);
         long[0..4].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(decode(&long), Err(DecodeError::BadLength));
+    }
+
+    #[test]
+    fn a_seal_note_decodes_as_a_note_and_every_bit_flip_is_caught() {
+        let note = SealNote {
+            sequence: 0x0102_0304_0506_0708,
+            len: 0x1112_1314_1516_1718,
+        };
+        let mut buf = Vec::new();
+        encode_seal_note(&mut buf, 5, note);
+        assert_eq!(buf.len(), SEAL_NOTE_LEN);
+        assert_eq!(&buf[16..20], &[0xFE, 0xFF, 0xFF, 0xFF]);
+        assert_eq!(&buf[20..28], &note.sequence.to_le_bytes());
+        assert_eq!(&buf[28..36], &note.len.to_le_bytes());
+        let d = decode(&buf).expect("valid note");
+        assert_eq!((d.seal_note, d.synced_through), (Some(note), None));
+        assert_eq!((d.len, d.timestamp_us, d.key), (SEAL_NOTE_LEN, 5, &b""[..]));
+        assert!(!d.is_data());
+        assert!(decode(&one(1, b"k", b"v")).expect("record").is_data());
+        for bit in 0..buf.len() * 8 {
+            let mut bad = buf.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode(&bad).is_err(), "flip of bit {bit} went unnoticed");
+        }
+        // A note's key length with a marker's record length (and the reverse) is
+        // impossible, whatever the checksum says.
+        let mut short = buf[..MARKER_LEN].to_vec();
+        short[4..8].copy_from_slice(&(MARKER_LEN as u32).to_le_bytes());
+        let crc = crc32c::crc32c(&short[4..]);
+        short[0..4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(&short), Err(DecodeError::BadLength));
     }
 
     #[test]

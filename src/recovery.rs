@@ -25,7 +25,8 @@ use crate::error::{Result, WalError};
 use crate::index::{stage, Location, ShardIndex, Staged};
 use crate::options::RecoveryMode;
 use crate::record::{
-    decode, find_next_valid, marker_vouches, record_len, DecodeError, Decoded, RECORD_HEADER_LEN,
+    decode, find_next_valid, marker_vouches, record_len, DecodeError, Decoded, SealNote,
+    RECORD_HEADER_LEN,
 };
 use crate::segment::{
     parse_segment_file_name, Segment, SegmentHeader, FORMAT_VERSION, OLDEST_READABLE_VERSION,
@@ -78,8 +79,8 @@ pub(crate) struct RecoveredShard {
     /// Every segment up to this sequence is durable, as a valid sync marker in a
     /// segment that stays says (0: none). The actor takes it as vouched for on disk.
     pub(crate) synced_through: u64,
-    /// The highest value of the valid sync markers in each segment scanned.
-    markers: BTreeMap<u64, u64>,
+    /// The sync markers and seal notes of the segments scanned.
+    meta: Meta,
     /// The header version of each segment scanned.
     versions: BTreeMap<u64, u32>,
     /// The same proof from segments removed unscanned ([`drop_segments`]): it
@@ -88,6 +89,15 @@ pub(crate) struct RecoveredShard {
     /// Damage was skipped (`RecoveryMode::SkipCorrupted`): the shard's next close
     /// writes no index checkpoint, so that a later open still finds the damage.
     pub(crate) damaged: bool,
+}
+
+/// What the sync markers and seal notes of a shard's scanned segments say.
+#[derive(Default)]
+struct Meta {
+    /// The highest value of the valid sync markers in each segment.
+    markers: BTreeMap<u64, u64>,
+    /// Each segment's seal note (only one that is its first record counts).
+    notes: BTreeMap<u64, SealNote>,
 }
 
 /// Lists the segment files of a shard directory, oldest first. Anything else in the
@@ -120,7 +130,7 @@ impl RecoveredShard {
             next_sequence: 1,
             report: RecoveryReport::default(),
             synced_through: 0,
-            markers: BTreeMap::new(),
+            meta: Meta::default(),
             versions: BTreeMap::new(),
             removed_proof: 0,
             damaged: false,
@@ -241,7 +251,7 @@ pub(crate) fn scan_shard(
     out.synced_through = out
         .segments
         .iter()
-        .filter_map(|s| out.markers.get(&s.sequence).copied())
+        .filter_map(|s| out.meta.markers.get(&s.sequence).copied())
         .max()
         .unwrap_or(0);
     out.index.load(std::mem::take(&mut out.staged));
@@ -253,15 +263,20 @@ pub(crate) fn scan_shard(
 /// lost its last pages together with the file length that held them: it then ends
 /// cleanly at an earlier record, with no damage to see, while pages of the later
 /// segments reached the disk. So the oldest sealed segment no sync marker vouches for
-/// (see [`Scan::unsynced_seal_possible`]) ends the shard, as if damage had been found
-/// at its end: the later segments are removed ([`drop_segments`]) and the writer goes
-/// on in it, unless they hold no record. Nothing they held was acknowledged as
-/// durable: a durable answer first writes a marker vouching for every earlier seal.
-/// What a `kill -9` can cost here is the non-durable records written after a
-/// rotation and before the next batch after the seal's fsync (which writes the
-/// marker); after a clean close every seal is vouched for. Not under
-/// `RecoveryMode::SkipCorrupted` once it skipped damage in the shard: the missing
-/// marker may be in what it skipped, and that mode keeps every valid record it can.
+/// (see [`Scan::unsynced_seal_possible`]) and no seal note shows whole (see
+/// [`seal_note_shows_whole`]) ends the shard, as if damage had been found at its end:
+/// the later segments are removed ([`drop_segments`]) and the writer goes on in it,
+/// unless they hold no record. Nothing they held was acknowledged as durable: a
+/// durable answer first writes a marker vouching for every earlier seal.
+///
+/// A seal note first in the successor, naming this segment and the length it was
+/// sealed at, shows it whole when it has exactly that length and every byte of it
+/// is a valid record: that is what a `kill -9` leaves (the page cache survives), so
+/// a kill loses no record behind a seal whose fsync had not returned. A power cut
+/// that shortened the segment leaves it shorter than its note (or damaged, which the
+/// scan already cut). Not under `RecoveryMode::SkipCorrupted` once it skipped damage
+/// in the shard: the missing marker may be in what it skipped, and that mode keeps
+/// every valid record it can.
 fn drop_after_unvouched_seal(files: &[(u64, PathBuf)], out: &mut RecoveredShard) -> Result<()> {
     if !out.report.skipped.is_empty() {
         return Ok(());
@@ -269,20 +284,33 @@ fn drop_after_unvouched_seal(files: &[(u64, PathBuf)], out: &mut RecoveredShard)
     // Proof from every segment scanned or removed, kept or not: an fsync it reports
     // did return.
     let proven = out
+        .meta
         .markers
         .values()
         .copied()
         .fold(out.removed_proof, u64::max);
     let sequences: Vec<u64> = out.segments.iter().map(|s| s.sequence).collect();
-    let Some(i) = first_unvouched_seal(&sequences, proven, |i| {
-        out.versions.get(&sequences[i]).copied()
-    }) else {
+    let whole = |i: usize| {
+        let (own, successor) = (&out.segments[i], &out.segments[i + 1]);
+        seal_note_shows_whole(
+            out.meta.notes.get(&successor.sequence),
+            own.sequence,
+            own.len,
+        )
+    };
+    let Some(i) = first_unvouched_seal(
+        &sequences,
+        proven,
+        |i| out.versions.get(&sequences[i]).copied(),
+        whole,
+    ) else {
         return Ok(());
     };
     let last_kept = sequences[i];
     if out.segments[i + 1..].iter().all(|s| s.records == 0) {
-        // No record follows the unvouched seal (sync markers at most): nothing can
-        // come after lost records, and the writer goes on in the newest segment.
+        // No record follows the unvouched seal (sync markers and notes at most):
+        // nothing can come after lost records, and the writer goes on in the newest
+        // segment.
         return Ok(());
     }
     let later: Vec<(u64, PathBuf)> = files
@@ -308,18 +336,29 @@ fn drop_after_unvouched_seal(files: &[(u64, PathBuf)], out: &mut RecoveredShard)
     Ok(())
 }
 
+/// Whether `note`, the seal note first in a sealed segment's successor (if it has
+/// one), shows that segment (`sequence`, scanned whole to `len` bytes: every byte a
+/// valid record) as the writer sealed it. Shared with `inspect`.
+pub(crate) fn seal_note_shows_whole(note: Option<&SealNote>, sequence: u64, len: u64) -> bool {
+    note.is_some_and(|n| n.sequence == sequence && n.len == len)
+}
+
 /// The index (in `sequences`, a shard's segments oldest first, the last one active)
-/// of the oldest sealed segment that no sync marker vouches for: above `proven`, the
-/// highest segment the markers found vouch for, and not synced before its successor
-/// existed (`version(i)`: the header version of segment `i`, if readable). Shared with
-/// `inspect`, which reports what recovery will do.
+/// of the oldest sealed segment that no sync marker vouches for and no seal note
+/// shows whole: above `proven`, the highest segment the markers found vouch for; not
+/// synced before its successor existed (`version(i)`: the header version of segment
+/// `i`, if readable); and not `whole(i)` (see [`seal_note_shows_whole`]; asked only
+/// of segments scanned without damage). Shared with `inspect`, which reports what
+/// recovery will do.
 pub(crate) fn first_unvouched_seal(
     sequences: &[u64],
     proven: u64,
     version: impl Fn(usize) -> Option<u32>,
+    whole: impl Fn(usize) -> bool,
 ) -> Option<usize> {
-    (0..sequences.len().saturating_sub(1))
-        .find(|&i| sequences[i] > proven && !synced_before_successor(version(i), version(i + 1)))
+    (0..sequences.len().saturating_sub(1)).find(|&i| {
+        sequences[i] > proven && !synced_before_successor(version(i), version(i + 1)) && !whole(i)
+    })
 }
 
 /// One segment file to recover.
@@ -587,7 +626,7 @@ fn recover_segment(
         SEGMENT_HEADER_LEN as u64,
         buf,
         STREAM_CHUNK,
-        |pos, record| take_record(&mut out.staged, &mut out.markers, &mut segment, pos, record),
+        |pos, record| take_record(&mut out.staged, &mut out.meta, &mut segment, pos, record),
     )
     .map_err(|e| WalError::io("reading segment", path, e))?;
     let mut cut = false;
@@ -614,18 +653,25 @@ fn recover_segment(
     Ok((Some(segment), cut))
 }
 
-/// Counts and stages one valid record at `pos`; a sync marker is only noted in
-/// `markers` (per segment).
+/// Counts and stages one valid record at `pos`; a sync marker or a seal note is
+/// only noted in `meta`.
 fn take_record(
     staged: &mut Staged,
-    markers: &mut BTreeMap<u64, u64>,
+    meta: &mut Meta,
     segment: &mut Segment,
     pos: u64,
     record: &Decoded<'_>,
 ) {
     if let Some(synced) = record.synced_through {
-        let newest = markers.entry(segment.sequence).or_default();
+        let newest = meta.markers.entry(segment.sequence).or_default();
         *newest = (*newest).max(marker_vouches(synced, segment.sequence));
+        return;
+    }
+    if let Some(note) = record.seal_note {
+        // Only where the writer puts one: first in the segment.
+        if pos == SEGMENT_HEADER_LEN as u64 {
+            meta.notes.insert(segment.sequence, note);
+        }
         return;
     }
     stage(
@@ -724,7 +770,7 @@ fn judge_rest(
     while pos < data.len() {
         match decode(&data[pos..]) {
             Ok(record) => {
-                take_record(&mut out.staged, &mut out.markers, segment, at(pos), &record);
+                take_record(&mut out.staged, &mut out.meta, segment, at(pos), &record);
                 pos += record.len;
             }
             Err(_) if newest && data[pos..].iter().all(|&b| b == 0) => {

@@ -4,7 +4,7 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic       b"NANOWALS"
-//!      8     4  version     format version (2; 1 is still read)
+//!      8     4  version     format version (3; 1 and 2 are still read)
 //!     12     4  shard       shard id that owns the file
 //!     16     8  sequence    segment sequence number (also the file name)
 //!     24     8  created     creation time, microseconds since the Unix epoch
@@ -18,10 +18,11 @@ use std::sync::Arc;
 
 /// Magic bytes at the start of every segment.
 pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"NANOWALS";
-/// The on-disk format version this build writes: 2 (sync markers, deferred seal
-/// syncs). Version 1 segments, which never hold a marker and whose seals were synced
-/// before their successors existed, are read as well.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// The on-disk format version this build writes: 3 (seal notes). Version 2 segments
+/// (sync markers, deferred seal syncs, no seal notes) and version 1 segments, which
+/// never hold a marker and whose seals were synced before their successors existed,
+/// are read as well.
+pub(crate) const FORMAT_VERSION: u32 = 3;
 /// The oldest segment format version this build reads.
 pub(crate) const OLDEST_READABLE_VERSION: u32 = 1;
 /// Length of the segment header.

@@ -547,7 +547,7 @@ mod tests {
                 .with_shards(1)
                 .with_max_record_size(100)
                 .with_max_key_size(8)
-                .with_max_segment_size(40 + 20 + 8 + 100),
+                .with_max_segment_size(40 + 36 + 20 + 8 + 100),
         );
         let value = Bytes::from(vec![7u8; 100]);
         wal.append_entry(b"k", value.clone(), false).unwrap();

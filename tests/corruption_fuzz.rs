@@ -22,8 +22,8 @@ mod common;
 
 use bytes::Bytes;
 use common::{
-    restore, snapshot, walk_markers, walk_records, RecordPos, Rng, Snapshot, TestResult,
-    SEGMENT_HEADER_LEN,
+    restore, seal_note_of, snapshot, walk_markers, walk_records, RecordPos, Rng, Snapshot,
+    TestResult, SEGMENT_HEADER_LEN,
 };
 use nano_wal::{RecoveryMode, Wal, WalError, WalOptions};
 use std::collections::{BTreeMap, BTreeSet};
@@ -78,7 +78,8 @@ struct Seg {
     len: u64,
     newest: bool,
     records: Vec<RecordPos>,
-    /// Records and sync markers, in file order: (offset, len, record index if a record).
+    /// Records, sync markers and the seal note, in file order: (offset, len, record
+    /// index if a record).
     items: Vec<(u64, u64, Option<usize>)>,
     data: Vec<u8>,
 }
@@ -97,9 +98,10 @@ fn segments(snap: &Snapshot) -> Vec<Seg> {
                 .iter()
                 .map(|r| (r.offset, r.len, Some(index_of(r))))
                 .chain(walk_markers(data).iter().map(|m| (m.offset, 28, None)))
+                .chain(seal_note_of(data).map(|_| (SEGMENT_HEADER_LEN as u64, 36, None)))
                 .collect();
             items.sort_unstable();
-            // Records and sync markers fill the file.
+            // Records, sync markers and the seal note fill the file.
             let end = items
                 .last()
                 .map_or(SEGMENT_HEADER_LEN as u64, |&(offset, len, _)| offset + len);
@@ -221,7 +223,7 @@ fn seeded_bit_flips_in_segments() -> TestResult {
         } else if at < SEGMENT_HEADER_LEN as u64 {
             (Expect::Harmless, BTreeSet::new(), "reserved header bytes")
         } else {
-            // A record or a sync marker (whose loss loses no record). After a clean
+            // A record, a sync marker or a seal note (whose loss loses no record). After a clean
             // close a marker vouches for every sealed segment, so damage there is
             // corruption even at a sealed segment's end.
             let &(offset, len, index) = seg
@@ -261,6 +263,7 @@ fn seeded_bit_flips_in_segments() -> TestResult {
                 )
             } else {
                 let kind = match (seg.newest, index) {
+                    (_, None) if offset == SEGMENT_HEADER_LEN as u64 => "seal note",
                     (_, None) => "sync marker",
                     (true, _) => "record of a newest segment",
                     (false, _) => "record of a sealed segment",
@@ -376,6 +379,7 @@ fn seeded_bit_flips_in_segments() -> TestResult {
         "record of a newest segment",
         "record of a sealed segment",
         "sync marker",
+        "seal note",
     ] {
         assert!(seen.contains_key(kind), "no case hit: {kind} ({seen:?})");
     }
@@ -560,12 +564,12 @@ fn damaged_segment_headers_give_specific_errors() -> TestResult {
     let rel = sealed.rel.clone();
 
     // Consistent checksum, wrong contents: refused in both modes (not skippable).
-    let snap = with_header(header(3, 1, seq))?;
+    let snap = with_header(header(4, 1, seq))?;
     both_modes_fail(
         tmp.path(),
         "version",
         &snap,
-        |dir, e| matches!(e, WalError::UnsupportedVersion { path, found: 3, supported: 2 } if *path == dir.join(&rel)),
+        |dir, e| matches!(e, WalError::UnsupportedVersion { path, found: 4, supported: 3 } if *path == dir.join(&rel)),
     )?;
     for (name, h) in [
         ("other-shard", header(1, 0, seq)),

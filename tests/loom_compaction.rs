@@ -9,14 +9,16 @@ use std::time::Duration;
 const SECOND: u64 = 1_000_000;
 
 fn options() -> WalOptions {
-    // Tiny limits so each record fills a segment: every append seals the previous one.
+    // Tiny segments (the smallest these limits allow: header, seal note and one
+    // largest record): a record and its seal note leave no room for a sync marker,
+    // and the clock's jump between the two appends rotates by age.
     WalOptions::default()
         .with_shards(1)
         .with_retention(Duration::from_secs(10))
         .with_segments(10)
         .with_max_key_size(8)
         .with_max_record_size(8)
-        .with_max_segment_size(76)
+        .with_max_segment_size(40 + 36 + 20 + 8 + 8)
 }
 
 /// A reader racing compaction sees the old state or the new one, whole: never an

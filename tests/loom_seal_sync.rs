@@ -7,23 +7,32 @@ use bytes::Bytes;
 use nano_wal::model::{mem_wal, small_options, use_syncer_thread, MemHandle};
 use nano_wal::{WalError, WalOptions};
 
-/// A segment holds one record with an 8-byte value (69 bytes), or one with a 1-byte
-/// value and a 28-byte sync marker (90): the second append below seals the first
-/// segment, and the marker for it fits after the second record.
+/// Segments of 161 bytes (40 + 36 + 20 + 1 + 64: the smallest these limits allow).
+/// Segment 1 holds the first record, with a 64-byte value (40 + 85 = 125 bytes); the
+/// second, with a 19-byte value (40 bytes), does not fit after it, so the second
+/// append seals segment 1. In segment 2 it follows the 36-byte seal note, and the
+/// 28-byte sync marker for segment 1 fits after it (40 + 36 + 40 + 28 = 144).
 fn options() -> WalOptions {
     small_options(2)
         .with_max_key_size(1)
-        .with_max_record_size(8)
-        .with_max_segment_size(90)
+        .with_max_record_size(64)
+        .with_max_segment_size(40 + 36 + 20 + 1 + 64)
+}
+
+fn first() -> Bytes {
+    Bytes::from(vec![b'1'; 64])
+}
+
+fn later(digit: u8) -> Bytes {
+    Bytes::from(vec![digit; 19])
 }
 
 /// A model WAL whose seals are synced on the syncer thread, with segment 1 holding
-/// one 8-byte value (the next append seals it).
+/// one 64-byte value (the next append seals it).
 fn open_with_segment_1() -> (nano_wal::Wal, MemHandle) {
     use_syncer_thread(true);
     let (wal, mem) = mem_wal(options()).expect("open");
-    wal.append_entry(b"k", Bytes::from_static(b"11111111"), false)
-        .expect("append");
+    wal.append_entry(b"k", first(), false).expect("append");
     (wal, mem)
 }
 
@@ -32,15 +41,14 @@ fn durable_answer_waits_for_the_seal_fsync() {
     loom::model(|| {
         let (wal, mem) = open_with_segment_1();
         // Seals segment 1 (its fsync goes to the syncer thread) and writes segment 2.
-        wal.log_entry(b"k", Bytes::from_static(b"2"))
-            .expect("durable append");
+        wal.log_entry(b"k", later(b'2')).expect("durable append");
         assert!(
             mem.fully_synced(0, 1),
             "durable answer before the sealed segment's fsync"
         );
         assert_eq!(
             mem.synced_values(0, b"k", 2),
-            vec![b"11111111".to_vec(), b"2".to_vec()]
+            vec![first().to_vec(), later(b'2').to_vec()]
         );
         wal.close().expect("close");
         use_syncer_thread(false);
@@ -52,10 +60,10 @@ fn failed_seal_fsync_fails_the_durable_call_and_poisons() {
     loom::model(|| {
         let (wal, mem) = open_with_segment_1();
         mem.fail_syncs(true);
-        let durable = wal.log_entry(b"k", Bytes::from_static(b"2"));
+        let durable = wal.log_entry(b"k", later(b'2'));
         mem.fail_syncs(false);
         assert!(durable.is_err(), "durable Ok after a failed seal fsync");
-        let after = wal.log_entry(b"k", Bytes::from_static(b"3"));
+        let after = wal.log_entry(b"k", later(b'3'));
         assert!(
             matches!(after, Err(WalError::Poisoned { shard: 0, .. })),
             "{after:?}"

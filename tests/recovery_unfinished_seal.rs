@@ -10,7 +10,8 @@ mod common;
 
 use bytes::Bytes;
 use common::{
-    numbers, records_of_file, segment_files, walk_markers, TestResult, SEGMENT_HEADER_LEN,
+    numbers, records_of_file, seal_note_of, segment_files, walk_markers, TestResult,
+    SEGMENT_HEADER_LEN,
 };
 use nano_wal::inspect::{self, DamageKind};
 use nano_wal::{RecoveryMode, Wal, WalError, WalOptions};
@@ -90,6 +91,20 @@ fn vouched(files: &[PathBuf], sequence: u64) -> Result<bool, Box<dyn std::error:
         }
     }
     Ok(false)
+}
+
+/// Whether recovery keeps the segment before `files[victim]` (index i is segment
+/// i + 1) whole although a power cut took pages of the victim: a valid sync marker
+/// vouches for it, or the seal note first in the victim names it with its length.
+fn predecessor_kept(files: &[PathBuf], victim: usize) -> Result<bool, Box<dyn std::error::Error>> {
+    if vouched(files, victim as u64)? {
+        return Ok(true);
+    }
+    let Some(before) = victim.checked_sub(1) else {
+        return Ok(false);
+    };
+    let note = seal_note_of(&std::fs::read(&files[victim])?);
+    Ok(note == Some((victim as u64, std::fs::metadata(&files[before])?.len())))
 }
 
 /// Cuts every sync marker vouching for `sequence` (and whatever follows it) out of
@@ -173,7 +188,7 @@ fn an_unfinished_seal_is_cut_and_the_segments_after_it_are_dropped() -> TestResu
     // The marker vouching for the segment before the victim may have been in the
     // victim's lost pages: then the victim's first records go too (victim index i is
     // segment i + 1, so its predecessor is segment `victim`).
-    let predecessor_vouched = vouched(&files, victim as u64)?;
+    let predecessor_vouched = predecessor_kept(&files, victim)?;
     let kept = if predecessor_vouched { kept } else { 0 };
 
     // The operator tool classifies it as recovery will, without changing anything.
@@ -269,18 +284,18 @@ fn version_1_segments_are_read_and_written_after() -> TestResult {
     let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
     assert_eq!(numbers(&wal, "k")?, (0..more.end).collect::<Vec<_>>());
     wal.close()?;
-    // The segments created since are version 2 and carry markers.
+    // The segments created since are version 3 and carry markers.
     let files = segment_files(&dir, 0)?;
     let newest = std::fs::read(files.last().ok_or("no segment")?)?;
-    assert_eq!(u32::from_le_bytes(newest[8..12].try_into()?), 2);
+    assert_eq!(u32::from_le_bytes(newest[8..12].try_into()?), 3);
     assert!(!walk_markers(&newest).is_empty());
     Ok(())
 }
 
 #[test]
 fn segments_filled_exactly_by_durable_records_still_get_their_markers() -> TestResult {
-    // Each 1000-byte record fills a segment to the byte: no room for a marker after
-    // it. Every durable answer must still leave a marker for every sealed segment
+    // Each 1000-byte record fills a segment to the byte after its seal note (the
+    // first segment, which has none, keeps 36 bytes): no room for a marker after it. Every durable answer must still leave a marker for every sealed segment
     // before it, or a flipped bit at a segment's end would pass for an unfinished
     // seal and take the acknowledged records of every later segment with it.
     let tmp = tempfile::tempdir()?;
@@ -290,7 +305,7 @@ fn segments_filled_exactly_by_durable_records_still_get_their_markers() -> TestR
             .with_shards(1)
             .with_max_key_size(1)
             .with_max_record_size(1000)
-            .with_max_segment_size(40 + 20 + 1 + 1000)
+            .with_max_segment_size(40 + 36 + 20 + 1 + 1000)
             .with_recovery_mode(mode)
     };
     let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
@@ -320,11 +335,13 @@ fn segments_filled_exactly_by_durable_records_still_get_their_markers() -> TestR
         .filter(|f| records_of_file(f).is_ok_and(|r| r.len() == 1))
         .nth(1)
         .ok_or("no second record segment")?;
+    let record_at = records_of_file(victim)?[0].offset;
     let mut data = std::fs::read(victim)?;
+    assert!(record_at > SEGMENT_HEADER_LEN as u64, "after the seal note");
     let last = data.len() - 1;
     data[last] ^= 0x01;
     std::fs::write(victim, &data)?;
-    strict_open_fails_at(&dir, victim, SEGMENT_HEADER_LEN as u64);
+    strict_open_fails_at(&dir, victim, record_at);
     let wal = Wal::new(&dir, options(RecoveryMode::SkipCorrupted))?;
     assert_eq!(
         wal.enumerate_records("k")?.count(),
@@ -349,7 +366,7 @@ fn a_failed_drop_leaves_a_prefix_for_the_next_open() -> TestResult {
     let (_, kept) = lose_tail_pages(&files[victim])?;
     // As in `an_unfinished_seal_is_cut_and_the_segments_after_it_are_dropped`; the
     // open that fails removes the newest segment, and its markers with it.
-    let kept = if vouched(&files[..n - 1], victim as u64)? {
+    let kept = if predecessor_kept(&files[..n - 1], victim)? {
         kept
     } else {
         0
@@ -390,6 +407,132 @@ fn a_failed_drop_leaves_a_prefix_for_the_next_open() -> TestResult {
     let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
     assert_eq!(numbers(&wal, "k")?, (0..before + kept).collect::<Vec<_>>());
     assert!(!pinned.exists());
+    wal.close()?;
+    Ok(())
+}
+
+/// Every record the segment files hold, in order.
+fn records_in(files: &[PathBuf]) -> Result<usize, Box<dyn std::error::Error>> {
+    records_before(files, files.len())
+}
+
+/// Rewrites the newest segment `file` without its sync markers (header, seal note
+/// and records kept): what it holds when the seal before it had not been synced
+/// when the writer was killed.
+fn strip_markers(file: &Path) -> TestResult {
+    let data = std::fs::read(file)?;
+    let mut out = data[..SEGMENT_HEADER_LEN].to_vec();
+    if seal_note_of(&data).is_some() {
+        out.extend_from_slice(&data[SEGMENT_HEADER_LEN..SEGMENT_HEADER_LEN + 36]);
+    }
+    for r in records_of_file(file)? {
+        out.extend_from_slice(&data[r.offset as usize..(r.offset + r.len) as usize]);
+    }
+    std::fs::write(file, &out)?;
+    Ok(())
+}
+
+#[test]
+fn a_whole_seal_without_a_marker_keeps_the_later_segments() -> TestResult {
+    // What a `kill -9` leaves when the last seal's fsync had not returned: no marker
+    // vouches for the sealed segment, but it is whole, and the seal note first in the
+    // newest segment says so. Nothing is dropped (without the note, the newest
+    // segment's records would go).
+    let tmp = tempfile::tempdir()?;
+    let (dir, files) = write(tmp.path())?;
+    let n = files.len();
+    let victim = n - 2;
+    strip_markers(&files[n - 1])?;
+    assert!(!vouched(&files, victim as u64 + 1)?);
+    assert!(!records_of_file(&files[n - 1])?.is_empty());
+    assert_eq!(
+        seal_note_of(&std::fs::read(&files[n - 1])?),
+        Some((victim as u64 + 1, std::fs::metadata(&files[victim])?.len()))
+    );
+    let total = records_in(&files)?;
+    assert_eq!(
+        damage_found(&dir)?,
+        vec![],
+        "inspect agrees: nothing to cut"
+    );
+    let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
+    assert!(wal.recovery_report().truncated.is_empty());
+    assert_eq!(numbers(&wal, "k")?, (0..total).collect::<Vec<_>>());
+    assert!(files.iter().all(|f| f.exists()));
+    // The reopened writer syncs the unvouched seal before its first durable answer
+    // and vouches for it: a later open needs no note.
+    wal.log_entry("k", value_of(total))?;
+    wal.close()?;
+    assert!(vouched(&segment_files(&dir, 0)?, victim as u64 + 1)?);
+
+    // The same state with the note's length one byte off is not shown whole.
+    let (dir, files) = write(&tmp.path().join("off"))?;
+    strip_markers(&files[n - 1])?;
+    let mut data = std::fs::read(&files[n - 1])?;
+    let at = SEGMENT_HEADER_LEN + 28;
+    data[at] ^= 1;
+    let crc = crc32c::crc32c(&data[SEGMENT_HEADER_LEN + 4..SEGMENT_HEADER_LEN + 36]);
+    data[SEGMENT_HEADER_LEN..SEGMENT_HEADER_LEN + 4].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&files[n - 1], &data)?;
+    let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
+    assert_eq!(
+        numbers(&wal, "k")?,
+        (0..records_before(&files, n - 1)?).collect::<Vec<_>>()
+    );
+    assert!(!files[n - 1].exists());
+    wal.close()?;
+    Ok(())
+}
+
+#[test]
+fn a_seal_shorter_than_its_note_says_drops_the_later_segments() -> TestResult {
+    // A power cut before the seal's fsync took the sealed segment's last records with
+    // the length that held them: it ends cleanly, at a record boundary, shorter than
+    // the note in its successor says. The later segments go, as without notes.
+    let tmp = tempfile::tempdir()?;
+    let (dir, files) = write(tmp.path())?;
+    let n = files.len();
+    let victim = n - 3;
+    drop_markers_for(&files[victim + 1..], victim as u64 + 1)?;
+    let records = records_of_file(&files[victim])?;
+    let keep = records.len() / 2;
+    let end = records[keep].offset;
+    let data = std::fs::read(&files[victim])?;
+    std::fs::write(&files[victim], &data[..end as usize])?;
+    let before = records_before(&files, victim)?;
+    let kept = if predecessor_kept(&files, victim)? {
+        keep
+    } else {
+        0
+    };
+    let found = damage_found(&dir)?;
+    assert_eq!(
+        found.last(),
+        Some(&(files[victim].clone(), end, DamageKind::TornTail)),
+        "{found:?}"
+    );
+    let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
+    assert_eq!(numbers(&wal, "k")?, (0..before + kept).collect::<Vec<_>>());
+    assert!(files[victim + 1..].iter().all(|f| !f.exists()));
+    wal.close()?;
+    Ok(())
+}
+
+#[test]
+fn a_note_naming_another_segment_proves_nothing() -> TestResult {
+    // The successor of the unvouched seal is gone (its directory entry lost, say):
+    // the next segment's note names that missing one, not the seal, so the seal is
+    // not shown whole and the segments after it go.
+    let tmp = tempfile::tempdir()?;
+    let (dir, files) = write(tmp.path())?;
+    let n = files.len();
+    let victim = n - 4;
+    drop_markers_for(&files[victim + 1..], victim as u64 + 1)?;
+    std::fs::remove_file(&files[victim + 1])?;
+    let before = records_before(&files, victim + 1)?;
+    let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
+    assert_eq!(numbers(&wal, "k")?, (0..before).collect::<Vec<_>>());
+    assert!(files[victim + 2..].iter().all(|f| !f.exists()));
     wal.close()?;
     Ok(())
 }

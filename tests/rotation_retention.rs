@@ -396,7 +396,7 @@ fn records_of_the_largest_size_fill_the_smallest_segments() -> TestResult {
         .with_shards(1)
         .with_max_key_size(key_max)
         .with_max_record_size(value_max)
-        .with_max_segment_size((40 + 20 + key_max + value_max) as u64);
+        .with_max_segment_size((40 + 36 + 20 + key_max + value_max) as u64);
     let wal = Wal::new(&dir, options.clone())?;
     let values: Vec<Bytes> = (0..6u8)
         .map(|i| Bytes::from(vec![b'a' + i; value_max]))
@@ -414,16 +414,19 @@ fn records_of_the_largest_size_fill_the_smallest_segments() -> TestResult {
         values
     );
     wal.close()?;
-    // Six full segments, and a seventh that close started for the sync marker
-    // vouching for them (no room left in the sixth): a header and one 28-byte marker,
-    // written once the sixth segment's seal was synced.
+    // Six segments, each one record (the first 40 + 128 bytes, the others full at 40
+    // + 36 + 128 after their seal note), and a seventh that close started for the
+    // sync marker vouching for them (no room left in the sixth): a header, its seal
+    // note and one 28-byte marker, written once the sixth segment's seal was synced.
     let files = segment_files(&dir, 0)?;
     assert_eq!(files.len(), 7);
-    for f in &files[..6] {
-        assert_eq!(std::fs::metadata(f)?.len(), 168);
+    assert_eq!(std::fs::metadata(&files[0])?.len(), 168);
+    for f in &files[1..6] {
+        assert_eq!(std::fs::metadata(f)?.len(), 204);
     }
     let last = std::fs::read(&files[6])?;
-    assert_eq!(last.len(), 40 + 28);
+    assert_eq!(last.len(), 40 + 36 + 28);
+    assert_eq!(common::seal_note_of(&last), Some((6, 204)));
     let vouched: Vec<u64> = common::walk_markers(&last)
         .iter()
         .map(|m| m.synced_through)

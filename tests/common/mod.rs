@@ -64,6 +64,10 @@ pub fn all_segment_files(wal: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// u64 segment sequence number; not a data record.
 pub const MARKER_KEY_LEN: u32 = u32::MAX;
 
+/// `key_len` of a seal note (format version 3): a 36-byte record whose payload is the
+/// sequence number and sealed length of the segment before; not a data record.
+pub const SEAL_NOTE_KEY_LEN: u32 = u32::MAX - 1;
+
 /// A sync marker found by walking a segment file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MarkerPos {
@@ -83,18 +87,15 @@ pub fn walk_markers(data: &[u8]) -> Vec<MarkerPos> {
     walk_segment(data).1
 }
 
-/// Where the records and sync markers of a segment's bytes end, as far as
-/// [`walk_records`] gets (the header length when there is neither).
+/// Where the records, sync markers and seal notes of a segment's bytes end, as far
+/// as [`walk_records`] gets (the header length when there is none).
 pub fn walked_end(data: &[u8]) -> u64 {
-    let (records, markers) = walk_segment(data);
-    let record_end = records.last().map_or(0, |r| r.offset + r.len);
-    let marker_end = markers
-        .last()
-        .map_or(0, |m| m.offset + RECORD_HEADER_LEN as u64 + 8);
-    record_end.max(marker_end).max(SEGMENT_HEADER_LEN as u64)
+    walk_segment(data).2 as u64
 }
 
-fn walk_segment(data: &[u8]) -> (Vec<RecordPos>, Vec<MarkerPos>) {
+/// The records, the sync markers, and where the walk stopped (seal notes are
+/// checked and passed over).
+fn walk_segment(data: &[u8]) -> (Vec<RecordPos>, Vec<MarkerPos>, usize) {
     assert!(
         data.len() >= SEGMENT_HEADER_LEN,
         "segment shorter than its header"
@@ -109,16 +110,24 @@ fn walk_segment(data: &[u8]) -> (Vec<RecordPos>, Vec<MarkerPos>) {
             break;
         }
         let marker = u32_at(data, pos + 16) == MARKER_KEY_LEN;
-        let key_len = if marker {
+        let note = u32_at(data, pos + 16) == SEAL_NOTE_KEY_LEN;
+        let key_len = if marker || note {
             0
         } else {
             u32_at(data, pos + 16) as usize
         };
-        if (marker && len != RECORD_HEADER_LEN + 8) || key_len > len - RECORD_HEADER_LEN {
+        if (marker && len != RECORD_HEADER_LEN + 8)
+            || (note && len != RECORD_HEADER_LEN + 16)
+            || key_len > len - RECORD_HEADER_LEN
+        {
             break;
         }
         if crc32c::crc32c(&data[pos + 4..pos + len]) != u32_at(data, pos) {
             break;
+        }
+        if note {
+            pos += len;
+            continue;
         }
         if marker {
             let mut b = [0u8; 8];
@@ -139,7 +148,7 @@ fn walk_segment(data: &[u8]) -> (Vec<RecordPos>, Vec<MarkerPos>) {
         });
         pos += len;
     }
-    (out, markers)
+    (out, markers, pos)
 }
 
 /// Reads a segment file and walks its records.
@@ -147,9 +156,27 @@ pub fn records_of_file(path: &Path) -> std::io::Result<Vec<RecordPos>> {
     Ok(walk_records(&std::fs::read(path)?))
 }
 
+/// The seal note that is the first record of a segment's bytes, if any, as
+/// `(sequence, length)` of the segment sealed before it (docs/FORMAT.md).
+pub fn seal_note_of(data: &[u8]) -> Option<(u64, u64)> {
+    let pos = SEGMENT_HEADER_LEN;
+    let len = RECORD_HEADER_LEN + 16;
+    let note = data.get(pos..pos + len)?;
+    let ok = u32_at(note, 4) as usize == len
+        && u32_at(note, 16) == SEAL_NOTE_KEY_LEN
+        && crc32c::crc32c(&note[4..]) == u32_at(note, 0);
+    let u64_at = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&note[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    ok.then(|| (u64_at(RECORD_HEADER_LEN), u64_at(RECORD_HEADER_LEN + 8)))
+}
+
 /// Recovery's rule for a sealed segment that no sync marker vouches for (a power cut
 /// may have cut it short without a trace, docs/FORMAT.md): the segments after the
-/// oldest such one go, if they hold a record. `segments` are a shard's version-2
+/// oldest such one go, if they hold a record, unless the seal note first in its
+/// successor names it with its length and every byte of it is a valid record. `segments` are a shard's version-2
 /// segments as recovery will read them, oldest first, each its file name (which
 /// gives its sequence number) and bytes (the version-1 exception is not modelled).
 /// Returns the names of the segments recovery removes.
@@ -173,11 +200,14 @@ pub fn dropped_after_unvouched_seal(segments: &[(PathBuf, Vec<u8>)]) -> Vec<Path
         })
         .max()
         .unwrap_or(0);
-    let sealed = &segments[..segments.len().saturating_sub(1)];
-    let Some(unvouched) = sealed
-        .iter()
-        .map(|(f, _)| sequence(f))
-        .find(|&s| s > vouched)
+    let whole = |i: usize| {
+        let (f, data) = &segments[i];
+        walked_end(data) == data.len() as u64
+            && seal_note_of(&segments[i + 1].1) == Some((sequence(f), data.len() as u64))
+    };
+    let Some(unvouched) = (0..segments.len().saturating_sub(1))
+        .find(|&i| sequence(&segments[i].0) > vouched && !whole(i))
+        .map(|i| sequence(&segments[i].0))
     else {
         return Vec::new();
     };
