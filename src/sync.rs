@@ -52,6 +52,30 @@ pub(crate) fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<
     cv.wait(guard).unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Like [`wait`], returning after at most `timeout` too. Under loom it is [`wait`]:
+/// the models check who waits for whom, not how long (a timeout would only add
+/// spurious wake-ups, which every caller already handles).
+#[cfg(not(loom))]
+pub(crate) fn wait_timeout<'a, T>(
+    cv: &Condvar,
+    guard: MutexGuard<'a, T>,
+    timeout: std::time::Duration,
+) -> MutexGuard<'a, T> {
+    match cv.wait_timeout(guard, timeout) {
+        Ok((guard, _)) => guard,
+        Err(poisoned) => poisoned.into_inner().0,
+    }
+}
+
+#[cfg(loom)]
+pub(crate) fn wait_timeout<'a, T>(
+    cv: &Condvar,
+    guard: MutexGuard<'a, T>,
+    _timeout: std::time::Duration,
+) -> MutexGuard<'a, T> {
+    wait(cv, guard)
+}
+
 /// Polls `ready` for up to `budget`, yielding the CPU between polls; `None` if it
 /// gave nothing in time. The callers then block the ordinary way: polling only
 /// spares a wake-up when the answer comes soon (see `Waiter::wait_polling`,

@@ -26,7 +26,8 @@
 //!   with it on the actor, 1.27-1.39x / 1.01-1.06x here.
 //! - **Deferred until needed.** A queued job waits until something needs it done: a
 //!   durable batch, `sync` or close ([`SealSyncer::wait_all`]), or more than
-//!   [`DEFERRED_JOBS`] jobs waiting (then the oldest go until that many are left).
+//!   [`DEFERRED_JOBS`] jobs waiting (then the oldest go until that many are left),
+//!   or a job that has waited [`DEFER_LIMIT`].
 //!   A non-durable ingest therefore does not pay for writing its sealed segments
 //!   back while it runs: the kernel writes the pages back on its own schedule, and
 //!   the fsync that a later durable call needs then has little left to do. Measured
@@ -47,12 +48,17 @@
 use crate::error::{Result, WalError};
 use crate::shard::{Counters, ShardShared};
 use crate::storage::{SegmentIo, Storage};
-use crate::sync::{lock, wait, Arc, Condvar, JoinHandle, Mutex, ThreadBuilder};
+use crate::sync::{lock, wait, wait_timeout, Arc, Condvar, JoinHandle, Mutex, ThreadBuilder};
 use std::collections::VecDeque;
+use std::time::Instant;
 
 /// Jobs of one shard that wait, unrun, until something needs them (see the module
 /// docs): four seals and their successors' directory fsyncs.
 pub(crate) const DEFERRED_JOBS: usize = 8;
+/// How long a job waits at most before the syncer runs it unasked: a shard that
+/// ingests slowly, or stops, has its seals synced about this long after sealing,
+/// so a later durable call finds them done.
+pub(crate) const DEFER_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Jobs of one shard that may wait at once (more than [`DEFERRED_JOBS`], so that the
 /// syncer is always running when the actor waits for room).
 pub(crate) const MAX_PENDING_JOBS: usize = DEFERRED_JOBS + 2;
@@ -70,7 +76,8 @@ enum Job {
 
 #[derive(Default)]
 struct State {
-    queue: VecDeque<Job>,
+    /// Jobs not started yet, oldest first, each with when it was queued.
+    queue: VecDeque<(Job, Instant)>,
     /// Jobs queued or being synced.
     outstanding: usize,
     /// Every sealed segment up to this sequence is durable.
@@ -83,9 +90,14 @@ struct State {
 }
 
 impl State {
-    /// Whether the syncer runs the oldest queued job now rather than deferring it.
-    fn due(&self) -> bool {
-        !self.queue.is_empty() && (self.demanded || self.closed || self.queue.len() > DEFERRED_JOBS)
+    /// How long the oldest queued job may still wait (zero: run it now); `None`
+    /// when nothing is queued.
+    fn deferral_left(&self, now: Instant) -> Option<std::time::Duration> {
+        let &(_, queued) = self.queue.front()?;
+        if self.demanded || self.closed || self.queue.len() > DEFERRED_JOBS {
+            return Some(std::time::Duration::ZERO);
+        }
+        Some(DEFER_LIMIT.saturating_sub(now.saturating_duration_since(queued)))
     }
 }
 
@@ -166,7 +178,7 @@ impl SealSyncer {
         if let Some(e) = &state.error {
             return Err(e.clone());
         }
-        state.queue.push_back(job);
+        state.queue.push_back((job, Instant::now()));
         state.outstanding += 1;
         self.shared.changed.notify_all();
         Ok(())
@@ -231,15 +243,16 @@ fn run(shared: &Shared) {
         let (job, failed) = {
             let mut state = lock(&shared.state);
             loop {
-                if state.due() {
-                    if let Some(job) = state.queue.pop_front() {
-                        break (job, state.error.is_some());
+                match state.deferral_left(Instant::now()) {
+                    Some(left) if left.is_zero() => {
+                        if let Some((job, _)) = state.queue.pop_front() {
+                            break (job, state.error.is_some());
+                        }
                     }
+                    Some(left) => state = wait_timeout(&shared.changed, state, left),
+                    None if state.closed => return,
+                    None => state = wait(&shared.changed, state),
                 }
-                if state.closed && state.queue.is_empty() {
-                    return;
-                }
-                state = wait(&shared.changed, state);
             }
         };
         // After a failed fsync nothing more is synced: the shard is poisoned, and a

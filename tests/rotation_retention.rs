@@ -440,3 +440,70 @@ fn records_of_the_largest_size_fill_the_smallest_segments() -> TestResult {
     wal.close()?;
     Ok(())
 }
+
+/// One shard of 4 KiB segments: three records with 1,000-byte values fill one, so
+/// every third append after the first segment's seals one.
+fn small_segments() -> WalOptions {
+    WalOptions::default()
+        .with_shards(1)
+        .with_max_key_size(8)
+        .with_max_record_size(1000)
+        .with_max_segment_size(4096)
+}
+
+/// How long the seal syncer leaves a job unasked (`syncer::DEFER_LIMIT`).
+const DEFER_LIMIT: Duration = Duration::from_secs(1);
+
+#[test]
+fn seal_fsyncs_wait_until_a_durable_call_needs_them() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let wal = Wal::new(tmp.path().join("wal"), small_segments())?;
+    let value = Bytes::from(vec![b'v'; 1000]);
+    let started = std::time::Instant::now();
+    for _ in 0..12 {
+        wal.append_entry("k", value.clone(), false)?;
+    }
+    let stats = wal.stats()?;
+    let sealed = stats.segments() - 1;
+    assert!((2..=3).contains(&sealed), "{sealed} sealed segments");
+    // Well inside the deferral (always, unless this machine stalled for a second):
+    // nothing was synced, since nothing needed it.
+    if started.elapsed() < DEFER_LIMIT / 2 {
+        assert_eq!(stats.fsyncs(), 0, "a seal synced before anything needed it");
+    }
+    // A sync needs every seal before it: one fsync each, and one of the active
+    // segment.
+    wal.sync()?;
+    assert_eq!(wal.stats()?.fsyncs(), sealed + 1);
+    wal.close()?;
+    Ok(())
+}
+
+#[test]
+fn deferred_seal_fsyncs_run_unasked_when_too_many_or_too_old() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let wal = Wal::new(tmp.path().join("wal"), small_segments())?;
+    let value = Bytes::from(vec![b'v'; 1000]);
+    // 16 seals: 33 syncer jobs (each new segment's directory fsync too). At most 8
+    // wait unrun (four seals and four directory fsyncs) and one more may be running,
+    // so at least 11 seals are synced without any durable call.
+    for _ in 0..49 {
+        wal.append_entry("k", value.clone(), false)?;
+    }
+    let stats = wal.stats()?;
+    let sealed = stats.segments() - 1;
+    assert_eq!(sealed, 16);
+    assert!(
+        stats.fsyncs() >= sealed - 5,
+        "{} of {sealed} seals synced",
+        stats.fsyncs()
+    );
+    // The rest run once they have waited `DEFER_LIMIT`, still unasked.
+    let deadline = std::time::Instant::now() + DEFER_LIMIT * 20;
+    while wal.stats()?.fsyncs() < sealed && std::time::Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(wal.stats()?.fsyncs(), sealed, "deferred seals never synced");
+    wal.close()?;
+    Ok(())
+}
