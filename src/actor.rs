@@ -88,6 +88,9 @@ pub(crate) struct Actor {
     /// The newest sync marker written (or found by recovery) vouches for every
     /// segment up to this sequence.
     marked_through: u64,
+    /// The seal note the active segment must start with and does not hold yet (set
+    /// when a segment is sealed, written first into the next one; see `record.rs`).
+    note_due: Option<SealNote>,
 }
 
 /// Where a record of the current batch goes: request, entry within it, location.
@@ -115,7 +118,22 @@ impl Actor {
         // synced (still in the page cache, readable now): the first sync or seal of
         // this process must cover them.
         let dirty = segments.last().is_some_and(|s| !s.sealed);
+        // A recovered newest segment that holds nothing yet after a sealed one (the
+        // killed writer created it but wrote nothing, or recovery cut a torn note
+        // off) still owes the note for it, before any record.
+        let note_due = match segments.as_slice() {
+            [.., sealed, newest]
+                if sealed.sealed && !newest.sealed && newest.len == SEGMENT_HEADER_LEN as u64 =>
+            {
+                Some(SealNote {
+                    sequence: sealed.sequence,
+                    len: sealed.len,
+                })
+            }
+            _ => None,
+        };
         Actor {
+            note_due,
             syncer: SealSyncer::new(shared.clone(), storage.clone(), synced_through),
             marked_through: synced_through,
             shared,
@@ -235,6 +253,7 @@ impl Actor {
         let now = now_us();
         let mut pending = Vec::with_capacity(batch.len());
         self.buf.clear();
+        self.buffer_due_note(now);
         // Vouch for seals that finished since the last batch (cheap: 28 bytes).
         let synced = self.syncer.synced_through()?;
         if self.marker_fits() {
@@ -277,6 +296,20 @@ impl Actor {
         }
         self.buffer_marker(synced, now);
         self.flush_buf()
+    }
+
+    /// Buffers the seal note the active segment owes, if it holds nothing yet (the
+    /// buffer is empty: the note goes first).
+    fn buffer_due_note(&mut self, now: u64) {
+        let empty = self
+            .segments
+            .last()
+            .is_some_and(|s| !s.sealed && s.len == SEGMENT_HEADER_LEN as u64);
+        if empty && self.buf.is_empty() {
+            if let Some(note) = self.note_due.take() {
+                encode_seal_note(&mut self.buf, now, note);
+            }
+        }
     }
 
     /// Whether a sync marker still fits in the active segment after the buffer.
@@ -413,15 +446,6 @@ impl Actor {
             "a rotation writes the buffer out first"
         );
         let sequence = self.next_sequence;
-        // The seal note names the segment sealed just before this one and its final
-        // length (see `record.rs`).
-        let note = match self.segments.last() {
-            Some(s) if s.sealed => Some(SealNote {
-                sequence: s.sequence,
-                len: s.len,
-            }),
-            _ => None,
-        };
         let header = SegmentHeader {
             version: FORMAT_VERSION,
             shard: self.shard(),
@@ -453,11 +477,10 @@ impl Actor {
         self.syncer.submit_dir()?;
         Counters::add(&self.shared.counters.segments, 1);
         Counters::add(&self.shared.counters.bytes, SEGMENT_HEADER_LEN as u64);
-        if let Some(note) = note {
-            // First in the segment, written with the batch that follows: a segment
-            // holds records only after its note.
-            encode_seal_note(&mut self.buf, now, note);
-        }
+        // The note for the segment sealed last (even one retention has dropped since:
+        // its file may outlive a crash), first in the segment and written with the
+        // batch that follows, so the segment holds records only after it.
+        self.buffer_due_note(now);
         Ok(())
     }
 
@@ -526,6 +549,10 @@ impl Actor {
         s.published
             .store(s.len, std::sync::atomic::Ordering::Release);
         let (sequence, io) = (s.sequence, s.io.clone());
+        self.note_due = Some(SealNote {
+            sequence,
+            len: s.len,
+        });
         // The syncer owns this segment's durability now; the next sync is the next
         // segment's.
         self.dirty = false;

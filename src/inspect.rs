@@ -258,7 +258,7 @@ pub struct SegmentScan {
     pub data_len: u64,
     /// Zero bytes at the end of the newest segment: preallocated free space.
     pub free_len: u64,
-    /// Valid records (sync markers not included).
+    /// Valid records (sync markers and seal notes not included).
     pub records: u64,
     /// Valid sync markers: bookkeeping records saying that the shard's segments up
     /// to some sequence number are durable (docs/FORMAT.md); never returned to readers.

@@ -474,6 +474,12 @@ fn a_whole_seal_without_a_marker_keeps_the_later_segments() -> TestResult {
     let crc = crc32c::crc32c(&data[SEGMENT_HEADER_LEN + 4..SEGMENT_HEADER_LEN + 36]);
     data[SEGMENT_HEADER_LEN..SEGMENT_HEADER_LEN + 4].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&files[n - 1], &data)?;
+    let sealed_len = std::fs::metadata(&files[n - 2])?.len();
+    assert_eq!(
+        damage_found(&dir)?,
+        vec![(files[n - 2].clone(), sealed_len, DamageKind::TornTail)],
+        "inspect agrees: the later segment goes"
+    );
     let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
     assert_eq!(
         numbers(&wal, "k")?,
@@ -530,9 +536,54 @@ fn a_note_naming_another_segment_proves_nothing() -> TestResult {
     drop_markers_for(&files[victim + 1..], victim as u64 + 1)?;
     std::fs::remove_file(&files[victim + 1])?;
     let before = records_before(&files, victim + 1)?;
+    let victim_len = std::fs::metadata(&files[victim])?.len();
+    assert_eq!(
+        damage_found(&dir)?,
+        vec![(files[victim].clone(), victim_len, DamageKind::TornTail)],
+        "inspect agrees: the later segments go"
+    );
     let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
     assert_eq!(numbers(&wal, "k")?, (0..before).collect::<Vec<_>>());
     assert!(files[victim + 2..].iter().all(|f| !f.exists()));
+    wal.close()?;
+    Ok(())
+}
+
+#[test]
+fn a_newest_segment_recovered_empty_still_gets_its_seal_note() -> TestResult {
+    // A kill after a segment was created and before anything was written into it
+    // leaves it holding its header only, after a seal no marker vouches for. The next
+    // writer must start it with the note it owes: a second kill, before that seal is
+    // re-synced and marked, then still keeps everything.
+    let tmp = tempfile::tempdir()?;
+    let (dir, files) = write(tmp.path())?;
+    let n = files.len();
+    strip_markers(&files[n - 1])?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&files[n - 1])?
+        .set_len(SEGMENT_HEADER_LEN as u64)?;
+    let before = records_before(&files, n - 1)?;
+    let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
+    assert!(wal.recovery_report().truncated.is_empty());
+    for i in before..before + 5 {
+        wal.append_entry("k", value_of(i), false)?;
+    }
+    wal.stats()?; // every append written
+    let killed = common::snapshot(&dir)?;
+    drop(wal);
+    let copy = tmp.path().join("killed");
+    common::restore(&killed, &copy)?;
+    assert_eq!(
+        seal_note_of(&std::fs::read(
+            copy.join("shard-000")
+                .join(files[n - 1].file_name().ok_or("name")?)
+        )?),
+        Some((n as u64 - 1, std::fs::metadata(&files[n - 2])?.len()))
+    );
+    let wal = Wal::new(&copy, options(RecoveryMode::Strict))?;
+    assert!(wal.recovery_report().truncated.is_empty());
+    assert_eq!(numbers(&wal, "k")?, (0..before + 5).collect::<Vec<_>>());
     wal.close()?;
     Ok(())
 }

@@ -507,3 +507,36 @@ fn deferred_seal_fsyncs_run_unasked_when_too_many_or_too_old() -> TestResult {
     wal.close()?;
     Ok(())
 }
+
+#[test]
+fn the_segment_after_one_retention_sealed_and_dropped_names_it_in_its_seal_note() -> TestResult {
+    // `compact` seals the active segment when it is due and drops it in the same
+    // step when it expired: the next segment's seal note must still name it, since
+    // its file stays on disk until compaction unlinks it (a crash meanwhile leaves it
+    // there, sealed and not yet synced).
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("wal");
+    let options = WalOptions::default()
+        .with_shards(1)
+        .with_retention(Duration::from_millis(300))
+        .with_segments(3);
+    let wal = Wal::new(&dir, options)?;
+    let value = Bytes::from(vec![b'o'; 100]);
+    for _ in 0..3 {
+        wal.append_entry("k", value.clone(), false)?;
+    }
+    thread::sleep(Duration::from_millis(400));
+    let report = wal.compact()?;
+    assert_eq!(report.segments_removed, 1);
+    wal.append_entry("k", value.clone(), false)?;
+    wal.stats()?;
+    let files = segment_files(&dir, 0)?;
+    assert_eq!(files.len(), 1, "{files:?}");
+    let sealed_len = 40 + 3 * (20 + 1 + 100);
+    assert_eq!(
+        common::seal_note_of(&std::fs::read(&files[0])?),
+        Some((1, sealed_len))
+    );
+    wal.close()?;
+    Ok(())
+}

@@ -335,9 +335,14 @@ fn every_cut(shards: usize, written: usize) -> TestResult {
         })?;
         cases += 1;
     }
-    // Every byte of the last three records was a cut point (and any sync marker
-    // among or after them).
+    // The cut points were exactly the bytes of the last three records and of the
+    // sync markers among or after them.
     let span: u64 = last3.iter().map(|r| r.len).sum();
+    let markers = common::walk_markers(&data)
+        .iter()
+        .filter(|m| m.offset >= from)
+        .count() as u64;
+    assert_eq!(cases as u64, span + 28 * markers, "{cases} cut points");
     assert!(
         cases as u64 >= span,
         "{cases} cases for {span} record bytes"
