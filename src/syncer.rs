@@ -32,8 +32,8 @@
 //!   back while it runs: the kernel writes the pages back on its own schedule, and
 //!   the fsync that a later durable call needs then has little left to do. Measured
 //!   with 4 KiB non-durable appends (100,000 of them, 64 MiB segments; a scratch
-//!   program, 3 x 3 rounds each): 1.8-2.8 GB/s with every seal synced at once,
-//!   3.1-3.4 GB/s with the seal fsyncs left out, 2.2-4.2 GB/s deferred.
+//!   program, rounds taking turns): 1.79-2.98 GB/s with every seal synced at once,
+//!   2.57-3.40 GB/s with the seal fsyncs left out, 2.21-4.17 GB/s deferred.
 //!   What deferring costs: the first durable call after a burst waits for the
 //!   deferred fsyncs (at most [`DEFERRED_JOBS`] jobs: four sealed segments per
 //!   shard), and a `kill -9` leaves more sealed segments no sync marker vouches for,
