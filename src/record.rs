@@ -332,8 +332,8 @@ mod tests {
             bad[bit / 8] ^= 1 << (bit % 8);
             assert!(decode(&bad).is_err(), "flip of bit {bit} went unnoticed");
         }
-        // A note's key length with a marker's record length (and the reverse) is
-        // impossible, whatever the checksum says.
+        // A note's key length with a marker's record length is impossible, whatever
+        // the checksum says.
         let mut short = buf[..MARKER_LEN].to_vec();
         short[4..8].copy_from_slice(&(MARKER_LEN as u32).to_le_bytes());
         let crc = crc32c::crc32c(&short[4..]);
