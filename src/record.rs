@@ -107,29 +107,35 @@ pub(crate) fn encode_into(buf: &mut Vec<u8>, timestamp_us: u64, key: &[u8], valu
     buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Appends a sync marker saying that every segment up to `synced_through` is durable.
-pub(crate) fn encode_marker(buf: &mut Vec<u8>, timestamp_us: u64, synced_through: u64) {
+/// Appends a bookkeeping record: a record header whose `key_len` no data record can
+/// have, then `payload` (u64s, little-endian).
+fn encode_bookkeeping(buf: &mut Vec<u8>, timestamp_us: u64, key_len: u32, payload: &[u64]) {
     let start = buf.len();
+    let len = RECORD_HEADER_LEN + 8 * payload.len();
     buf.extend_from_slice(&[0; 4]);
-    buf.extend_from_slice(&(MARKER_LEN as u32).to_le_bytes());
+    buf.extend_from_slice(&(len as u32).to_le_bytes());
     buf.extend_from_slice(&timestamp_us.to_le_bytes());
-    buf.extend_from_slice(&MARKER_KEY_LEN.to_le_bytes());
-    buf.extend_from_slice(&synced_through.to_le_bytes());
+    buf.extend_from_slice(&key_len.to_le_bytes());
+    for value in payload {
+        buf.extend_from_slice(&value.to_le_bytes());
+    }
     let crc = crc32c::crc32c(&buf[start + 4..]);
     buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Appends a sync marker saying that every segment up to `synced_through` is durable.
+pub(crate) fn encode_marker(buf: &mut Vec<u8>, timestamp_us: u64, synced_through: u64) {
+    encode_bookkeeping(buf, timestamp_us, MARKER_KEY_LEN, &[synced_through]);
+}
+
 /// Appends a seal note saying that segment `sequence` was sealed at `len` bytes.
 pub(crate) fn encode_seal_note(buf: &mut Vec<u8>, timestamp_us: u64, note: SealNote) {
-    let start = buf.len();
-    buf.extend_from_slice(&[0; 4]);
-    buf.extend_from_slice(&(SEAL_NOTE_LEN as u32).to_le_bytes());
-    buf.extend_from_slice(&timestamp_us.to_le_bytes());
-    buf.extend_from_slice(&SEAL_NOTE_KEY_LEN.to_le_bytes());
-    buf.extend_from_slice(&note.sequence.to_le_bytes());
-    buf.extend_from_slice(&note.len.to_le_bytes());
-    let crc = crc32c::crc32c(&buf[start + 4..]);
-    buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    encode_bookkeeping(
+        buf,
+        timestamp_us,
+        SEAL_NOTE_KEY_LEN,
+        &[note.sequence, note.len],
+    );
 }
 
 /// What a valid sync marker read in segment `own` vouches for: the segments up to
