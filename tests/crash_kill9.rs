@@ -80,6 +80,13 @@ fn run_and_check(cycles: u64, extra: &[&str]) -> Result<String, Box<dyn std::err
     );
     // Figures are parsed from the table, not assumed: the truncation count exists.
     figure(&stdout, "recoveries with truncation")?;
+    // A kill leaves every sealed segment whole, and its successor's seal note says
+    // so: no recovery removes a segment that held anything (format version 3).
+    assert_eq!(
+        figure(&stdout, "segment files removed whole (not empty)")?,
+        0,
+        "{stdout}"
+    );
     assert_eq!(
         std::fs::read_dir(tmp.path())?.count(),
         0,

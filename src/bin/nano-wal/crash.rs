@@ -401,6 +401,9 @@ struct Figures {
     records_verified: u64,
     truncations: u64,
     truncated_bytes: u64,
+    /// Segment files that held bytes and that a recovery removed whole (an unfinished
+    /// seal's later segments; since seal notes, a kill should leave none).
+    segments_removed: u64,
     killed_before_ready: u64,
     fresh_starts: u64,
     largest_wal_records: u64,
@@ -581,6 +584,10 @@ fn print_figures(f: &Figures, wall: Duration) {
             format!("{}   ({} bytes cut)", f.truncations, f.truncated_bytes),
         ),
         (
+            "segment files removed whole (not empty)",
+            f.segments_removed.to_string(),
+        ),
+        (
             "kills before the WAL was open",
             f.killed_before_ready.to_string(),
         ),
@@ -734,6 +741,11 @@ fn check_cycle(
     if !report.truncated.is_empty() {
         figures.truncations += 1;
         figures.truncated_bytes += report.truncated.iter().map(|t| t.2).sum::<u64>();
+        figures.segments_removed += report
+            .truncated
+            .iter()
+            .filter(|&&(_, offset, len)| offset == 0 && len > 0)
+            .count() as u64;
     }
     if !report.skipped.is_empty() {
         v.report(format!(
