@@ -301,14 +301,16 @@ impl Actor {
     /// Buffers the seal note the active segment owes, if it holds nothing yet (the
     /// buffer is empty: the note goes first).
     fn buffer_due_note(&mut self, now: u64) {
+        let Some(note) = self.note_due else {
+            return;
+        };
         let empty = self
             .segments
             .last()
             .is_some_and(|s| !s.sealed && s.len == SEGMENT_HEADER_LEN as u64);
         if empty && self.buf.is_empty() {
-            if let Some(note) = self.note_due.take() {
-                encode_seal_note(&mut self.buf, now, note);
-            }
+            encode_seal_note(&mut self.buf, now, note);
+            self.note_due = None;
         }
     }
 

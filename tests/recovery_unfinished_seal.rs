@@ -126,16 +126,32 @@ fn drop_markers_for(files: &[PathBuf], sequence: u64) -> TestResult {
 /// markers, and version 1 in the header (whose checksum is redone).
 fn make_version_1(files: &[PathBuf]) -> TestResult {
     for f in files {
-        let data = std::fs::read(f)?;
-        let mut out = data[..SEGMENT_HEADER_LEN].to_vec();
-        out[8..12].copy_from_slice(&1u32.to_le_bytes());
-        let crc = crc32c::crc32c(&out[0..32]);
-        out[32..36].copy_from_slice(&crc.to_le_bytes());
-        for r in records_of_file(f)? {
-            out.extend_from_slice(&data[r.offset as usize..(r.offset + r.len) as usize]);
-        }
-        std::fs::write(f, &out)?;
+        rewrite_without_markers(f, Some(1))?;
     }
+    Ok(())
+}
+
+/// Rewrites segment `file` as its header, then its records back to back: no sync
+/// markers. With `version`, the header says that version (checksum redone) and the
+/// seal note goes too (versions before 3 have none); without, the note stays.
+fn rewrite_without_markers(file: &Path, version: Option<u32>) -> TestResult {
+    let data = std::fs::read(file)?;
+    let mut out = data[..SEGMENT_HEADER_LEN].to_vec();
+    match version {
+        Some(v) => {
+            out[8..12].copy_from_slice(&v.to_le_bytes());
+            let crc = crc32c::crc32c(&out[0..32]);
+            out[32..36].copy_from_slice(&crc.to_le_bytes());
+        }
+        None if seal_note_of(&data).is_some() => {
+            out.extend_from_slice(&data[SEGMENT_HEADER_LEN..SEGMENT_HEADER_LEN + 36]);
+        }
+        None => {}
+    }
+    for r in records_of_file(file)? {
+        out.extend_from_slice(&data[r.offset as usize..(r.offset + r.len) as usize]);
+    }
+    std::fs::write(file, &out)?;
     Ok(())
 }
 
@@ -420,15 +436,18 @@ fn records_in(files: &[PathBuf]) -> Result<usize, Box<dyn std::error::Error>> {
 /// and records kept): what it holds when the seal before it had not been synced
 /// when the writer was killed.
 fn strip_markers(file: &Path) -> TestResult {
-    let data = std::fs::read(file)?;
-    let mut out = data[..SEGMENT_HEADER_LEN].to_vec();
-    if seal_note_of(&data).is_some() {
-        out.extend_from_slice(&data[SEGMENT_HEADER_LEN..SEGMENT_HEADER_LEN + 36]);
+    rewrite_without_markers(file, None)
+}
+
+/// A `Strict` open of `dir` serves exactly records `0..count` of key `k`, and the
+/// segment files `gone` no longer exist.
+fn reopens_as(dir: &Path, count: usize, gone: &[PathBuf]) -> TestResult {
+    let wal = Wal::new(dir, options(RecoveryMode::Strict))?;
+    assert_eq!(numbers(&wal, "k")?, (0..count).collect::<Vec<_>>());
+    for f in gone {
+        assert!(!f.exists(), "{f:?} is still there");
     }
-    for r in records_of_file(file)? {
-        out.extend_from_slice(&data[r.offset as usize..(r.offset + r.len) as usize]);
-    }
-    std::fs::write(file, &out)?;
+    wal.close()?;
     Ok(())
 }
 
@@ -480,14 +499,7 @@ fn a_whole_seal_without_a_marker_keeps_the_later_segments() -> TestResult {
         vec![(files[n - 2].clone(), sealed_len, DamageKind::TornTail)],
         "inspect agrees: the later segment goes"
     );
-    let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
-    assert_eq!(
-        numbers(&wal, "k")?,
-        (0..records_before(&files, n - 1)?).collect::<Vec<_>>()
-    );
-    assert!(!files[n - 1].exists());
-    wal.close()?;
-    Ok(())
+    reopens_as(&dir, records_before(&files, n - 1)?, &files[n - 1..])
 }
 
 #[test]
@@ -517,11 +529,7 @@ fn a_seal_shorter_than_its_note_says_drops_the_later_segments() -> TestResult {
         Some(&(files[victim].clone(), end, DamageKind::TornTail)),
         "{found:?}"
     );
-    let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
-    assert_eq!(numbers(&wal, "k")?, (0..before + kept).collect::<Vec<_>>());
-    assert!(files[victim + 1..].iter().all(|f| !f.exists()));
-    wal.close()?;
-    Ok(())
+    reopens_as(&dir, before + kept, &files[victim + 1..])
 }
 
 #[test]
@@ -542,11 +550,7 @@ fn a_note_naming_another_segment_proves_nothing() -> TestResult {
         vec![(files[victim].clone(), victim_len, DamageKind::TornTail)],
         "inspect agrees: the later segments go"
     );
-    let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
-    assert_eq!(numbers(&wal, "k")?, (0..before).collect::<Vec<_>>());
-    assert!(files[victim + 2..].iter().all(|f| !f.exists()));
-    wal.close()?;
-    Ok(())
+    reopens_as(&dir, before, &files[victim + 2..])
 }
 
 #[test]
