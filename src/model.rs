@@ -30,15 +30,18 @@ pub fn small_options(queue: usize) -> WalOptions {
         .with_max_batch(queue)
 }
 
+/// Like [`mem_wal`], but the seal syncer runs on its own thread, as outside the
+/// models (in [`mem_wal`]'s WALs it runs inline on the actor, which keeps the models
+/// of the other protocols small).
+pub fn mem_wal_with_syncer_thread(options: WalOptions) -> Result<(Wal, MemHandle)> {
+    let storage = Arc::new(MemStorage::with_syncer_thread());
+    let wal = Wal::with_mem_storage(options, storage.clone())?;
+    Ok((wal, MemHandle(storage)))
+}
+
 /// Sets the model clock (microseconds since the epoch) read by the actor and compaction.
 pub fn set_clock(us: u64) {
     crate::sync::MODEL_CLOCK_US.store(us, Ordering::SeqCst);
-}
-
-/// Runs the seal syncer on its own thread (`true`) or inline on the actor (`false`,
-/// the default) in WALs opened from now on.
-pub fn use_syncer_thread(on: bool) {
-    crate::sync::MODEL_SYNCER_THREAD.store(on, Ordering::SeqCst);
 }
 
 impl MemHandle {

@@ -52,6 +52,11 @@ pub(crate) trait Storage: Send + Sync {
     /// Bytes the writer should reserve ahead of its write position (see
     /// [`SegmentIo::preallocate`]); 0 turns preallocation off.
     fn preallocation_chunk(&self) -> u64;
+    /// Whether the seal syncer runs its jobs on the actor instead of its own thread
+    /// (the loom models of the other protocols; see `syncer.rs`).
+    fn seal_syncs_inline(&self) -> bool {
+        false
+    }
     /// Writes `shard`'s index checkpoint (`checkpoint.rs`) for its cleanly closed
     /// `segments`, whose sync markers vouch for segments up to `synced_through`.
     fn write_checkpoint(
@@ -387,6 +392,8 @@ mod mem {
         segments: Mutex<BTreeMap<(u32, u64), std::sync::Arc<MemSegment>>>,
         log: Option<OpLog>,
         preallocation_chunk: u64,
+        /// Under loom, run the seal syncer on its own thread (`model::mem_wal_with_syncer_thread`).
+        syncer_thread: bool,
     }
 
     impl MemStorage {
@@ -397,6 +404,14 @@ mod mem {
             MemStorage {
                 log: Some(log),
                 preallocation_chunk,
+                ..MemStorage::default()
+            }
+        }
+        /// A store whose WALs run the seal syncer on its own thread under loom.
+        #[cfg(loom)]
+        pub(crate) fn with_syncer_thread() -> MemStorage {
+            MemStorage {
+                syncer_thread: true,
                 ..MemStorage::default()
             }
         }
@@ -453,6 +468,9 @@ mod mem {
         }
         fn preallocation_chunk(&self) -> u64 {
             self.preallocation_chunk
+        }
+        fn seal_syncs_inline(&self) -> bool {
+            cfg!(loom) && !self.syncer_thread
         }
         /// The models reopen from the bytes of their segments, never from a
         /// checkpoint (its tests run on files: `tests/index_checkpoint.rs`), so it is

@@ -113,13 +113,6 @@ pub(crate) fn now_us() -> u64 {
 pub(crate) static MODEL_CLOCK_US: std::sync::atomic::AtomicU64 =
     std::sync::atomic::AtomicU64::new(1_000_000);
 
-/// Under `cfg(loom)` the seal syncer runs its jobs inline on the actor, unless a model
-/// asks for its thread (`model::use_syncer_thread`): the models of other protocols keep
-/// their thread count, the syncer's own model sees the real hand-off.
-#[cfg(loom)]
-pub(crate) static MODEL_SYNCER_THREAD: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
 /// Microseconds since the Unix epoch, as set by the model.
 #[cfg(loom)]
 pub(crate) fn now_us() -> u64 {

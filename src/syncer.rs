@@ -44,7 +44,10 @@
 //!
 //! Under loom the jobs run inline on the actor, so the models of the other protocols
 //! keep their thread count and see the same actor code; `tests/loom_seal_sync.rs`
-//! turns the thread on (`model::use_syncer_thread`) to check the hand-off itself.
+//! opens its WAL with the thread (`model::mem_wal_with_syncer_thread`) to check the
+//! hand-off itself. The choice belongs to each WAL's store
+//! (`Storage::seal_syncs_inline`), so models running side by side cannot change
+//! each other's.
 
 use crate::error::{Result, WalError};
 use crate::shard::{Counters, ShardShared};
@@ -161,7 +164,7 @@ impl SealSyncer {
     }
 
     fn push(&mut self, job: Job) -> Result<()> {
-        if inline() {
+        if self.shared.storage.seal_syncs_inline() {
             let result = run_job(&self.shared, &job);
             finish_job(&self.shared, &job, result);
             return self.synced_through().map(drop);
@@ -231,18 +234,6 @@ impl Drop for SealSyncer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-/// Whether jobs run on the caller (loom models other than the syncer's own).
-fn inline() -> bool {
-    #[cfg(loom)]
-    {
-        !crate::sync::MODEL_SYNCER_THREAD.load(std::sync::atomic::Ordering::SeqCst)
-    }
-    #[cfg(not(loom))]
-    {
-        false
     }
 }
 

@@ -4,7 +4,7 @@
 #![cfg(loom)]
 
 use bytes::Bytes;
-use nano_wal::model::{mem_wal, small_options, use_syncer_thread, MemHandle};
+use nano_wal::model::{mem_wal_with_syncer_thread, small_options, MemHandle};
 use nano_wal::{WalError, WalOptions};
 
 /// Segments of 161 bytes (40 + 36 + 20 + 1 + 64: the smallest these limits allow).
@@ -30,8 +30,7 @@ fn later(digit: u8) -> Bytes {
 /// A model WAL whose seals are synced on the syncer thread, with segment 1 holding
 /// one 64-byte value (the next append seals it).
 fn open_with_segment_1() -> (nano_wal::Wal, MemHandle) {
-    use_syncer_thread(true);
-    let (wal, mem) = mem_wal(options()).expect("open");
+    let (wal, mem) = mem_wal_with_syncer_thread(options()).expect("open");
     wal.append_entry(b"k", first(), false).expect("append");
     (wal, mem)
 }
@@ -51,7 +50,6 @@ fn durable_answer_waits_for_the_seal_fsync() {
             vec![first().to_vec(), later(b'2').to_vec()]
         );
         wal.close().expect("close");
-        use_syncer_thread(false);
     });
 }
 
@@ -70,6 +68,5 @@ fn failed_seal_fsync_fails_the_durable_call_and_poisons() {
         );
         assert!(!mem.fully_synced(0, 1));
         assert!(wal.close().is_err(), "close must report the poisoned shard");
-        use_syncer_thread(false);
     });
 }
