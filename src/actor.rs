@@ -52,6 +52,14 @@ const IDLE_POLL_AFTER_ANSWERS: std::time::Duration = std::time::Duration::from_m
 /// about 5-10% lower with 250 us than with 50 us).
 const IDLE_POLL: std::time::Duration = std::time::Duration::from_micros(50);
 
+/// After this long without a request the actor lets its seal syncer run the jobs it
+/// defers (`syncer.rs`): the ingest has stopped, so they compete with nothing, and a
+/// durable call or `sync` after a burst of non-durable appends finds the burst's
+/// seals synced instead of waiting for up to four of them per shard. Long against
+/// the gaps between a caller's appends (microseconds), short against
+/// [`syncer::DEFER_LIMIT`](crate::syncer::DEFER_LIMIT).
+pub(crate) const IDLE_SYNC_AFTER: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Encoded bytes the actor buffers before writing them, even within a batch: a
 /// 1,024-request batch of 4 KiB values would otherwise build a 4 MiB buffer, larger
 /// than this machine's L2 cache, and the kernel's copy into the page cache then reads
@@ -154,7 +162,17 @@ impl Actor {
         self.resync_recovered();
         let mut batch = Vec::new();
         let mut poll = IDLE_POLL;
-        while let Some(first) = self.rx.recv_polling(poll) {
+        loop {
+            let mut idle = false;
+            let syncer = &self.syncer;
+            let next = self.rx.recv_polling(poll, IDLE_SYNC_AFTER, || {
+                syncer.set_idle(true);
+                idle = true;
+            });
+            if idle {
+                syncer.set_idle(false);
+            }
+            let Some(first) = next else { break };
             batch.push(first);
             self.drain_into(&mut batch);
             poll = if self.process(&mut batch) {

@@ -35,11 +35,27 @@ mod imp {
             self.0.recv().ok()
         }
         /// Like `recv`, but polls for up to `budget` (yielding between polls) before
-        /// blocking: a request that arrives soon is taken without a wake-up.
-        pub(crate) fn recv_polling(&self, budget: std::time::Duration) -> Option<T> {
-            // Once disconnected, `recv` returns `None` at once (after at most one
-            // budget of polling, paid once at close).
-            crate::sync::poll_for(budget, || self.0.try_recv().ok()).or_else(|| self.recv())
+        /// blocking: a request that arrives soon is taken without a wake-up. If
+        /// nothing arrives within `idle_after` of blocking, calls `on_idle` once and
+        /// goes on waiting. Once disconnected it returns `None` at once (after at
+        /// most one budget of polling, paid once at close).
+        pub(crate) fn recv_polling(
+            &self,
+            budget: std::time::Duration,
+            idle_after: std::time::Duration,
+            on_idle: impl FnOnce(),
+        ) -> Option<T> {
+            if let Some(msg) = crate::sync::poll_for(budget, || self.0.try_recv().ok()) {
+                return Some(msg);
+            }
+            match self.0.recv_timeout(idle_after) {
+                Ok(msg) => Some(msg),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => None,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    on_idle();
+                    self.recv()
+                }
+            }
         }
         pub(crate) fn try_recv(&self) -> Option<T> {
             self.0.try_recv().ok()
@@ -123,8 +139,14 @@ mod imp {
                 st = wait(&self.0.not_empty, st);
             }
         }
-        /// Polling adds schedules, not behaviour: under loom it is a plain `recv`.
-        pub(crate) fn recv_polling(&self, _budget: std::time::Duration) -> Option<T> {
+        /// Polling adds schedules, not behaviour, and time does not pass in the
+        /// models (never idle): under loom it is a plain `recv`.
+        pub(crate) fn recv_polling(
+            &self,
+            _budget: std::time::Duration,
+            _idle_after: std::time::Duration,
+            _on_idle: impl FnOnce(),
+        ) -> Option<T> {
             self.recv()
         }
         pub(crate) fn try_recv(&self) -> Option<T> {

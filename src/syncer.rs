@@ -27,7 +27,9 @@
 //! - **Deferred until needed.** A queued job waits until something needs it done: a
 //!   durable batch, `sync` or close ([`SealSyncer::wait_all`]), or more than
 //!   [`DEFERRED_JOBS`] jobs waiting (then the oldest go until that many are left),
-//!   or a job that has waited [`DEFER_LIMIT`].
+//!   or a job that has waited [`DEFER_LIMIT`], or the actor had no request for
+//!   `actor::IDLE_SYNC_AFTER` (the ingest has stopped: nothing competes with the
+//!   fsyncs, and a durable call that comes later finds them done).
 //!   A non-durable ingest therefore does not pay for writing its sealed segments
 //!   back while it runs: the kernel writes the pages back on its own schedule, and
 //!   the fsync that a later durable call needs then has little left to do. Measured
@@ -90,6 +92,8 @@ struct State {
     error: Option<WalError>,
     /// The actor waits for every queued job ([`SealSyncer::wait_all`]).
     demanded: bool,
+    /// The actor has had no request for a while ([`SealSyncer::set_idle`]).
+    idle: bool,
     closed: bool,
 }
 
@@ -98,7 +102,7 @@ impl State {
     /// when nothing is queued.
     fn deferral_left(&self, now: Instant) -> Option<std::time::Duration> {
         let &(_, queued) = self.queue.front()?;
-        if self.demanded || self.closed || self.queue.len() > DEFERRED_JOBS {
+        if self.demanded || self.idle || self.closed || self.queue.len() > DEFERRED_JOBS {
             return Some(std::time::Duration::ZERO);
         }
         // The loom models check who waits for whom; time does not pass in them.
@@ -194,6 +198,17 @@ impl SealSyncer {
         state.outstanding += 1;
         self.shared.changed.notify_all();
         Ok(())
+    }
+
+    /// The actor is idle (`true`: queued jobs run now, as nothing competes with
+    /// them) or busy again (`false`: later jobs wait as usual; one already running
+    /// finishes).
+    pub(crate) fn set_idle(&self, idle: bool) {
+        let mut state = lock(&self.shared.state);
+        state.idle = idle;
+        if idle {
+            self.shared.changed.notify_all();
+        }
     }
 
     /// Every sealed segment up to the returned sequence is durable (some later ones
@@ -298,4 +313,45 @@ fn finish_job(shared: &Shared, job: &Job, result: Result<()>) {
         }
     }
     shared.changed.notify_all();
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A state with `jobs` directory fsyncs queued, the oldest `waited` ago.
+    fn queued(jobs: usize, waited: Duration, now: Instant) -> State {
+        let mut state = State::default();
+        for _ in 0..jobs {
+            state.queue.push_back((Job::Dir, now - waited));
+        }
+        state.outstanding = jobs;
+        state
+    }
+
+    #[test]
+    fn a_job_waits_until_its_time_is_up_unless_something_hurries_it() {
+        let now = Instant::now();
+        assert_eq!(State::default().deferral_left(now), None, "nothing queued");
+        let fresh = queued(1, Duration::ZERO, now);
+        assert_eq!(fresh.deferral_left(now), Some(DEFER_LIMIT));
+        let half = queued(1, DEFER_LIMIT / 2, now);
+        assert_eq!(half.deferral_left(now), Some(DEFER_LIMIT - DEFER_LIMIT / 2));
+        let old = queued(1, DEFER_LIMIT + Duration::from_millis(1), now);
+        assert_eq!(old.deferral_left(now), Some(Duration::ZERO), "time bound");
+        let many = queued(DEFERRED_JOBS + 1, Duration::ZERO, now);
+        assert_eq!(many.deferral_left(now), Some(Duration::ZERO), "count bound");
+        let enough = queued(DEFERRED_JOBS, Duration::ZERO, now);
+        assert_eq!(enough.deferral_left(now), Some(DEFER_LIMIT));
+        for hurry in [
+            |s: &mut State| s.demanded = true,
+            |s: &mut State| s.idle = true,
+            |s: &mut State| s.closed = true,
+        ] {
+            let mut state = queued(1, Duration::ZERO, now);
+            hurry(&mut state);
+            assert_eq!(state.deferral_left(now), Some(Duration::ZERO));
+        }
+    }
 }
