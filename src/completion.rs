@@ -89,9 +89,15 @@ fn fill<T>(slot: &Slot<T>, result: Result<T>, followers: Followers<T>) -> Follow
 
 /// Wakes `slot`'s waiter if it sleeps; one that has not gone to sleep yet finds
 /// the answer (always filled before this is called) when it looks.
+///
+/// The notify comes after the lock is released: a waiter woken while the waker
+/// still held it would find it taken and sleep again, on the mutex. No wake-up is
+/// lost: a waiter seen `sleeping` under the lock is already waiting on `ready`
+/// (it waits from the same critical section that set the flag), and a notify
+/// after that reaches it.
 fn wake_one<T>(slot: &Slot<T>) {
-    let state = lock(&slot.state);
-    if state.sleeping {
+    let sleeping = lock(&slot.state).sleeping;
+    if sleeping {
         slot.ready.notify_one();
     }
 }
@@ -129,10 +135,14 @@ impl<T> Completer<T> {
 
     fn answer(&mut self, result: Result<T>) {
         if let Some(slot) = self.slot.take() {
-            // A lone slot has no followers: answer and wake under one lock.
-            let mut state = lock(&slot.state);
-            state.answer = Some(result);
-            if state.sleeping {
+            // A lone slot has no followers: answer under the lock, wake after it (see
+            // `wake_one`).
+            let sleeping = {
+                let mut state = lock(&slot.state);
+                state.answer = Some(result);
+                state.sleeping
+            };
+            if sleeping {
                 slot.ready.notify_one();
             }
         }
