@@ -606,18 +606,19 @@ impl Actor {
                 self.seal_active()?;
             }
         }
-        let mut retired = Vec::new();
-        self.segments.retain(|s| {
-            let expired = s.sealed && s.newest_us < cutoff_us;
-            if expired {
-                retired.push(RetiredSegment {
-                    sequence: s.sequence,
-                    bytes: s.len,
-                    records: s.records,
-                });
-            }
-            !expired
-        });
+        let expired = expired_prefix(
+            self.segments.iter().map(|s| (s.sealed, s.newest_us)),
+            cutoff_us,
+        );
+        let retired: Vec<RetiredSegment> = self
+            .segments
+            .drain(..expired)
+            .map(|s| RetiredSegment {
+                sequence: s.sequence,
+                bytes: s.len,
+                records: s.records,
+            })
+            .collect();
         let sequences: Vec<u64> = retired.iter().map(|r| r.sequence).collect();
         self.shared.index.remove_segments(&sequences);
         self.shared.cache.forget_segments(&sequences);
@@ -701,4 +702,42 @@ fn split_waiters(batch: &mut Vec<Request>) -> (Vec<Completer<()>>, Vec<Install>)
         }
     }
     (waiting, installs)
+}
+
+/// How many segments, from the oldest, retention retires: the longest run of sealed
+/// segments (given as `(sealed, newest record's time)`, oldest first) whose newest
+/// record is older than `cutoff_us`. Only a prefix: a segment kept before a retired
+/// one would leave a hole in its keys' histories, and a wall clock that stepped back
+/// can make a later segment look older than an earlier one.
+fn expired_prefix(segments: impl IntoIterator<Item = (bool, u64)>, cutoff_us: u64) -> usize {
+    segments
+        .into_iter()
+        .take_while(|&(sealed, newest_us)| sealed && newest_us < cutoff_us)
+        .count()
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::expired_prefix;
+
+    #[test]
+    fn retention_retires_only_the_oldest_expired_segments() {
+        let cutoff = 100;
+        assert_eq!(expired_prefix([], cutoff), 0);
+        assert_eq!(
+            expired_prefix([(true, 10), (true, 50), (false, 60)], cutoff),
+            2
+        );
+        // The active (unsealed) segment is never retired, however old.
+        assert_eq!(expired_prefix([(true, 10), (false, 20)], cutoff), 1);
+        // A newer segment in between stops the run: the older-looking one after it
+        // (a clock that stepped back) stays with it.
+        assert_eq!(
+            expired_prefix([(true, 10), (true, 150), (true, 90)], cutoff),
+            1
+        );
+        assert_eq!(expired_prefix([(true, 150), (true, 10)], cutoff), 0);
+        // Newest record exactly at the cutoff is kept.
+        assert_eq!(expired_prefix([(true, 100)], cutoff), 0);
+    }
 }

@@ -49,16 +49,18 @@ fn compact_shard(
     let retired = waiter.wait()?;
     let id = shard.shared.id as u32;
     let mut report = CompactionReport::default();
+    // Oldest first (the actor retires the oldest segments, in order).
     for r in &retired {
         storage.remove_segment(id, r.sequence)?;
+        // fsync the shard directory after each unlink: the unlinks must be durable
+        // before compaction reports them, and in order, so that a power cut in
+        // between leaves the newer expired segments, never an older one without
+        // them (which would bring back old records with a hole after them in their
+        // keys' histories).
+        storage.sync_dir(id)?;
         report.segments_removed += 1;
         report.bytes_removed += r.bytes;
         report.records_removed += r.records;
-    }
-    if !retired.is_empty() {
-        // fsync the shard directory: the unlinks must be durable, or a power loss could
-        // bring expired segments back after compaction reported them gone.
-        storage.sync_dir(id)?;
     }
     Ok(report)
 }

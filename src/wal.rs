@@ -664,4 +664,59 @@ mod tests {
         );
         assert_eq!(storage.segment_count(), 1);
     }
+
+    #[test]
+    fn compaction_unlinks_oldest_first_with_a_directory_fsync_after_each() {
+        use crate::storage::{Op, OpLog};
+        let log = OpLog::default();
+        let storage = std::sync::Arc::new(MemStorage::recording(log.clone(), 0));
+        let options = WalOptions::default()
+            .with_shards(2)
+            .with_retention(std::time::Duration::from_millis(2))
+            .with_segments(2)
+            .with_max_key_size(8)
+            .with_max_record_size(1000)
+            .with_max_segment_size(4096);
+        let wal = Wal::with_mem_storage(options, storage).unwrap();
+        // Three 1,000-byte values fill a 4 KiB segment: about six seals per shard.
+        for i in 0..40 {
+            wal.append_entry(format!("k{}", i % 4), Bytes::from(vec![b'v'; 1000]), false)
+                .unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let before = log.lock().unwrap().len();
+        let report = wal.compact().unwrap();
+        assert!(report.segments_removed >= 8, "{report:?}");
+        let ops: Vec<Op> = log.lock().unwrap()[before..].to_vec();
+        let mut removals = 0;
+        for shard in 0..2u32 {
+            // This shard's removals and directory fsyncs, in order.
+            let steps: Vec<&Op> = ops
+                .iter()
+                .filter(|op| match op {
+                    Op::Remove((s, _)) => *s == shard,
+                    Op::SyncDir(s) => *s == shard,
+                    _ => false,
+                })
+                .collect();
+            let mut last_removed = 0;
+            for pair in steps.windows(2) {
+                if let Op::Remove((_, sequence)) = pair[0] {
+                    assert!(*sequence > last_removed, "shard {shard}: out of order");
+                    last_removed = *sequence;
+                    removals += 1;
+                    assert!(
+                        matches!(pair[1], Op::SyncDir(s) if *s == shard),
+                        "shard {shard}: segment {sequence} unlinked without a directory fsync before the next step"
+                    );
+                }
+            }
+            assert!(
+                matches!(steps.last(), Some(Op::SyncDir(_))),
+                "shard {shard}: compaction ended without a directory fsync"
+            );
+        }
+        assert_eq!(removals, report.segments_removed);
+        wal.close().unwrap();
+    }
 }
