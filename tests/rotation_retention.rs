@@ -462,17 +462,35 @@ fn seal_fsyncs_wait_until_a_durable_call_needs_them() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let wal = Wal::new(tmp.path().join("wal"), small_segments())?;
     let value = Bytes::from(vec![b'v'; 1000]);
-    let started = std::time::Instant::now();
+    // The actor idles first: its first request must end the idle spell, or the
+    // seals below would be synced at once.
+    thread::sleep(IDLE_SYNC_AFTER * 3);
+    let mut last = std::time::Instant::now();
+    let mut longest_gap = Duration::ZERO;
+    let mut append = |key: &str, value: Bytes| -> nano_wal::Result<()> {
+        wal.append_entry(key, value, false)?;
+        longest_gap = longest_gap.max(last.elapsed());
+        last = std::time::Instant::now();
+        Ok(())
+    };
     for _ in 0..12 {
-        wal.append_entry("k", value.clone(), false)?;
+        append("k", value.clone())?;
+    }
+    // Then a request every millisecond for a while, which keeps the shard busy: had
+    // the idle spell outlived the first request, the syncer would sync meanwhile.
+    for _ in 0..8 {
+        thread::sleep(Duration::from_millis(1));
+        append("t", Bytes::from_static(b"tick"))?;
     }
     let stats = wal.stats()?;
     let sealed = stats.segments() - 1;
     assert!((2..=3).contains(&sealed), "{sealed} sealed segments");
     // The actor never went without a request for `IDLE_SYNC_AFTER` (always, unless
     // this machine stalled): nothing was synced, since nothing needed it.
-    if started.elapsed() < IDLE_SYNC_AFTER {
+    if longest_gap < IDLE_SYNC_AFTER / 2 {
         assert_eq!(stats.fsyncs(), 0, "a seal synced before anything needed it");
+    } else {
+        eprintln!("a gap of {longest_gap:?} between appends: the no-fsync check was skipped");
     }
     // A sync needs every seal before it: one fsync each, and one of the active
     // segment.
@@ -483,11 +501,10 @@ fn seal_fsyncs_wait_until_a_durable_call_needs_them() -> TestResult {
 }
 
 #[test]
-fn deferred_seal_fsyncs_run_unasked_when_too_many_or_the_shard_is_idle() -> TestResult {
+fn deferred_seal_fsyncs_run_unasked_when_too_many() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let wal = Wal::new(tmp.path().join("wal"), small_segments())?;
     let value = Bytes::from(vec![b'v'; 1000]);
-    let started = std::time::Instant::now();
     // 16 seals: 33 syncer jobs (each new segment's directory fsync too). At most 8
     // wait unrun (four seals and four directory fsyncs) and one more may be running,
     // so at least 11 seals are synced without any durable call.
@@ -502,9 +519,31 @@ fn deferred_seal_fsyncs_run_unasked_when_too_many_or_the_shard_is_idle() -> Test
         "{} of {sealed} seals synced",
         stats.fsyncs()
     );
-    // The rest run once the actor has had no request for `IDLE_SYNC_AFTER`, still
-    // unasked, and well before any of them has waited `DEFER_LIMIT` (the time bound
-    // is `syncer::tests`'): polling `stats` sends the actor nothing.
+    // The rest run later, still unasked (polling `stats` sends the actor nothing).
+    let deadline = std::time::Instant::now() + DEFER_LIMIT * 20;
+    while wal.stats()?.fsyncs() < sealed && std::time::Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(wal.stats()?.fsyncs(), sealed, "deferred seals never synced");
+    wal.close()?;
+    Ok(())
+}
+
+#[test]
+fn deferred_seal_fsyncs_run_once_the_shard_is_idle() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let wal = Wal::new(tmp.path().join("wal"), small_segments())?;
+    let value = Bytes::from(vec![b'v'; 1000]);
+    let started = std::time::Instant::now();
+    // Two or three seals: at most 7 syncer jobs, fewer than the count bound, so none
+    // runs during the ingest.
+    for _ in 0..12 {
+        wal.append_entry("k", value.clone(), false)?;
+    }
+    let sealed = wal.stats()?.segments() - 1;
+    assert!((2..=3).contains(&sealed), "{sealed} sealed segments");
+    // They run once the actor has had no request for `IDLE_SYNC_AFTER`, well before
+    // the first of them has waited `DEFER_LIMIT` (that bound is `syncer::tests`').
     while wal.stats()?.fsyncs() < sealed && started.elapsed() < DEFER_LIMIT * 9 / 10 {
         thread::sleep(Duration::from_millis(2));
     }
