@@ -140,13 +140,18 @@ mod imp {
             }
         }
         /// Polling adds schedules, not behaviour, and time does not pass in the
-        /// models (never idle): under loom it is a plain `recv`.
+        /// models: under loom the receiver is idle whenever it finds the queue
+        /// empty, and then blocks in `recv`.
         pub(crate) fn recv_polling(
             &self,
             _budget: std::time::Duration,
             _idle_after: std::time::Duration,
-            _on_idle: impl FnOnce(),
+            on_idle: impl FnOnce(),
         ) -> Option<T> {
+            let empty = lock(&self.0.state).queue.is_empty();
+            if empty {
+                on_idle();
+            }
             self.recv()
         }
         pub(crate) fn try_recv(&self) -> Option<T> {
