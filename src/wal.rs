@@ -666,6 +666,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(loom))]
     fn compaction_unlinks_oldest_first_with_a_directory_fsync_after_each() {
         use crate::storage::{Op, OpLog};
         let log = OpLog::default();
