@@ -298,28 +298,34 @@ fn drop_after_unvouched_seal(files: &[(u64, PathBuf)], out: &mut RecoveredShard)
             own.len,
         )
     };
-    let Some(i) = first_unvouched_seal(
+    let first_note = sequences
+        .first()
+        .and_then(|first| out.meta.notes.get(first))
+        .map(|n| n.sequence);
+    let Some(from) = first_dropped(
         &sequences,
         proven,
+        first_note,
         |i| out.versions.get(&sequences[i]).copied(),
         whole,
     ) else {
         return Ok(());
     };
-    let last_kept = sequences[i];
-    if out.segments[i + 1..].iter().all(|s| s.records == 0) {
+    if out.segments[from..].iter().all(|s| s.records == 0) {
         // No record follows the unvouched seal (sync markers and notes at most):
         // nothing can come after lost records, and the writer goes on in the newest
         // segment.
         return Ok(());
     }
+    // The newest segment kept, if any.
+    let last_kept = from.checked_sub(1).map(|i| sequences[i]);
     let later: Vec<(u64, PathBuf)> = files
         .iter()
-        .filter(|(s, p)| *s > last_kept && p.exists())
+        .filter(|(s, p)| last_kept.is_none_or(|kept| *s > kept) && p.exists())
         .cloned()
         .collect();
     drop_segments(&later, out)?;
-    let gone = out.segments.split_off(i + 1);
+    let gone = out.segments.split_off(from);
     for segment in &gone {
         out.report.segments -= 1;
         out.report.records -= segment.records;
@@ -330,7 +336,7 @@ fn drop_after_unvouched_seal(files: &[(u64, PathBuf)], out: &mut RecoveredShard)
     let removed: Vec<u64> = gone.iter().map(|s| s.sequence).collect();
     out.index.remove_segments(&removed);
     out.staged.retain(|_, locs| {
-        locs.retain(|l| l.segment <= last_kept);
+        locs.retain(|l| last_kept.is_some_and(|kept| l.segment <= kept));
         !locs.is_empty()
     });
     Ok(())
@@ -344,21 +350,40 @@ pub(crate) fn seal_note_shows_whole(note: Option<&SealNote>, sequence: u64, len:
 }
 
 /// The index (in `sequences`, a shard's segments oldest first, the last one active)
-/// of the oldest sealed segment that no sync marker vouches for and no seal note
-/// shows whole: above `proven`, the highest segment the markers found vouch for; not
-/// synced before its successor existed (`version(i)`: the header version of segment
-/// `i`, if readable); and not `whole(i)` (see [`seal_note_shows_whole`]; asked only
-/// of segments scanned without damage). Shared with `inspect`, which reports what
-/// recovery will do.
-pub(crate) fn first_unvouched_seal(
+/// of the first segment recovery drops, with every later one, for a seal whose fsync
+/// may not have finished:
+///
+/// - 0 when the oldest segment begins with a seal note naming an older segment
+///   (`first_note`), which is therefore missing, and no sync marker vouches for it
+///   (it is above `proven`, the highest segment the markers found vouch for): a power
+///   cut lost that segment's creation, or its records, while later ones reached the
+///   disk. Compaction removes segments only once a marker vouches for them
+///   (`compaction.rs`), so a removed one is never taken for a lost one.
+/// - otherwise, the segment after the oldest sealed segment that no sync marker
+///   vouches for and no seal note shows whole: above `proven`; not synced before its
+///   successor existed (`version(i)`: the header version of segment `i`, if
+///   readable); and not `whole(i)` (see [`seal_note_shows_whole`]; asked only of
+///   segments scanned without damage).
+///
+/// Shared with `inspect`, which reports what recovery will do.
+pub(crate) fn first_dropped(
     sequences: &[u64],
     proven: u64,
+    first_note: Option<u64>,
     version: impl Fn(usize) -> Option<u32>,
     whole: impl Fn(usize) -> bool,
 ) -> Option<usize> {
-    (0..sequences.len().saturating_sub(1)).find(|&i| {
-        sequences[i] > proven && !synced_before_successor(version(i), version(i + 1)) && !whole(i)
-    })
+    let oldest = *sequences.first()?;
+    if first_note.is_some_and(|named| named < oldest && named > proven) {
+        return Some(0);
+    }
+    (0..sequences.len().saturating_sub(1))
+        .find(|&i| {
+            sequences[i] > proven
+                && !synced_before_successor(version(i), version(i + 1))
+                && !whole(i)
+        })
+        .map(|i| i + 1)
 }
 
 /// One segment file to recover.
