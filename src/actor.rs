@@ -602,7 +602,10 @@ impl Actor {
         let now = now_us();
         if let Some(active) = self.segments.last() {
             let due = now.saturating_sub(active.created_us) >= self.config.segment_duration_us;
-            if !active.sealed && (due || active.newest_us < cutoff_us) {
+            // Not one without records (sync markers and notes at most): retiring it
+            // would only make the next durable call start another, and every later
+            // compaction of an idle shard retire that one in turn.
+            if !active.sealed && active.records > 0 && (due || active.newest_us < cutoff_us) {
                 self.seal_active()?;
             }
         }

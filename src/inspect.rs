@@ -704,9 +704,9 @@ fn scan_shard(shard: ShardLayout) -> Result<ShardScan> {
 /// (`recovery::drop_after_unvouched_seal`): a power cut may have cut it short without
 /// a trace, so recovery removes the later segments. Reported at the
 /// segment's end as a torn tail, unless the shard holds corruption (then `Strict`
-/// refuses to open anyway). The same for a missing segment that the oldest one's
-/// seal note names and no marker vouches for: reported at the oldest segment's start,
-/// since recovery removes them all.
+/// refuses to open anyway). The same for a missing segment that a segment's seal
+/// note names and no marker vouches for: reported at the start of the segment with
+/// the note, which recovery removes with the later ones.
 fn mark_unvouched_seal(segments: &mut [SegmentScan]) {
     let corrupt = segments
         .iter()
@@ -735,33 +735,30 @@ fn mark_unvouched_seal(segments: &mut [SegmentScan]) {
                 own.data_len,
             )
     };
-    let first_note = segments
-        .first()
-        .and_then(|s| s.seal_note)
-        .map(|(sequence, _)| sequence);
-    let Some(from) = crate::recovery::first_dropped(&sequences, proven, first_note, version, whole)
+    let note = |k: usize| segments[k].seal_note.map(|(sequence, _)| sequence);
+    let records_from = |from: usize| segments[from..].iter().any(|s| s.records > 0);
+    let Some(dropped) =
+        crate::recovery::first_dropped(&sequences, proven, note, version, whole, records_from)
     else {
         return;
     };
-    if segments[from..].iter().all(|s| s.records == 0) {
-        return;
-    }
-    let Some(i) = from.checked_sub(1) else {
-        let named = first_note.unwrap_or_default();
-        let oldest = &mut segments[0];
-        oldest.damage.push(Damage {
-            path: oldest.file.path.clone(),
+    let from = dropped.from;
+    if let Some(named) = dropped.missing {
+        let first = &mut segments[from];
+        first.damage.push(Damage {
+            path: first.file.path.clone(),
             offset: 0,
             len: 0,
             kind: DamageKind::TornTail,
             reason: format!(
-                "the oldest segment's seal note names segment {named}, which is missing and \
-                 which no sync marker vouches for: a power cut may have lost it while later \
-                 segments survived; recovery removes this shard's segments"
+                "this segment's seal note names segment {named}, which is missing and which \
+                 no sync marker vouches for: a power cut may have lost it while this one \
+                 survived; recovery removes this segment and the later ones"
             ),
         });
         return;
-    };
+    }
+    let i = from - 1;
     // Damage found in it already says the later segments go (an unfinished seal).
     if !segments[i].damage.is_empty() {
         return;

@@ -298,25 +298,16 @@ fn drop_after_unvouched_seal(files: &[(u64, PathBuf)], out: &mut RecoveredShard)
             own.len,
         )
     };
-    let first_note = sequences
-        .first()
-        .and_then(|first| out.meta.notes.get(first))
-        .map(|n| n.sequence);
-    let Some(from) = first_dropped(
+    let Some(Dropped { from, .. }) = first_dropped(
         &sequences,
         proven,
-        first_note,
+        |i| out.meta.notes.get(&sequences[i]).map(|n| n.sequence),
         |i| out.versions.get(&sequences[i]).copied(),
         whole,
+        |from| out.segments[from..].iter().any(|s| s.records > 0),
     ) else {
         return Ok(());
     };
-    if out.segments[from..].iter().all(|s| s.records == 0) {
-        // No record follows the unvouched seal (sync markers and notes at most):
-        // nothing can come after lost records, and the writer goes on in the newest
-        // segment.
-        return Ok(());
-    }
     // The newest segment kept, if any.
     let last_kept = from.checked_sub(1).map(|i| sequences[i]);
     let later: Vec<(u64, PathBuf)> = files
@@ -349,41 +340,72 @@ pub(crate) fn seal_note_shows_whole(note: Option<&SealNote>, sequence: u64, len:
     note.is_some_and(|n| n.sequence == sequence && n.len == len)
 }
 
-/// The index (in `sequences`, a shard's segments oldest first, the last one active)
-/// of the first segment recovery drops, with every later one, for a seal whose fsync
-/// may not have finished:
+/// Where recovery cuts a shard off for a seal whose fsync may not have finished
+/// (see [`first_dropped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dropped {
+    /// Index of the first segment dropped; every later one goes too.
+    pub(crate) from: usize,
+    /// The segment that the seal note of segment `from` names and that is missing,
+    /// when that is the reason.
+    pub(crate) missing: Option<u64>,
+}
+
+/// Where recovery drops a shard's segments (`sequences`, oldest first, the last one
+/// active), for a seal whose fsync may not have finished; `proven` is the highest
+/// segment the sync markers found vouch for. The first of:
 ///
-/// - 0 when the oldest segment begins with a seal note naming an older segment
-///   (`first_note`), which is therefore missing, and no sync marker vouches for it
-///   (it is above `proven`, the highest segment the markers found vouch for): a power
-///   cut lost that segment's creation, or its records, while later ones reached the
-///   disk. Compaction removes segments only once a marker vouches for them
+/// - **A missing segment**: segment `k` begins with a seal note naming a segment
+///   between its predecessor on disk (if any) and itself, which is therefore missing,
+///   and no marker vouches for it. A power cut lost its name while a later name
+///   reached the disk (a marker for an *earlier* seal proves nothing about it: the
+///   syncer runs a seal's fsync before the next segment's directory fsync). Segment
+///   `k` goes, with every later one, even if none holds a record: a kept note naming
+///   a segment nothing can vouch for any more would drop the shard at every later
+///   open. Compaction removes segments only once a marker vouches for them
 ///   (`compaction.rs`), so a removed one is never taken for a lost one.
-/// - otherwise, the segment after the oldest sealed segment that no sync marker
-///   vouches for and no seal note shows whole: above `proven`; not synced before its
-///   successor existed (`version(i)`: the header version of segment `i`, if
-///   readable); and not `whole(i)` (see [`seal_note_shows_whole`]; asked only of
-///   segments scanned without damage).
+/// - **An unvouched seal**: the segment after the oldest sealed segment that no
+///   marker vouches for and no seal note shows whole: above `proven`; not synced
+///   before its successor existed (`version(i)`: the header version of segment `i`,
+///   if readable); and not `whole(i)` (see [`seal_note_shows_whole`]; asked only of
+///   segments scanned without damage). Only if a record follows (`records_from(i +
+///   1)`): otherwise nothing can come after lost records, and the writer goes on in
+///   the newest segment, re-syncing that seal and then vouching for it.
 ///
+/// `note(i)` is the sequence named by the seal note segment `i` begins with, if any.
 /// Shared with `inspect`, which reports what recovery will do.
 pub(crate) fn first_dropped(
     sequences: &[u64],
     proven: u64,
-    first_note: Option<u64>,
+    note: impl Fn(usize) -> Option<u64>,
     version: impl Fn(usize) -> Option<u32>,
     whole: impl Fn(usize) -> bool,
-) -> Option<usize> {
-    let oldest = *sequences.first()?;
-    if first_note.is_some_and(|named| named < oldest && named > proven) {
-        return Some(0);
-    }
-    (0..sequences.len().saturating_sub(1))
+    records_from: impl Fn(usize) -> bool,
+) -> Option<Dropped> {
+    let missing = (0..sequences.len()).find_map(|k| {
+        let named = note(k)?;
+        let after = k.checked_sub(1).map_or(0, |p| sequences[p]);
+        (named > after && named < sequences[k] && named > proven).then_some(Dropped {
+            from: k,
+            missing: Some(named),
+        })
+    });
+    let unvouched = (0..sequences.len().saturating_sub(1))
         .find(|&i| {
             sequences[i] > proven
                 && !synced_before_successor(version(i), version(i + 1))
                 && !whole(i)
         })
-        .map(|i| i + 1)
+        .map(|i| Dropped {
+            from: i + 1,
+            missing: None,
+        })
+        .filter(|u| records_from(u.from));
+    match (missing, unvouched) {
+        (Some(m), Some(u)) if u.from <= m.from => Some(u),
+        (Some(m), _) => Some(m),
+        (None, u) => u,
+    }
 }
 
 /// One segment file to recover.
@@ -922,6 +944,80 @@ fn truncate(file: &std::fs::File, path: &Path, len: u64) -> Result<()> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// `first_dropped` over segments `sequences` whose seal notes name `notes` (by
+    /// index), none synced before its successor, none shown whole, and records in
+    /// segment `i` when `records[i]`.
+    fn dropped(
+        sequences: &[u64],
+        notes: &[Option<u64>],
+        proven: u64,
+        records: &[bool],
+    ) -> Option<Dropped> {
+        first_dropped(
+            sequences,
+            proven,
+            |i| notes[i],
+            |_| Some(3),
+            |_| false,
+            |from| records[from..].iter().any(|&r| r),
+        )
+    }
+
+    #[test]
+    fn a_segment_whose_note_names_a_missing_unvouched_segment_is_dropped() {
+        let missing = |from, named| {
+            Some(Dropped {
+                from,
+                missing: Some(named),
+            })
+        };
+        // The oldest segment names a lost one: dropped even without a record (a kept
+        // note naming a segment nothing can vouch for would drop the shard later).
+        assert_eq!(dropped(&[2], &[Some(1)], 0, &[false]), missing(0, 1));
+        // Vouched for: compaction removed it.
+        assert_eq!(dropped(&[2], &[Some(1)], 1, &[true]), None);
+        // In the middle, after a segment a marker vouches for (so the unvouched-seal
+        // rule says nothing): segment 3 names the lost 2.
+        assert_eq!(
+            dropped(&[1, 3], &[None, Some(2)], 1, &[true, true]),
+            missing(1, 2)
+        );
+        // Naming its predecessor on disk is the unvouched-seal rule's business.
+        assert_eq!(dropped(&[1, 2], &[None, Some(1)], 1, &[true, true]), None);
+        assert_eq!(
+            dropped(&[1, 2], &[None, Some(1)], 0, &[true, true]),
+            Some(Dropped {
+                from: 1,
+                missing: None
+            })
+        );
+        // An unvouched seal with no record after it keeps everything, but a lost
+        // segment named later still drops from there.
+        assert_eq!(dropped(&[1, 2], &[None, Some(1)], 0, &[true, false]), None);
+        assert_eq!(
+            dropped(
+                &[1, 2, 4],
+                &[None, Some(1), Some(3)],
+                0,
+                &[true, false, false]
+            ),
+            missing(2, 3)
+        );
+        // The earlier of the two rules wins.
+        assert_eq!(
+            dropped(
+                &[1, 2, 4],
+                &[None, Some(1), Some(3)],
+                0,
+                &[true, true, true]
+            ),
+            Some(Dropped {
+                from: 1,
+                missing: None
+            })
+        );
+    }
     use crate::record::encode_into;
     use std::io::Write;
 

@@ -39,6 +39,9 @@ struct Inner {
     close_result: Mutex<Option<Result<()>>>,
     lock: Mutex<Option<DirLock>>,
     recovery: RecoveryReport,
+    /// Held by a running `compact`: two at once could unlink a newer retired segment
+    /// while an older one is still there, against the oldest-first order.
+    compacting: Mutex<()>,
 }
 
 /// Records of one key, in append order (see [`Wal::enumerate_records`]).
@@ -150,6 +153,7 @@ impl Wal {
                 closed: AtomicBool::new(false),
                 close_result: Mutex::new(None),
                 lock: Mutex::new(lock_file),
+                compacting: Mutex::new(()),
                 recovery,
             }),
         })
@@ -335,6 +339,7 @@ impl Wal {
     /// active segment is sealed first if it is due. Returns what was removed.
     pub fn compact(&self) -> Result<CompactionReport> {
         self.check_open()?;
+        let _one_at_a_time = lock(&self.inner.compacting);
         compaction::compact(
             &self.inner.shards,
             self.inner.storage.as_ref(),

@@ -665,3 +665,37 @@ fn a_kill_right_after_compaction_keeps_every_record() -> TestResult {
     wal.close()?;
     Ok(())
 }
+
+#[test]
+fn a_record_less_segment_after_a_missing_one_goes_too_and_a_durable_append_then_survives(
+) -> TestResult {
+    // The segment after the lost one kept only its header and seal note (its first
+    // record torn). Kept, it would still name a segment nothing can vouch for any
+    // more, and the next open would drop the shard with the records acknowledged in
+    // between; so it goes too.
+    let tmp = tempfile::tempdir()?;
+    let (dir, files) = write(tmp.path())?;
+    for f in &files {
+        strip_markers(f)?;
+    }
+    // Only the second segment is left, holding its header and note.
+    std::fs::remove_file(&files[0])?;
+    for f in &files[2..] {
+        std::fs::remove_file(f)?;
+    }
+    let note_end = SEGMENT_HEADER_LEN as u64 + 36;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&files[1])?
+        .set_len(note_end)?;
+    let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
+    assert_eq!(wal.enumerate_records("k")?.count(), 0);
+    assert!(!files[1].exists(), "the record-less segment was kept");
+    wal.log_entry("k", Bytes::from_static(b"acknowledged"))?;
+    wal.close()?;
+    let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
+    let got: Vec<Bytes> = wal.enumerate_records("k")?.collect();
+    assert_eq!(got, vec![Bytes::from_static(b"acknowledged")]);
+    wal.close()?;
+    Ok(())
+}

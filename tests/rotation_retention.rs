@@ -589,3 +589,33 @@ fn the_segment_after_one_retention_sealed_and_dropped_names_it_in_its_seal_note(
     wal.close()?;
     Ok(())
 }
+
+#[test]
+fn compacting_an_idle_shard_again_removes_nothing() -> TestResult {
+    // A compaction leaves a sync marker vouching for what it removed, in a segment
+    // of its own when it retired the active one. Later compactions of the idle shard
+    // must not retire that record-less segment (and start another) each time.
+    let tmp = tempfile::tempdir()?;
+    let options = WalOptions::default()
+        .with_shards(1)
+        .with_retention(Duration::from_millis(2))
+        .with_segments(2)
+        .with_max_key_size(8)
+        .with_max_record_size(1000)
+        .with_max_segment_size(4096);
+    let wal = Wal::new(tmp.path().join("wal"), options)?;
+    for _ in 0..9 {
+        wal.append_entry("k", Bytes::from(vec![b'v'; 1000]), false)?;
+    }
+    thread::sleep(Duration::from_millis(10));
+    let first = wal.compact()?;
+    assert!(first.segments_removed >= 3, "{first:?}");
+    for _ in 0..3 {
+        thread::sleep(Duration::from_millis(10));
+        let again = wal.compact()?;
+        assert_eq!(again.segments_removed, 0, "{again:?}");
+    }
+    assert_eq!(wal.enumerate_records("k")?.count(), 0);
+    wal.close()?;
+    Ok(())
+}

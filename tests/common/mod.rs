@@ -177,8 +177,8 @@ pub fn seal_note_of(data: &[u8]) -> Option<(u64, u64)> {
 /// may have cut it short without a trace, docs/FORMAT.md): the segments after the
 /// oldest such one go, if they hold a record, unless the seal note first in its
 /// successor names it with its length and every byte of it is a valid record; and
-/// every segment goes when the oldest one's seal note names a missing segment that
-/// no marker vouches for. `segments` are a shard's version-2
+/// a segment whose seal note names a missing segment that no marker vouches for goes
+/// with every later one. `segments` are a shard's version-2
 /// segments as recovery will read them, oldest first, each its file name (which
 /// gives its sequence number) and bytes (the version-1 exception is not modelled).
 /// Returns the names of the segments recovery removes.
@@ -207,30 +207,27 @@ pub fn dropped_after_unvouched_seal(segments: &[(PathBuf, Vec<u8>)]) -> Vec<Path
         walked_end(data) == data.len() as u64
             && seal_note_of(&segments[i + 1].1) == Some((sequence(f), data.len() as u64))
     };
-    // The oldest segment's seal note naming a missing segment no marker vouches for:
-    // every segment goes.
-    let lost_first = segments.first().is_some_and(|(f, data)| {
-        seal_note_of(data).is_some_and(|(named, _)| named < sequence(f) && named > vouched)
+    // A segment whose seal note names a missing segment (between its predecessor and
+    // itself) that no marker vouches for goes, with every later one, records or not.
+    let missing = (0..segments.len()).find(|&k| {
+        let after = k.checked_sub(1).map_or(0, |p| sequence(&segments[p].0));
+        seal_note_of(&segments[k].1).is_some_and(|(named, _)| {
+            named > after && named < sequence(&segments[k].0) && named > vouched
+        })
     });
-    let after = if lost_first {
-        0
-    } else {
-        let Some(unvouched) = (0..segments.len().saturating_sub(1))
-            .find(|&i| sequence(&segments[i].0) > vouched && !whole(i))
-            .map(|i| sequence(&segments[i].0))
-        else {
-            return Vec::new();
-        };
-        unvouched
-    };
-    let later: Vec<&(PathBuf, Vec<u8>)> = segments
-        .iter()
-        .filter(|(f, _)| sequence(f) > after)
-        .collect();
-    if later.iter().all(|(_, data)| walk_records(data).is_empty()) {
+    // The segments after the oldest unvouched seal go, if any of them holds a record.
+    let unvouched = (0..segments.len().saturating_sub(1))
+        .find(|&i| sequence(&segments[i].0) > vouched && !whole(i))
+        .map(|i| i + 1)
+        .filter(|&from| {
+            segments[from..]
+                .iter()
+                .any(|(_, data)| !walk_records(data).is_empty())
+        });
+    let Some(from) = missing.into_iter().chain(unvouched).min() else {
         return Vec::new();
-    }
-    later.into_iter().map(|(f, _)| f.clone()).collect()
+    };
+    segments[from..].iter().map(|(f, _)| f.clone()).collect()
 }
 
 /// Deterministic pseudo-random bytes (xorshift), never all zero.
