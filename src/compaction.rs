@@ -51,9 +51,9 @@ fn compact_shard(
     if !retired.is_empty() {
         // A durable barrier on the shard before any unlink: it leaves a sync marker
         // vouching for every retired segment in a segment that stays. Recovery takes
-        // an oldest segment whose seal note names a missing segment no marker vouches
-        // for as a power cut that lost that segment's creation, and drops the shard
-        // from there; with the marker it knows compaction removed it.
+        // a segment whose seal note names a missing segment no marker vouches for as
+        // a power cut that lost that segment's creation, and drops the shard from
+        // there; with the marker it knows compaction removed it.
         let (done, synced) = completion(shard.shared.id);
         shard.submit(Request::Sync { done })?;
         synced.wait()?;
