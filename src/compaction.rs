@@ -6,8 +6,10 @@
 //! step in order with its other work (seal the active segment if it is due, drop the
 //! expired segments from the segment table and every index location in them, under
 //! the index's write lock so readers see the old or the new state whole) and answers
-//! with what it retired. The rayon task then does the slow part off the actor:
-//! unlinking the files and syncing the directory. Readers that took a snapshot before
+//! with what it retired. The rayon task then does the slow part off the actor: a
+//! durable `sync` of the shard (so a sync marker vouches for every retired segment),
+//! then the unlinks, oldest first, each followed by an fsync of the directory.
+//! `Wal::compact` runs one compaction at a time. Readers that took a snapshot before
 //! the install still hold open handles, so their reads succeed. Other shards keep
 //! ingesting throughout; this shard keeps queueing requests behind the install step.
 
