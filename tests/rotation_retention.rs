@@ -596,13 +596,9 @@ fn compacting_an_idle_shard_again_removes_nothing() -> TestResult {
     // of its own when it retired the active one. Later compactions of the idle shard
     // must not retire that record-less segment (and start another) each time.
     let tmp = tempfile::tempdir()?;
-    let options = WalOptions::default()
-        .with_shards(1)
+    let options = small_segments()
         .with_retention(Duration::from_millis(2))
-        .with_segments(2)
-        .with_max_key_size(8)
-        .with_max_record_size(1000)
-        .with_max_segment_size(4096);
+        .with_segments(2);
     let wal = Wal::new(tmp.path().join("wal"), options)?;
     for _ in 0..9 {
         wal.append_entry("k", Bytes::from(vec![b'v'; 1000]), false)?;
