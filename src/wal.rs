@@ -40,7 +40,8 @@ struct Inner {
     lock: Mutex<Option<DirLock>>,
     recovery: RecoveryReport,
     /// Held by a running `compact`: two at once could unlink a newer retired segment
-    /// while an older one is still there, against the oldest-first order.
+    /// while an older one is still there, against the oldest-first order. Close takes
+    /// it too before unlocking the directory.
     compacting: Mutex<()>,
 }
 
@@ -450,6 +451,9 @@ impl Inner {
             let forgotten = s.shared.index.clear();
             s.shared.cache.forget_segments(&forgotten);
         }
+        // A compaction still unlinking its files (its actor work is done) finishes
+        // before the directory is unlocked; none starts now (`closed` is set).
+        drop(lock(&self.compacting));
         let lock_file = lock(&self.lock).take();
         if remove_files && lock_file.is_some() {
             // The data is being deleted, so a failed final sync no longer matters;
