@@ -281,6 +281,9 @@ mod mem {
         /// Microseconds every `sync_all` (the seal syncer's call) sleeps first: a slow
         /// disk, so that a test can catch an answer that did not wait for it.
         pub(crate) seal_sync_delay_us: AtomicU64,
+        /// Microseconds every segment removal sleeps first: a slow unlink, so that a
+        /// test can run something while a compaction is still unlinking.
+        pub(crate) remove_delay_us: AtomicU64,
     }
 
     pub(crate) struct MemSegment {
@@ -456,6 +459,10 @@ mod mem {
             Ok(seg)
         }
         fn remove_segment(&self, shard: u32, sequence: u64) -> Result<()> {
+            let delay = self.faults.remove_delay_us.load(Ordering::SeqCst);
+            if delay > 0 {
+                std::thread::sleep(std::time::Duration::from_micros(delay));
+            }
             let mut segments = lock(&self.segments);
             segments.remove(&(shard, sequence));
             record(&self.log, || Op::Remove((shard, sequence)));

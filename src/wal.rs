@@ -729,4 +729,101 @@ mod tests {
         assert_eq!(removals, report.segments_removed);
         wal.close().unwrap();
     }
+
+    /// A one-shard WAL over a memory store that logs its calls and takes 20 ms per
+    /// segment removal, holding three sealed segments that expire 2 ms after their
+    /// last record, and what lists the segments removed so far (from the log).
+    #[cfg(not(loom))]
+    fn slow_unlinks() -> (Wal, impl Fn() -> Vec<u64>) {
+        use crate::storage::{Op, OpLog};
+        let log = OpLog::default();
+        let storage = std::sync::Arc::new(MemStorage::recording(log.clone(), 0));
+        storage
+            .faults
+            .remove_delay_us
+            .store(20_000, StdOrdering::SeqCst);
+        let options = WalOptions::default()
+            .with_shards(1)
+            .with_retention(std::time::Duration::from_millis(2))
+            .with_segments(2)
+            .with_max_key_size(8)
+            .with_max_record_size(1000)
+            .with_max_segment_size(4096);
+        let wal = Wal::with_mem_storage(options, storage).unwrap();
+        for _ in 0..10 {
+            wal.append_entry("k", Bytes::from(vec![b'v'; 1000]), false)
+                .unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let removed = {
+            let log = log.clone();
+            move || {
+                log.lock()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|op| match op {
+                        Op::Remove((_, sequence)) => Some(*sequence),
+                        _ => None,
+                    })
+                    .collect::<Vec<u64>>()
+            }
+        };
+        (wal, removed)
+    }
+
+    /// Waits until `removed()` lists a removal: a compaction is then unlinking.
+    #[cfg(not(loom))]
+    fn until_unlinking(removed: &impl Fn() -> Vec<u64>) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while removed().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no compaction began");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    #[cfg(not(loom))]
+    fn close_waits_for_a_running_compactions_unlinks() {
+        let (wal, removed) = slow_unlinks();
+        let compacting = {
+            let wal = wal.clone();
+            std::thread::spawn(move || wal.compact())
+        };
+        until_unlinking(&removed);
+        wal.close().unwrap();
+        let at_close = removed().len();
+        let report = compacting.join().unwrap().unwrap();
+        assert!(report.segments_removed >= 3, "{report:?}");
+        assert_eq!(
+            at_close as u64, report.segments_removed,
+            "close returned while the compaction still unlinked"
+        );
+    }
+
+    #[test]
+    #[cfg(not(loom))]
+    fn concurrent_compactions_unlink_oldest_first() {
+        let (wal, removed) = slow_unlinks();
+        let first = {
+            let wal = wal.clone();
+            std::thread::spawn(move || wal.compact())
+        };
+        until_unlinking(&removed);
+        // Newer segments expire while the first compaction still unlinks; a second
+        // compaction retires them.
+        for _ in 0..7 {
+            wal.append_entry("k", Bytes::from(vec![b'w'; 1000]), false)
+                .unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let second = wal.compact().unwrap();
+        let first = first.join().unwrap().unwrap();
+        assert!(first.segments_removed >= 3 && second.segments_removed >= 2);
+        let order = removed();
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "segments unlinked out of order: {order:?}"
+        );
+        wal.close().unwrap();
+    }
 }
