@@ -346,11 +346,11 @@ fn read_wal(dir: &Path) -> BTreeMap<FileId, Vec<u8>> {
     files
 }
 
-/// `appends` by key, each key's in append order.
-fn by_key(appends: &[Append]) -> BTreeMap<&[u8], Vec<&Append>> {
-    let mut by_key: BTreeMap<&[u8], Vec<&Append>> = BTreeMap::new();
-    for a in appends {
-        by_key.entry(&a.key).or_default().push(a);
+/// The indices of `appends` by key, each key's in append order.
+fn by_key(appends: &[Append]) -> BTreeMap<&[u8], Vec<usize>> {
+    let mut by_key: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
+    for (i, a) in appends.iter().enumerate() {
+        by_key.entry(&a.key).or_default().push(i);
     }
     by_key
 }
@@ -420,12 +420,8 @@ fn placement(ops: &[Op]) -> Placement {
 /// Per shard (and so per key) the recovered appends must be one unbroken run: before
 /// it only removable appends, after it none acknowledged as durable before the cut.
 fn check(wal: &Wal, appends: &[Append], removable: &[bool], cut: usize, case: &str) {
-    let mut by_key: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
-    for (i, a) in appends.iter().enumerate() {
-        by_key.entry(&a.key).or_default().push(i);
-    }
     let mut recovered = vec![false; appends.len()];
-    for (key, list) in &by_key {
+    for (key, list) in &by_key(appends) {
         let got: Vec<Bytes> = wal.enumerate_records(key).expect("read").collect();
         let start = match got.first() {
             Some(first) => list
@@ -533,7 +529,7 @@ fn check_skipping(wal: &Wal, appends: &[Append], cut: usize, case: &str) {
     for (key, list) in &by_key(appends) {
         let got: Vec<Bytes> = wal.enumerate_records(key).expect("read").collect();
         let mut next = 0;
-        for a in list {
+        for a in list.iter().map(|&i| &appends[i]) {
             if got.get(next).is_some_and(|g| g[..] == a.value[..]) {
                 next += 1;
             } else if let Some(at) = a.durable_at.filter(|&at| at <= cut) {

@@ -592,6 +592,20 @@ fn a_newest_segment_recovered_empty_still_gets_its_seal_note() -> TestResult {
     Ok(())
 }
 
+/// Writes the test's WAL, strips every sync marker (nothing vouches for any seal) and
+/// removes the first segment: a power cut that lost its name while later names
+/// reached the disk.
+fn lose_the_first_segment(
+    root: &Path,
+) -> Result<(PathBuf, Vec<PathBuf>), Box<dyn std::error::Error>> {
+    let (dir, files) = write(root)?;
+    for f in &files {
+        strip_markers(f)?;
+    }
+    std::fs::remove_file(&files[0])?;
+    Ok((dir, files))
+}
+
 #[test]
 fn a_missing_segment_named_by_the_oldest_ones_seal_note_drops_the_shard() -> TestResult {
     // A power cut can lose a new segment's name (its directory was not synced yet)
@@ -601,13 +615,7 @@ fn a_missing_segment_named_by_the_oldest_ones_seal_note_drops_the_shard() -> Tes
     // segments rather than serve records with a hole before them. Nothing was
     // acknowledged as durable after that segment was sealed: no marker vouches for it.
     let tmp = tempfile::tempdir()?;
-    let (dir, files) = write(tmp.path())?;
-    let n = files.len();
-    assert!(n >= 3, "{n} segments");
-    for f in &files {
-        strip_markers(f)?;
-    }
-    std::fs::remove_file(&files[0])?;
+    let (dir, files) = lose_the_first_segment(tmp.path())?;
     let found = damage_found(&dir)?;
     assert!(
         found.contains(&(files[1].clone(), 0, DamageKind::TornTail)),
@@ -674,12 +682,8 @@ fn a_record_less_segment_after_a_missing_one_goes_too_and_a_durable_append_then_
     // more, and the next open would drop the shard with the records acknowledged in
     // between; so it goes too.
     let tmp = tempfile::tempdir()?;
-    let (dir, files) = write(tmp.path())?;
-    for f in &files {
-        strip_markers(f)?;
-    }
+    let (dir, files) = lose_the_first_segment(tmp.path())?;
     // Only the second segment is left, holding its header and note.
-    std::fs::remove_file(&files[0])?;
     for f in &files[2..] {
         std::fs::remove_file(f)?;
     }
