@@ -25,9 +25,8 @@
 //! real recovery reopens what that leaves, a second run writes on over the memory
 //! store, and power cuts fall in it, where the first run's unsynced pages can still
 //! be lost; the second run's durable answers must have covered the records the
-//! reopen found. (Recovery's own changes enter the log as the calls it makes, a cut
-//! with its fsync and removals with their directory fsync: the model does not check
-//! that recovery makes them.)
+//! reopen found. Recovery's own cuts, fsyncs and removals enter the log as it makes
+//! them (`storage::observed`), and must explain every change it made to the files.
 
 use crate::hash::shard_for;
 use crate::record::decode;
@@ -753,44 +752,13 @@ fn durable_ops(disk: &BTreeMap<FileId, Vec<u8>>) -> Vec<Op> {
     ops
 }
 
-/// What an open's recovery did to the segment files (`before` -> `after`), as the
-/// calls it makes: a torn tail is cut and fsynced (`recovery::truncate`), removed
-/// segments are followed by an fsync of their directory (`recovery::drop_segments`).
-/// Anything else (a rewrite, a new file) fails the test.
-fn recovery_ops(before: &BTreeMap<FileId, Vec<u8>>, after: &BTreeMap<FileId, Vec<u8>>) -> Vec<Op> {
-    assert!(
-        after.keys().all(|id| before.contains_key(id)),
-        "recovery created a segment"
-    );
-    let mut ops = Vec::new();
-    let mut removed_in = BTreeSet::new();
-    for (&file, bytes) in before {
-        match after.get(&file) {
-            None => {
-                ops.push(Op::Remove(file));
-                removed_in.insert(file.0);
-            }
-            Some(now) => {
-                assert!(bytes.starts_with(now), "recovery rewrote {file:?}");
-                if now.len() < bytes.len() {
-                    let len = now.len() as u64;
-                    ops.push(Op::Cut { file, len });
-                    ops.push(Op::Sync { file, all: true });
-                }
-            }
-        }
-    }
-    ops.extend(removed_in.into_iter().map(Op::SyncDir));
-    ops
-}
-
 /// Crash, reopen, write on, cut the power. A first run (as in [`power_cuts`]) ends
 /// at `firsts` random points of its log by `crash`; the WAL is reopened from what
-/// that leaves (on files, by the real recovery) and goes on over the memory store,
-/// from the files as recovery left them, with a second run of appends; a power cut
-/// then falls at `cuts` random points of the whole log (the first run's calls, the
-/// recovery's and the second run's, so after a kill the first run's unsynced pages
-/// may still go). Each cut must reopen in `Strict` mode and keep, per shard, one
+/// that leaves (on files, by the real recovery, whose calls are logged too) and goes
+/// on over the memory store, from the files as recovery left them, with a second run
+/// of appends; a power cut then falls at `cuts` random points of the whole log (the
+/// first run's calls, the recovery's and the second run's, so after a kill the first
+/// run's unsynced pages may still go). Each cut must reopen in `Strict` mode and keep, per shard, one
 /// unbroken run: first the records the reopen recovered, then the second run's
 /// appends. None of those may be missing that was durable at the cut: a recovered
 /// record acknowledged as durable before the crash (after a power cut, every one:
@@ -825,15 +793,24 @@ fn crash_then_power_cuts(
             Crash::Kill => ops[..crashed_at].to_vec(),
             Crash::PowerCut => durable_ops(&disk_after_cut(&ops[..crashed_at], &mut rng, false).0),
         };
-        let before = page_cache(&whole);
+        let killed = page_cache(&whole);
         let dir = tmp.path().join(format!("first-{n}"));
-        write_dir(&dir, &manifest, &before);
-        let opened = crate::open::open_dir(&dir, &options)
-            .unwrap_or_else(|e| panic!("{case}: reopen failed: {e}"));
-        let after = read_wal(&dir);
-        let recovery = recovery_ops(&before, &after);
+        write_dir(&dir, &manifest, &killed);
+        // Recovery's own calls (cuts, fsyncs, removals, directory fsyncs) go into
+        // the log as it makes them, and must explain every change it made.
+        let recovery = OpLog::default();
+        crate::storage::observed::watch(&dir, recovery.clone());
+        let opened = crate::open::open_dir(&dir, &options);
+        crate::storage::observed::unwatch(&dir);
+        let opened = opened.unwrap_or_else(|e| panic!("{case}: reopen failed: {e}"));
+        let recovery = recovery.lock().unwrap_or_else(|e| e.into_inner()).clone();
         changed += usize::from(!recovery.is_empty());
         whole.extend(recovery);
+        let after = read_wal(&dir);
+        assert!(
+            page_cache(&whole) == after,
+            "{case}: recovery changed the files beyond the calls it made"
+        );
         // The second run, over memory from the files as recovery left them.
         let log = OpLog::default();
         let storage = recording_store(seed, &log, preallocation);

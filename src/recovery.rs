@@ -32,7 +32,7 @@ use crate::segment::{
     parse_segment_file_name, Segment, SegmentHeader, FORMAT_VERSION, OLDEST_READABLE_VERSION,
     SEGMENT_HEADER_LEN,
 };
-use crate::storage::{sync_directory, FileSegment};
+use crate::storage::{observed, sync_directory, FileSegment};
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -549,6 +549,7 @@ fn drop_segments(files: &[(u64, PathBuf)], out: &mut RecoveredShard) -> Result<(
             .map_err(|e| WalError::io("reading segment", path, e))?
             .len();
         std::fs::remove_file(path).map_err(|e| WalError::io("removing segment", path, e))?;
+        observed::removed(path);
         if let Some(dir) = path.parent() {
             // fsync the directory after each removal: an older segment must never be
             // gone while a newer one is still there.
@@ -620,6 +621,7 @@ fn recover_segment(
                 }
                 std::fs::remove_file(path)
                     .map_err(|e| WalError::io("removing torn segment", path, e))?;
+                observed::removed(path);
                 if let Some(dir) = path.parent() {
                     // fsync the directory: the removal must be durable before new
                     // segments reuse the sequence range after it.
@@ -935,10 +937,13 @@ fn body_as_written(data: &[u8], from: usize, zeroed: usize) -> bool {
 fn truncate(file: &std::fs::File, path: &Path, len: u64) -> Result<()> {
     file.set_len(len)
         .map_err(|e| WalError::io("truncating torn tail of", path, e))?;
+    observed::cut(path, len);
     // fsync after truncating: the cut must be durable before new records are appended
     // at this offset, or a crash could put the torn bytes back behind them.
     file.sync_all()
-        .map_err(|e| WalError::io("syncing truncation of", path, e))
+        .map_err(|e| WalError::io("syncing truncation of", path, e))?;
+    observed::synced(path);
+    Ok(())
 }
 
 #[cfg(all(test, not(loom)))]

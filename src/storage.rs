@@ -80,7 +80,112 @@ pub(crate) fn shard_dir_name(shard: u32) -> String {
 pub(crate) fn sync_directory(dir: &Path) -> Result<()> {
     let d = File::open(dir).map_err(|e| WalError::io("opening directory", dir, e))?;
     d.sync_all()
-        .map_err(|e| WalError::io("syncing directory", dir, e))
+        .map_err(|e| WalError::io("syncing directory", dir, e))?;
+    observed::dir_synced(dir);
+    Ok(())
+}
+
+/// What recovery does to the segment files of a WAL on disk, as the storage calls of
+/// the in-memory store's log (`Op`), for the power-cut model (`power_cut.rs`): it
+/// follows a reopen with a run over memory and cuts the power anywhere after, so it
+/// needs recovery's own cuts, fsyncs and removals in order, as they were made. Only
+/// in the crate's unit tests, and only for a WAL directory a test watches (tests run
+/// in parallel); elsewhere the calls do nothing.
+pub(crate) mod observed {
+    use std::path::Path;
+
+    #[cfg(all(test, not(loom)))]
+    mod watch {
+        use super::super::{Op, OpLog};
+        use crate::segment::parse_segment_file_name;
+        use std::path::{Path, PathBuf};
+        use std::sync::Mutex;
+
+        static WATCHED: Mutex<Vec<(PathBuf, OpLog)>> = Mutex::new(Vec::new());
+
+        /// Logs recovery's calls on the WAL at `root` into `log` until [`unwatch`].
+        pub(crate) fn watch(root: &Path, log: OpLog) {
+            WATCHED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((root.to_path_buf(), log));
+        }
+
+        pub(crate) fn unwatch(root: &Path) {
+            WATCHED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|(r, _)| r != root);
+        }
+
+        /// The shard of the shard directory `dir`, and the log of its watched WAL.
+        fn shard_of(dir: &Path) -> Option<(u32, OpLog)> {
+            let shard = dir
+                .file_name()?
+                .to_str()?
+                .strip_prefix("shard-")?
+                .parse()
+                .ok()?;
+            let root = dir.parent()?;
+            let watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
+            let (_, log) = watched.iter().find(|(r, _)| r == root)?;
+            Some((shard, log.clone()))
+        }
+
+        pub(crate) fn segment(path: &Path, op: impl FnOnce((u32, u64)) -> Op) {
+            let Some((shard, log)) = path.parent().and_then(shard_of) else {
+                return;
+            };
+            let name = path.file_name().and_then(|n| n.to_str());
+            if let Some(sequence) = name.and_then(parse_segment_file_name) {
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(op((shard, sequence)));
+            }
+        }
+
+        pub(crate) fn dir_synced(dir: &Path) {
+            if let Some((shard, log)) = shard_of(dir) {
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Op::SyncDir(shard));
+            }
+        }
+    }
+    #[cfg(all(test, not(loom)))]
+    pub(crate) use watch::{unwatch, watch};
+
+    /// Segment file `path` was cut to `len` bytes.
+    pub(crate) fn cut(path: &Path, len: u64) {
+        #[cfg(all(test, not(loom)))]
+        watch::segment(path, |file| super::Op::Cut { file, len });
+        #[cfg(not(all(test, not(loom))))]
+        let _ = (path, len);
+    }
+
+    /// Segment file `path` was fsynced (`fsync`: data and length).
+    pub(crate) fn synced(path: &Path) {
+        #[cfg(all(test, not(loom)))]
+        watch::segment(path, |file| super::Op::Sync { file, all: true });
+        #[cfg(not(all(test, not(loom))))]
+        let _ = path;
+    }
+
+    /// Segment file `path` was removed.
+    pub(crate) fn removed(path: &Path) {
+        #[cfg(all(test, not(loom)))]
+        watch::segment(path, super::Op::Remove);
+        #[cfg(not(all(test, not(loom))))]
+        let _ = path;
+    }
+
+    /// Directory `dir` was fsynced.
+    pub(crate) fn dir_synced(dir: &Path) {
+        #[cfg(all(test, not(loom)))]
+        watch::dir_synced(dir);
+        #[cfg(not(all(test, not(loom))))]
+        let _ = dir;
+    }
 }
 
 /// A segment backed by a file.
