@@ -278,8 +278,8 @@ fn replay(ops: &[Op]) -> BTreeMap<FileId, FileState> {
     for op in ops {
         match op {
             Op::Create(id) => {
-                // A new file (recovery may have removed one of the same name, with
-                // a directory fsync, before it).
+                // A new file: names are never reused (a reopen goes on past the
+                // newest file it found, removed or not).
                 files.insert(
                     *id,
                     FileState {
