@@ -190,8 +190,15 @@ impl Actor {
 
     /// Recovered sealed segments that no sync marker vouches for may hold bytes a
     /// killed process wrote and never synced: they go to the syncer before anything
-    /// else, with an fsync of the shard directory, so the first durable answer waits
+    /// else, after an fsync of the shard directory, so the first durable answer waits
     /// for them like for any pending seal.
+    ///
+    /// The directory first, as for a segment the writer creates: the syncer runs its
+    /// jobs in order, and once a seal's job is done a marker may vouch for the
+    /// segment, which recovery then takes as durable, or as compacted if its name is
+    /// gone. Queued after the seals, a seal that ran early (the syncer runs the oldest
+    /// job once too many wait) was vouched for while the killed process's creation of
+    /// it could still be lost (review; `power_cut::check_markers` catches it).
     fn resync_recovered(&mut self) {
         let unsynced: Vec<_> = self
             .segments
@@ -199,13 +206,16 @@ impl Actor {
             .filter(|s| s.sealed && s.sequence > self.marked_through)
             .map(|s| (s.sequence, s.io.clone()))
             .collect();
-        let mut result = unsynced
-            .into_iter()
-            .try_for_each(|(sequence, io)| self.syncer.submit(sequence, io));
-        if result.is_ok() && !self.segments.is_empty() {
-            // The newest segment's directory entry may still have been waiting for its
-            // fsync on the killed process's syncer: redo it before any durable answer.
+        let mut result = Ok(());
+        if !self.segments.is_empty() {
+            // The killed process's syncer may not have synced the directory since the
+            // last creation (it runs after the creating batch): redo it.
             result = self.syncer.submit_dir();
+        }
+        if result.is_ok() {
+            result = unsynced
+                .into_iter()
+                .try_for_each(|(sequence, io)| self.syncer.submit(sequence, io));
         }
         if let Err(e) = result {
             self.shared.poison(e);

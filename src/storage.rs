@@ -532,9 +532,11 @@ mod mem {
                 ..MemStorage::default()
             }
         }
-        /// Takes over segment `sequence` of `shard` with `bytes` as written and synced
-        /// (a file recovery left on disk), recording nothing: the caller's log
-        /// already holds how the file got there. For the power-cut model's second run.
+        /// Takes over segment `sequence` of `shard` with `bytes`, a file recovery
+        /// left on disk, recording nothing: the caller's log already holds how the
+        /// file got there, and what of it is durable (the store counts it all as
+        /// synced, which only `MemSegment::synced` reports). For the power-cut
+        /// model's second run.
         #[cfg(all(test, not(loom)))]
         pub(crate) fn adopt(
             &self,
