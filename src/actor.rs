@@ -196,9 +196,10 @@ impl Actor {
     /// The directory first, as for a segment the writer creates: the syncer runs its
     /// jobs in order, and once a seal's job is done a marker may vouch for the
     /// segment, which recovery then takes as durable, or as compacted if its name is
-    /// gone. Queued after the seals, a seal that ran early (the syncer runs the oldest
-    /// job once too many wait) was vouched for while the killed process's creation of
-    /// it could still be lost (review; `power_cut::check_markers` catches it).
+    /// gone. Queued after the seals, a seal that ran before it (the syncer runs the
+    /// oldest job once too many wait, once it has waited `DEFER_LIMIT`, or once the
+    /// shard is idle) was vouched for while the killed process's creation of it could
+    /// still be lost (review; `power_cut::check_markers` catches it).
     fn resync_recovered(&mut self) {
         let unsynced: Vec<_> = self
             .segments
