@@ -190,6 +190,21 @@ fn second_unsynced_creations(ops: &[Op]) -> Vec<usize> {
     points
 }
 
+/// Where to cut the power in `ops` after its first `from` calls: `cuts` random
+/// points, every point right after a second unsynced creation, and the end.
+fn cut_points(ops: &[Op], from: usize, cuts: usize, rng: &mut Rng) -> Vec<usize> {
+    let mut points: Vec<usize> = (0..cuts)
+        .map(|_| from + rng.below((ops.len() - from) as u32 + 1) as usize)
+        .collect();
+    points.extend(
+        second_unsynced_creations(ops)
+            .into_iter()
+            .filter(|&p| p > from),
+    );
+    points.push(ops.len());
+    points
+}
+
 /// What the page cache and the disk hold of one file.
 #[derive(Default, Clone)]
 struct FileState {
@@ -748,11 +763,7 @@ fn power_cuts(
     );
     let tmp = tempfile::tempdir().expect("tempdir");
     let manifest = template_manifest(tmp.path(), &options);
-    let mut points: Vec<usize> = (0..cuts)
-        .map(|_| rng.below(ops.len() as u32 + 1) as usize)
-        .collect();
-    points.extend(second_unsynced_creations(&ops));
-    points.push(ops.len());
+    let points = cut_points(&ops, 0, cuts, &mut rng);
     let mut refused = 0;
     for (n, &cut) in points.iter().enumerate() {
         for v in 0..variants {
@@ -965,15 +976,7 @@ fn crash_then_power_cuts(
                 .cloned(),
         );
         check_markers(&whole[..base], &whole[base..], &case);
-        let mut points: Vec<usize> = (0..cuts)
-            .map(|_| base + rng.below((whole.len() - base) as u32 + 1) as usize)
-            .collect();
-        points.extend(
-            second_unsynced_creations(&whole)
-                .into_iter()
-                .filter(|&p| p > base),
-        );
-        points.push(whole.len());
+        let points = cut_points(&whole, base, cuts, &mut rng);
         let none_removable = vec![false; appends.len()];
         states += points.len();
         for (m, &cut) in points.iter().enumerate() {
