@@ -181,7 +181,10 @@ impl SealSyncer {
             let thread = spawned.map_err(|e| {
                 let path = match &job {
                     Job::Seal { io, .. } => io.path().to_path_buf(),
-                    Job::Dir => std::path::PathBuf::new(),
+                    // The shard directory, by name (the syncer has no root path).
+                    Job::Dir => std::path::PathBuf::from(crate::storage::shard_dir_name(
+                        self.shared.shard.id as u32,
+                    )),
                 };
                 WalError::io("spawning the seal syncer for", path, e)
             })?;
