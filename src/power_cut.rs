@@ -464,6 +464,20 @@ fn write_dir(dir: &Path, manifest: &Path, disk: &BTreeMap<FileId, Vec<u8>>) {
     }
 }
 
+/// A disk after a power cut once `ops` took effect ([`disk_after_cut`]), written as
+/// the WAL at `dir`.
+fn cut_into(
+    dir: &Path,
+    manifest: &Path,
+    ops: &[Op],
+    rng: &mut Rng,
+    tears: bool,
+) -> (BTreeMap<FileId, Vec<u8>>, BTreeSet<u32>) {
+    let (disk, torn) = disk_after_cut(ops, rng, tears);
+    write_dir(dir, manifest, &disk);
+    (disk, torn)
+}
+
 /// The segment files of the WAL at `dir`, as [`write_dir`] takes them.
 fn read_wal(dir: &Path) -> BTreeMap<FileId, Vec<u8>> {
     let mut files = BTreeMap::new();
@@ -771,9 +785,8 @@ fn power_cuts(
                 "seed {seed}, cut after {cut} of {} ops, variant {v}",
                 ops.len()
             );
-            let (disk, torn) = disk_after_cut(&ops[..cut], &mut rng, tears);
             let dir = tmp.path().join(format!("cut-{n}-{v}"));
-            write_dir(&dir, &manifest, &disk);
+            let (disk, torn) = cut_into(&dir, &manifest, &ops[..cut], &mut rng, tears);
             let wal = match Wal::new(&dir, options.clone()) {
                 Ok(wal) => wal,
                 Err(crate::WalError::Corruption { path, .. })
@@ -984,9 +997,8 @@ fn crash_then_power_cuts(
                 "{case}, then a power cut after call {cut} of {} (the second run from call {base})",
                 whole.len()
             );
-            let (disk, _) = disk_after_cut(&whole[..cut], &mut rng, false);
             let dir = tmp.path().join(format!("second-{n}-{m}"));
-            write_dir(&dir, &manifest, &disk);
+            let (disk, _) = cut_into(&dir, &manifest, &whole[..cut], &mut rng, false);
             let wal = Wal::new(&dir, options.clone())
                 .unwrap_or_else(|e| reopen_failed(&whole[..cut], &disk, &e, &case));
             check(&wal, &appends, &none_removable, cut, &case);

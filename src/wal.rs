@@ -680,14 +680,7 @@ mod tests {
         use crate::storage::{Op, OpLog};
         let log = OpLog::default();
         let storage = std::sync::Arc::new(MemStorage::recording(log.clone(), 0));
-        let options = WalOptions::default()
-            .with_shards(2)
-            .with_retention(std::time::Duration::from_millis(2))
-            .with_segments(2)
-            .with_max_key_size(8)
-            .with_max_record_size(1000)
-            .with_max_segment_size(4096);
-        let wal = Wal::with_mem_storage(options, storage).unwrap();
+        let wal = Wal::with_mem_storage(expiring_small_segments(2), storage).unwrap();
         // Three 1,000-byte values fill a 4 KiB segment: about six seals per shard.
         for i in 0..40 {
             wal.append_entry(format!("k{}", i % 4), Bytes::from(vec![b'v'; 1000]), false)
@@ -730,6 +723,19 @@ mod tests {
         wal.close().unwrap();
     }
 
+    /// `shards` shards of 4 KiB segments (three 1,000-byte values each) whose records
+    /// expire after 2 ms, segments rotating every 1 ms.
+    #[cfg(not(loom))]
+    fn expiring_small_segments(shards: usize) -> WalOptions {
+        WalOptions::default()
+            .with_shards(shards)
+            .with_retention(std::time::Duration::from_millis(2))
+            .with_segments(2)
+            .with_max_key_size(8)
+            .with_max_record_size(1000)
+            .with_max_segment_size(4096)
+    }
+
     /// A one-shard WAL over a memory store that logs its calls and takes 20 ms per
     /// segment removal, holding three sealed segments that expire 2 ms after their
     /// last record, and what lists the segments removed so far (from the log).
@@ -742,14 +748,7 @@ mod tests {
             .faults
             .remove_delay_us
             .store(20_000, StdOrdering::SeqCst);
-        let options = WalOptions::default()
-            .with_shards(1)
-            .with_retention(std::time::Duration::from_millis(2))
-            .with_segments(2)
-            .with_max_key_size(8)
-            .with_max_record_size(1000)
-            .with_max_segment_size(4096);
-        let wal = Wal::with_mem_storage(options, storage).unwrap();
+        let wal = Wal::with_mem_storage(expiring_small_segments(1), storage).unwrap();
         for _ in 0..10 {
             wal.append_entry("k", Bytes::from(vec![b'v'; 1000]), false)
                 .unwrap();
