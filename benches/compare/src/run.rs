@@ -56,6 +56,11 @@ impl<'a> Run<'a> {
         };
         eprintln!("  {table:<6} {:<36} {line} {note}", spec.name);
         if let Some(t) = self.tables.iter_mut().find(|t| t.id == table) {
+            let figure = match cell {
+                Cell::Value(v) => Some(v),
+                _ => None,
+            };
+            t.rounds.push((spec.id, figure));
             let row = Row {
                 id: spec.id,
                 name: spec.name.clone(),

@@ -76,7 +76,10 @@ pub struct Table {
     pub id: &'static str,
     pub title: String,
     pub unit: Unit,
+    /// Each system's best figure over the rounds.
     pub rows: Vec<Row>,
+    /// Every figure in the order measured, `None` for a round that had none.
+    pub rounds: Vec<(Id, Option<f64>)>,
 }
 
 impl Table {
@@ -86,7 +89,34 @@ impl Table {
             title,
             unit,
             rows: Vec::new(),
+            rounds: Vec::new(),
         }
+    }
+
+    /// `id`'s figure in each round, in order.
+    pub fn per_round(&self, id: Id) -> Vec<Option<f64>> {
+        self.rounds
+            .iter()
+            .filter(|(i, _)| *i == id)
+            .map(|(_, v)| *v)
+            .collect()
+    }
+
+    /// `ours / other` within each round in which both have a figure (the systems
+    /// take turns, so the two ran minutes apart at most), sorted.
+    pub fn paired_ratios(&self, other: Id) -> Vec<f64> {
+        let theirs = self.per_round(other);
+        let mut ratios: Vec<f64> = self
+            .per_round(Id::Ours)
+            .into_iter()
+            .zip(theirs)
+            .filter_map(|pair| match pair {
+                (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                _ => None,
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios
     }
 
     pub fn value(&self, id: Id) -> Option<f64> {
@@ -138,4 +168,25 @@ impl Table {
 
 pub fn one_line(s: &str) -> String {
     s.replace(['\n', '|'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paired_ratios_pair_rounds_in_order_and_skip_rounds_without_both_figures() {
+        let mut t = Table::new("W3", Unit::OpsPerSec, String::new());
+        t.rounds = vec![
+            (Id::Ours, Some(100.0)),
+            (Id::OkayWal, Some(50.0)),
+            (Id::OkayWal, Some(200.0)),
+            (Id::Ours, None),
+            (Id::Ours, Some(90.0)),
+            (Id::File, Some(1.0)),
+            (Id::OkayWal, Some(100.0)),
+        ];
+        assert_eq!(t.per_round(Id::Ours), vec![Some(100.0), None, Some(90.0)]);
+        assert_eq!(t.paired_ratios(Id::OkayWal), vec![0.9, 2.0]);
+    }
 }

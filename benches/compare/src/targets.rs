@@ -45,19 +45,43 @@ fn against(
 ) -> Option<Target> {
     let t = run.table(table)?;
     Some(match (t.value(Id::Ours), t.value(other)) {
-        (Some(ours), Some(theirs)) => Target {
-            name,
-            measured: format!(
+        (Some(ours), Some(theirs)) => {
+            let mut measured = format!(
                 "{:.2}x ({} vs {} {})",
                 ours / theirs,
                 t.unit.format(ours),
                 t.unit.format(theirs),
                 t.unit.header()
-            ),
-            pass: Some(ok(ours / theirs)),
-        },
+            );
+            let ratios = t.paired_ratios(other);
+            if ratios.len() > 1 {
+                let _ = write!(
+                    measured,
+                    "; round by round: median {:.2}x ({:.2}-{:.2}x, {} rounds)",
+                    median(&ratios),
+                    ratios[0],
+                    ratios[ratios.len() - 1],
+                    ratios.len()
+                );
+            }
+            Target {
+                name,
+                measured,
+                pass: Some(ok(ours / theirs)),
+            }
+        }
         _ => missing(name, "a figure is missing"),
     })
+}
+
+/// The median of sorted, non-empty `v`.
+fn median(v: &[f64]) -> f64 {
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
 }
 
 fn missing(name: &'static str, why: &str) -> Target {
@@ -148,4 +172,15 @@ pub fn summary(run: &Run) -> String {
         "\nPeers: nano-wal 0.5, nano-wal 1.0 and okaywal where they run (okaywal: durable only).\n",
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_lengths() {
+        assert_eq!(median(&[1.0, 2.0, 9.0]), 2.0);
+        assert_eq!(median(&[1.0, 2.0, 4.0, 9.0]), 3.0);
+    }
 }
