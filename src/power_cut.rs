@@ -26,7 +26,9 @@
 //! store, and power cuts fall in it, where the first run's unsynced pages can still
 //! be lost; the second run's durable answers must have covered the records the
 //! reopen found. Recovery's own cuts, fsyncs and removals enter the log as it makes
-//! them (`storage::observed`), and must explain every change it made to the files.
+//! them (`storage::observed`, whose functions make each call and log it, so the log
+//! cannot keep a call the code no longer makes), and must explain every change it
+//! made to the files; power cuts also fall before and after each of them.
 //! Every log is also checked call by call ([`check_markers`]): a sync marker may
 //! only vouch for segments whose bytes and names are synced.
 
@@ -866,11 +868,11 @@ fn durable_ops(disk: &BTreeMap<FileId, Vec<u8>>) -> Vec<Op> {
 /// at `firsts` random points of its log by `crash`; the WAL is reopened from what
 /// that leaves (on files, by the real recovery, whose calls are logged too) and goes
 /// on over the memory store, from the files as recovery left them, with a second run
-/// of appends; a power cut then falls at `cuts` random points of the whole log (the
-/// first run's calls, the recovery's and the second run's, so after a kill the first
-/// run's unsynced pages may still go). Each cut must reopen in `Strict` mode and keep, per shard, one
-/// unbroken run: first the records the reopen recovered, then the second run's
-/// appends. None of those may be missing that was durable at the cut: a recovered
+/// of appends; a power cut then falls at `cuts` random points of the second run, and
+/// before and after each call of the recovery (with the first run's calls before
+/// them, so after a kill the first run's unsynced pages may still go). Each cut must
+/// reopen in `Strict` mode and keep, per shard, one unbroken run: first the records
+/// the reopen recovered, then the second run's appends. None of those may be missing that was durable at the cut: a recovered
 /// record acknowledged as durable before the crash (after a power cut, every one:
 /// it was on disk) or covered by a durable answer of the second run (a `sync`, or a
 /// durable append to its shard, which waits for the unsynced segments the reopen
@@ -878,14 +880,14 @@ fn durable_ops(disk: &BTreeMap<FileId, Vec<u8>>) -> Vec<Op> {
 /// as durable.
 ///
 /// Returns how many records the second run made durable that were not durable at
-/// the crash (after a power cut: none), how many reopens changed files, and how
-/// many cut states were checked.
+/// the crash (after a power cut: none), how many reopens changed files, how many
+/// cut states were checked, and how many of them fell during recovery.
 fn crash_then_power_cuts(
     seed: u64,
     crash: Crash,
     firsts: usize,
     cuts: usize,
-) -> (usize, usize, usize) {
+) -> (usize, usize, usize, usize) {
     let mut rng = Rng(seed);
     let options = model_options();
     let preallocation = 2048;
@@ -897,7 +899,7 @@ fn crash_then_power_cuts(
     check_markers(&[], &ops, &format!("seed {seed}"));
     let tmp = tempfile::tempdir().expect("tempdir");
     let manifest = template_manifest(tmp.path(), &options);
-    let (mut made_durable, mut changed, mut states) = (0, 0, 0);
+    let (mut made_durable, mut changed, mut states, mut in_recovery) = (0, 0, 0, 0);
     for n in 0..firsts {
         let crashed_at = rng.below(ops.len() as u32 + 1) as usize;
         let case = format!(
@@ -920,6 +922,7 @@ fn crash_then_power_cuts(
         let opened = opened.unwrap_or_else(|e| reopen_failed(&whole, &killed, &e, &case));
         let recovery = recovery.lock().unwrap_or_else(|e| e.into_inner()).clone();
         changed += usize::from(!recovery.is_empty());
+        let recovery_from = whole.len();
         whole.extend(recovery);
         let after = read_wal(&dir);
         assert!(
@@ -989,7 +992,13 @@ fn crash_then_power_cuts(
                 .cloned(),
         );
         check_markers(&whole[..base], &whole[base..], &case);
-        let points = cut_points(&whole, base, cuts, &mut rng);
+        let mut points = cut_points(&whole, base, cuts, &mut rng);
+        // Also a cut before recovery's first call and after each of its calls: a
+        // power cut while the reopen repairs what the kill or cut left.
+        if base > recovery_from {
+            points.extend(recovery_from..=base);
+            in_recovery += base - recovery_from + 1;
+        }
         let none_removable = vec![false; appends.len()];
         states += points.len();
         for (m, &cut) in points.iter().enumerate() {
@@ -1007,7 +1016,7 @@ fn crash_then_power_cuts(
         }
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
-    (made_durable, changed, states)
+    (made_durable, changed, states, in_recovery)
 }
 
 /// The records `wal` holds of the first run's appends `done`, as appends in the
@@ -1054,26 +1063,30 @@ fn every_durable_append_survives_power_cuts_during_compaction() {
 /// cut ends the first run, and power cuts fall in the second.
 #[test]
 fn every_durable_append_survives_a_crash_a_reopen_and_a_power_cut() {
-    let (mut made_durable, mut changed, mut states) = (0, 0, 0);
+    let (mut made_durable, mut changed, mut states, mut in_recovery) = (0, 0, 0, 0);
     for seed in 1..=6 {
         for crash in [Crash::Kill, Crash::PowerCut] {
-            let (durable, reopens, cut_states) = crash_then_power_cuts(seed, crash, 4, 12);
+            let (durable, reopens, cut_states, inside) = crash_then_power_cuts(seed, crash, 4, 12);
             made_durable += durable;
             changed += reopens;
             states += cut_states;
+            in_recovery += inside;
         }
     }
     eprintln!(
-        "crash, reopen, power cut: {states} cut states; {made_durable} recovered records \
-         made durable by the second run; {changed} of 48 reopens changed files"
+        "crash, reopen, power cut: {states} cut states ({in_recovery} during recovery); \
+         {made_durable} recovered records made durable by the second run; {changed} of 48 \
+         reopens changed files"
     );
     // Both paths ran: records a kill left unsynced that the second run's durable
-    // answers had to cover, and reopens that cut or removed segments.
+    // answers had to cover, and reopens that cut or removed segments (so some power
+    // cuts fell while recovery changed files).
     assert!(
         made_durable > 0,
         "no recovered record needed the second run"
     );
     assert!(changed > 0, "no reopen changed a file");
+    assert!(in_recovery > 0, "no power cut fell during recovery");
 }
 
 /// A disk that writes a page sector by sector can keep some of a page's sectors and

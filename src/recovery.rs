@@ -548,8 +548,7 @@ fn drop_segments(files: &[(u64, PathBuf)], out: &mut RecoveredShard) -> Result<(
         let len = std::fs::metadata(path)
             .map_err(|e| WalError::io("reading segment", path, e))?
             .len();
-        std::fs::remove_file(path).map_err(|e| WalError::io("removing segment", path, e))?;
-        observed::removed(path);
+        observed::remove_file(path).map_err(|e| WalError::io("removing segment", path, e))?;
         if let Some(dir) = path.parent() {
             // fsync the directory after each removal: an older segment must never be
             // gone while a newer one is still there.
@@ -619,9 +618,8 @@ fn recover_segment(
                 if !newest {
                     scan.drop_later(out)?;
                 }
-                std::fs::remove_file(path)
+                observed::remove_file(path)
                     .map_err(|e| WalError::io("removing torn segment", path, e))?;
-                observed::removed(path);
                 if let Some(dir) = path.parent() {
                     // fsync the directory: the removal must be durable before new
                     // segments reuse the sequence range after it.
@@ -935,14 +933,11 @@ fn body_as_written(data: &[u8], from: usize, zeroed: usize) -> bool {
 }
 
 fn truncate(file: &std::fs::File, path: &Path, len: u64) -> Result<()> {
-    file.set_len(len)
+    observed::set_len(file, path, len)
         .map_err(|e| WalError::io("truncating torn tail of", path, e))?;
-    observed::cut(path, len);
     // fsync after truncating: the cut must be durable before new records are appended
     // at this offset, or a crash could put the torn bytes back behind them.
-    file.sync_all()
-        .map_err(|e| WalError::io("syncing truncation of", path, e))?;
-    observed::synced(path);
+    observed::sync_all(file, path).map_err(|e| WalError::io("syncing truncation of", path, e))?;
     Ok(())
 }
 

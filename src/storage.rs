@@ -88,9 +88,11 @@ pub(crate) fn sync_directory(dir: &Path) -> Result<()> {
 /// What recovery does to the segment files of a WAL on disk, as the storage calls of
 /// the in-memory store's log (`Op`), for the power-cut model (`power_cut.rs`): it
 /// follows a reopen with a run over memory and cuts the power anywhere after, so it
-/// needs recovery's own cuts, fsyncs and removals in order, as they were made. Only
-/// in the crate's unit tests, and only for a WAL directory a test watches (tests run
-/// in parallel); elsewhere the calls do nothing.
+/// needs recovery's own cuts, fsyncs and removals in order, as they were made.
+/// Recovery makes those calls through this module, and each function both makes the
+/// call and logs it, so the log cannot keep an fsync that the code no longer makes.
+/// Logged only in the crate's unit tests, and only for a WAL directory a test
+/// watches (tests run in parallel); elsewhere the functions just make the call.
 pub(crate) mod observed {
     use std::path::Path;
 
@@ -155,28 +157,34 @@ pub(crate) mod observed {
     #[cfg(all(test, not(loom)))]
     pub(crate) use watch::{unwatch, watch};
 
-    /// Segment file `path` was cut to `len` bytes.
-    pub(crate) fn cut(path: &Path, len: u64) {
+    /// Cuts segment file `path` (open as `file`) to `len` bytes, and logs it. The
+    /// call and its entry in the log are one function, so that taking out a call of
+    /// recovery takes its entry out too and the model sees the difference.
+    pub(crate) fn set_len(file: &std::fs::File, path: &Path, len: u64) -> std::io::Result<()> {
+        file.set_len(len)?;
         #[cfg(all(test, not(loom)))]
         watch::segment(path, |file| super::Op::Cut { file, len });
         #[cfg(not(all(test, not(loom))))]
-        let _ = (path, len);
+        let _ = path;
+        Ok(())
     }
 
-    /// Segment file `path` was fsynced (`fsync`: data and length).
-    pub(crate) fn synced(path: &Path) {
+    /// `fsync`s segment file `path` (open as `file`: data and length), and logs it.
+    pub(crate) fn sync_all(file: &std::fs::File, path: &Path) -> std::io::Result<()> {
+        file.sync_all()?;
         #[cfg(all(test, not(loom)))]
         watch::segment(path, |file| super::Op::Sync { file, all: true });
         #[cfg(not(all(test, not(loom))))]
         let _ = path;
+        Ok(())
     }
 
-    /// Segment file `path` was removed.
-    pub(crate) fn removed(path: &Path) {
+    /// Removes segment file `path`, and logs it.
+    pub(crate) fn remove_file(path: &Path) -> std::io::Result<()> {
+        std::fs::remove_file(path)?;
         #[cfg(all(test, not(loom)))]
         watch::segment(path, super::Op::Remove);
-        #[cfg(not(all(test, not(loom))))]
-        let _ = path;
+        Ok(())
     }
 
     /// Directory `dir` was fsynced.
