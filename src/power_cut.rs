@@ -868,26 +868,21 @@ fn durable_ops(disk: &BTreeMap<FileId, Vec<u8>>) -> Vec<Op> {
 /// at `firsts` random points of its log by `crash`; the WAL is reopened from what
 /// that leaves (on files, by the real recovery, whose calls are logged too) and goes
 /// on over the memory store, from the files as recovery left them, with a second run
-/// of appends; a power cut then falls at `cuts` random points of the second run, and
-/// before and after each call of the recovery (with the first run's calls before
+/// of appends; a power cut then falls at `cuts` random points of the second run,
+/// after each of its segment creations made while an earlier one was unsynced, after
+/// its close, and before and after each call of the recovery (with the first run's calls before
 /// them, so after a kill the first run's unsynced pages may still go). Each cut must
 /// reopen in `Strict` mode and keep, per shard, one unbroken run: first the records
-/// the reopen recovered, then the second run's appends. None of those may be missing that was durable at the cut: a recovered
-/// record acknowledged as durable before the crash (after a power cut, every one:
-/// it was on disk) or covered by a durable answer of the second run (a `sync`, or a
-/// durable append to its shard, which waits for the unsynced segments the reopen
-/// found: `Actor::resync_recovered`), and an append of the second run acknowledged
-/// as durable.
+/// the reopen recovered, then the second run's appends. None of those may be
+/// missing that was durable at the cut: a recovered record acknowledged as durable
+/// before the crash (after a power cut, every one: it was on disk) or covered by a
+/// durable answer of the second run (a `sync`, or a durable append to its shard,
+/// which waits for the unsynced segments the reopen found:
+/// `Actor::resync_recovered`), and an append of the second run acknowledged as
+/// durable.
 ///
-/// Returns how many records the second run made durable that were not durable at
-/// the crash (after a power cut: none), how many reopens changed files, how many
-/// cut states were checked, and how many of them fell during recovery.
-fn crash_then_power_cuts(
-    seed: u64,
-    crash: Crash,
-    firsts: usize,
-    cuts: usize,
-) -> (usize, usize, usize, usize) {
+/// Returns what it covered ([`Chained`]).
+fn crash_then_power_cuts(seed: u64, crash: Crash, firsts: usize, cuts: usize) -> Chained {
     let mut rng = Rng(seed);
     let options = model_options();
     let preallocation = 2048;
@@ -899,7 +894,7 @@ fn crash_then_power_cuts(
     check_markers(&[], &ops, &format!("seed {seed}"));
     let tmp = tempfile::tempdir().expect("tempdir");
     let manifest = template_manifest(tmp.path(), &options);
-    let (mut made_durable, mut changed, mut states, mut in_recovery) = (0, 0, 0, 0);
+    let mut covered = Chained::default();
     for n in 0..firsts {
         let crashed_at = rng.below(ops.len() as u32 + 1) as usize;
         let case = format!(
@@ -921,7 +916,9 @@ fn crash_then_power_cuts(
         crate::storage::observed::unwatch(&dir);
         let opened = opened.unwrap_or_else(|e| reopen_failed(&whole, &killed, &e, &case));
         let recovery = recovery.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        changed += usize::from(!recovery.is_empty());
+        covered.changed += usize::from(!recovery.is_empty());
+        covered.cut_tails += usize::from(recovery.iter().any(|op| matches!(op, Op::Cut { .. })));
+        covered.removed += usize::from(recovery.iter().any(|op| matches!(op, Op::Remove(_))));
         let recovery_from = whole.len();
         whole.extend(recovery);
         let after = read_wal(&dir);
@@ -975,14 +972,14 @@ fn crash_then_power_cuts(
         // When the second run made each shard's recovered records durable.
         for a in &mut appends {
             let shard = shard_for(&a.key, SHARDS);
-            let covered = second
+            let covered_at = second
                 .iter()
                 .filter(|b| b.durable && shard_for(&b.key, SHARDS) == shard)
                 .filter_map(|b| b.durable_at)
                 .chain(syncs.iter().copied())
                 .min();
-            made_durable += usize::from(a.durable_at.is_none() && covered.is_some());
-            a.durable_at = a.durable_at.into_iter().chain(covered).min();
+            covered.made_durable += usize::from(a.durable_at.is_none() && covered_at.is_some());
+            a.durable_at = a.durable_at.into_iter().chain(covered_at).min();
         }
         appends.extend(second);
         whole.extend(
@@ -997,10 +994,10 @@ fn crash_then_power_cuts(
         // power cut while the reopen repairs what the kill or cut left.
         if base > recovery_from {
             points.extend(recovery_from..=base);
-            in_recovery += base - recovery_from + 1;
+            covered.in_recovery += base - recovery_from + 1;
         }
         let none_removable = vec![false; appends.len()];
-        states += points.len();
+        covered.states += points.len();
         for (m, &cut) in points.iter().enumerate() {
             let case = format!(
                 "{case}, then a power cut after call {cut} of {} (the second run from call {base})",
@@ -1016,7 +1013,23 @@ fn crash_then_power_cuts(
         }
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
-    (made_durable, changed, states, in_recovery)
+    covered
+}
+
+/// What [`crash_then_power_cuts`] covered.
+#[derive(Default)]
+struct Chained {
+    /// Recovered records that were not durable at the crash (after a power cut:
+    /// none) and that a durable answer of the second run made durable.
+    made_durable: usize,
+    /// Reopens whose recovery changed files; of them, those that cut a torn tail
+    /// and those that removed a segment.
+    changed: usize,
+    cut_tails: usize,
+    removed: usize,
+    /// Cut states checked, and how many of them fell during recovery.
+    states: usize,
+    in_recovery: usize,
 }
 
 /// The records `wal` holds of the first run's appends `done`, as appends in the
@@ -1060,33 +1073,37 @@ fn every_durable_append_survives_power_cuts_during_compaction() {
 }
 
 /// Crash, reopen, write on, cut the power: a kill (the page cache kept) or a power
-/// cut ends the first run, and power cuts fall in the second.
+/// cut ends the first run, and power cuts fall during the reopen's recovery and in
+/// the second run.
 #[test]
 fn every_durable_append_survives_a_crash_a_reopen_and_a_power_cut() {
-    let (mut made_durable, mut changed, mut states, mut in_recovery) = (0, 0, 0, 0);
+    let mut all = Chained::default();
     for seed in 1..=6 {
         for crash in [Crash::Kill, Crash::PowerCut] {
-            let (durable, reopens, cut_states, inside) = crash_then_power_cuts(seed, crash, 4, 12);
-            made_durable += durable;
-            changed += reopens;
-            states += cut_states;
-            in_recovery += inside;
+            let c = crash_then_power_cuts(seed, crash, 4, 12);
+            all.made_durable += c.made_durable;
+            all.changed += c.changed;
+            all.cut_tails += c.cut_tails;
+            all.removed += c.removed;
+            all.states += c.states;
+            all.in_recovery += c.in_recovery;
         }
     }
     eprintln!(
-        "crash, reopen, power cut: {states} cut states ({in_recovery} during recovery); \
-         {made_durable} recovered records made durable by the second run; {changed} of 48 \
-         reopens changed files"
+        "crash, reopen, power cut: {} cut states ({} during recovery); {} recovered \
+         records made durable by the second run; {} of 48 reopens changed files ({} cut \
+         a torn tail, {} removed a segment)",
+        all.states, all.in_recovery, all.made_durable, all.changed, all.cut_tails, all.removed
     );
-    // Both paths ran: records a kill left unsynced that the second run's durable
-    // answers had to cover, and reopens that cut or removed segments (so some power
-    // cuts fell while recovery changed files).
+    // Every path ran: records a kill left unsynced that the second run's durable
+    // answers had to cover, and recoveries that cut a torn tail (cuts then fall
+    // between the cut and its fsync) and that removed a segment.
     assert!(
-        made_durable > 0,
+        all.made_durable > 0,
         "no recovered record needed the second run"
     );
-    assert!(changed > 0, "no reopen changed a file");
-    assert!(in_recovery > 0, "no power cut fell during recovery");
+    assert!(all.cut_tails > 0, "no recovery cut a torn tail");
+    assert!(all.removed > 0, "no recovery removed a segment");
 }
 
 /// A disk that writes a page sector by sector can keep some of a page's sectors and

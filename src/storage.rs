@@ -89,8 +89,9 @@ pub(crate) fn sync_directory(dir: &Path) -> Result<()> {
 /// the in-memory store's log (`Op`), for the power-cut model (`power_cut.rs`): it
 /// follows a reopen with a run over memory and cuts the power anywhere after, so it
 /// needs recovery's own cuts, fsyncs and removals in order, as they were made.
-/// Recovery makes those calls through this module, and each function both makes the
-/// call and logs it, so the log cannot keep an fsync that the code no longer makes.
+/// Recovery cuts, fsyncs and removes segment files through this module's functions,
+/// and fsyncs directories through [`sync_directory`]; each of them both makes the
+/// call and logs it, so the log cannot keep a call that the code no longer makes.
 /// Logged only in the crate's unit tests, and only for a WAL directory a test
 /// watches (tests run in parallel); elsewhere the functions just make the call.
 pub(crate) mod observed {
@@ -163,7 +164,7 @@ pub(crate) mod observed {
     pub(crate) fn set_len(file: &std::fs::File, path: &Path, len: u64) -> std::io::Result<()> {
         file.set_len(len)?;
         #[cfg(all(test, not(loom)))]
-        watch::segment(path, |file| super::Op::Cut { file, len });
+        watch::segment(path, |id| super::Op::Cut { file: id, len });
         #[cfg(not(all(test, not(loom))))]
         let _ = path;
         Ok(())
@@ -173,7 +174,10 @@ pub(crate) mod observed {
     pub(crate) fn sync_all(file: &std::fs::File, path: &Path) -> std::io::Result<()> {
         file.sync_all()?;
         #[cfg(all(test, not(loom)))]
-        watch::segment(path, |file| super::Op::Sync { file, all: true });
+        watch::segment(path, |id| super::Op::Sync {
+            file: id,
+            all: true,
+        });
         #[cfg(not(all(test, not(loom))))]
         let _ = path;
         Ok(())
@@ -187,8 +191,9 @@ pub(crate) mod observed {
         Ok(())
     }
 
-    /// Directory `dir` was fsynced.
-    pub(crate) fn dir_synced(dir: &Path) {
+    /// Directory `dir` was fsynced (called by [`sync_directory`](super::sync_directory)
+    /// only, right after its fsync).
+    pub(super) fn dir_synced(dir: &Path) {
         #[cfg(all(test, not(loom)))]
         watch::dir_synced(dir);
         #[cfg(not(all(test, not(loom))))]
