@@ -870,9 +870,9 @@ fn durable_ops(disk: &BTreeMap<FileId, Vec<u8>>) -> Vec<Op> {
 /// on over the memory store, from the files as recovery left them, with a second run
 /// of appends; a power cut then falls at `cuts` random points of the second run,
 /// after each of its segment creations made while an earlier one was unsynced, after
-/// its close, and before and after each call of the recovery (with the first run's calls before
-/// them, so after a kill the first run's unsynced pages may still go). Each cut must
-/// reopen in `Strict` mode and keep, per shard, one unbroken run: first the records
+/// its close, and before and after each call of the recovery (with the first run's
+/// calls before them, so after a kill the first run's unsynced pages may still go).
+/// Each cut must reopen in `Strict` mode and keep, per shard, one unbroken run: first the records
 /// the reopen recovered, then the second run's appends. None of those may be
 /// missing that was durable at the cut: a recovered record acknowledged as durable
 /// before the crash (after a power cut, every one: it was on disk) or covered by a
