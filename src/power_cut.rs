@@ -312,64 +312,62 @@ fn replay(ops: &[Op]) -> BTreeMap<FileId, FileState> {
 
 /// `op` takes effect on `files`.
 fn apply(files: &mut BTreeMap<FileId, FileState>, op: &Op) {
-    {
-        match op {
-            Op::Create(id) => {
-                // A new file: names are never reused (a reopen goes on past the
-                // newest file it found, removed or not).
-                files.insert(
-                    *id,
-                    FileState {
-                        exists: true,
-                        ..FileState::default()
-                    },
-                );
+    match op {
+        Op::Create(id) => {
+            // A new file: names are never reused (a reopen goes on past the
+            // newest file it found, removed or not).
+            files.insert(
+                *id,
+                FileState {
+                    exists: true,
+                    ..FileState::default()
+                },
+            );
+        }
+        Op::Write {
+            file,
+            offset,
+            bytes,
+        } => {
+            let f = files.get_mut(file).expect("write to a created file");
+            let (from, to) = (*offset as usize, *offset as usize + bytes.len());
+            if f.written.len() < to {
+                f.written.resize(to, 0);
             }
-            Op::Write {
-                file,
-                offset,
-                bytes,
-            } => {
-                let f = files.get_mut(file).expect("write to a created file");
-                let (from, to) = (*offset as usize, *offset as usize + bytes.len());
-                if f.written.len() < to {
-                    f.written.resize(to, 0);
-                }
-                f.written[from..to].copy_from_slice(bytes);
-                f.dirty.extend(from / PAGE..to.div_ceil(PAGE));
-                f.pending.push((from, bytes.clone()));
-                f.lengths.push(f.written.len());
+            f.written[from..to].copy_from_slice(bytes);
+            f.dirty.extend(from / PAGE..to.div_ceil(PAGE));
+            f.pending.push((from, bytes.clone()));
+            f.lengths.push(f.written.len());
+        }
+        Op::Sync { file, .. } => {
+            let f = files.get_mut(file).expect("sync of a created file");
+            f.synced = f.written.clone();
+            f.dirty.clear();
+            f.pending.clear();
+            f.lengths.clear();
+        }
+        Op::Cut { file, len } => {
+            let f = files.get_mut(file).expect("cut of a created file");
+            f.written.truncate(*len as usize);
+            f.lengths.push(f.written.len());
+        }
+        Op::Preallocate { file, len } => {
+            let f = files
+                .get_mut(file)
+                .expect("preallocation of a created file");
+            if f.written.len() < *len as usize {
+                f.written.resize(*len as usize, 0);
             }
-            Op::Sync { file, .. } => {
-                let f = files.get_mut(file).expect("sync of a created file");
-                f.synced = f.written.clone();
-                f.dirty.clear();
-                f.pending.clear();
-                f.lengths.clear();
-            }
-            Op::Cut { file, len } => {
-                let f = files.get_mut(file).expect("cut of a created file");
-                f.written.truncate(*len as usize);
-                f.lengths.push(f.written.len());
-            }
-            Op::Preallocate { file, len } => {
-                let f = files
-                    .get_mut(file)
-                    .expect("preallocation of a created file");
-                if f.written.len() < *len as usize {
-                    f.written.resize(*len as usize, 0);
-                }
-                f.lengths.push(f.written.len());
-            }
-            Op::Remove(id) => {
-                let f = files.get_mut(id).expect("removal of a created file");
-                f.exists = false;
-                f.entry_synced = false;
-            }
-            Op::SyncDir(shard) => {
-                for (_, f) in files.iter_mut().filter(|((s, _), _)| s == shard) {
-                    f.entry_synced = true;
-                }
+            f.lengths.push(f.written.len());
+        }
+        Op::Remove(id) => {
+            let f = files.get_mut(id).expect("removal of a created file");
+            f.exists = false;
+            f.entry_synced = false;
+        }
+        Op::SyncDir(shard) => {
+            for (_, f) in files.iter_mut().filter(|((s, _), _)| s == shard) {
+                f.entry_synced = true;
             }
         }
     }
@@ -396,12 +394,8 @@ fn check_markers(before: &[Op], ops: &[Op], case: &str) {
                 let vouched = record
                     .synced_through
                     .map_or(0, |through| marker_vouches(through, file.1));
-                let vouched_files = if vouched > 0 {
-                    files.range((file.0, 1)..=(file.0, vouched))
-                } else {
-                    files.range((file.0, 1)..(file.0, 1))
-                };
-                for (id, f) in vouched_files {
+                // Sequences start at 1: an empty range when it vouches for none.
+                for (id, f) in files.range((file.0, 1)..(file.0, vouched + 1)) {
                     let durable = !f.exists
                         || (f.entry_synced && f.pending.is_empty() && f.lengths.is_empty());
                     assert!(
@@ -872,9 +866,9 @@ fn durable_ops(disk: &BTreeMap<FileId, Vec<u8>>) -> Vec<Op> {
 /// after each of its segment creations made while an earlier one was unsynced, after
 /// its close, and before and after each call of the recovery (with the first run's
 /// calls before them, so after a kill the first run's unsynced pages may still go).
-/// Each cut must reopen in `Strict` mode and keep, per shard, one unbroken run: first the records
-/// the reopen recovered, then the second run's appends. None of those may be
-/// missing that was durable at the cut: a recovered record acknowledged as durable
+/// Each cut must reopen in `Strict` mode and keep, per shard, one unbroken run:
+/// first the records the reopen recovered, then the second run's appends. None of
+/// those may be missing that was durable at the cut: a recovered record acknowledged as durable
 /// before the crash (after a power cut, every one: it was on disk) or covered by a
 /// durable answer of the second run (a `sync`, or a durable append to its shard,
 /// which waits for the unsynced segments the reopen found:
