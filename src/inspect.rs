@@ -5,11 +5,13 @@
 //!   (no segment is read).
 //! - [`scan`] also reads every segment and checks every checksum: per shard and per
 //!   segment it counts records, distinct keys and bytes, finds the time range, and
-//!   lists every [`Damage`].
+//!   lists every [`Damage`]. It checks each shard's index checkpoint too
+//!   ([`CheckpointCheck`]): whether the next open would load it, and then every
+//!   key's locations, which that open reads only when the key is read.
 //! - [`SegmentFile::read_records`] returns the valid records of one segment, in file
 //!   order, for dumping.
 //!
-//! **Read-only.** Files are opened with [`File::open`] (read-only); nothing is ever
+//! **Read-only.** Files are opened read-only ([`File::open`]); nothing is ever
 //! written, truncated, renamed or removed, and the directory's `LOCK` is **not**
 //! taken. So the tools may run next to an open [`Wal`](crate::Wal), in this process
 //! or another, but they see whatever is on disk at that moment: the writer may be in
@@ -83,6 +85,13 @@ pub enum DamageKind {
     /// The manifest is missing, or fails its checks; the shard count was then
     /// inferred from the shard directories.
     BadManifest,
+    /// A shard's index checkpoint (`INDEX`) that the next open with
+    /// `index_checkpoint` set would load, but whose locations fail their checks or
+    /// disagree with the segments: that open would fail the reads of the keys
+    /// concerned (or, if the file cannot be read at all, the open itself) until the
+    /// open after it, which scans. Removing the file is the repair: the records are
+    /// all in the segments.
+    BadCheckpoint,
 }
 
 impl DamageKind {
@@ -102,6 +111,7 @@ impl DamageKind {
             DamageKind::Mismatch => "mismatch",
             DamageKind::ForeignFile => "foreign file",
             DamageKind::BadManifest => "bad manifest",
+            DamageKind::BadCheckpoint => "bad index checkpoint",
         }
     }
 }
@@ -298,8 +308,38 @@ pub struct ShardScan {
     pub segments: Vec<SegmentScan>,
     /// Distinct keys over all segments of the shard (counted by 128-bit XXH3 hash).
     pub keys: u64,
-    /// Foreign entries in the shard directory.
+    /// The shard's index checkpoint, as the next open would find it.
+    pub checkpoint: CheckpointCheck,
+    /// Foreign entries in the shard directory, and a bad index checkpoint.
     pub damage: Vec<Damage>,
+}
+
+/// A shard's index checkpoint (`shard-NNN/INDEX`, written by a clean close with
+/// `WalOptions::index_checkpoint` set), as the next open with that option would
+/// find it. Only a scan checks it (not [`layout`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckpointCheck {
+    /// There is none (none was written, or an open has removed it since).
+    Absent,
+    /// The next open would load it instead of reading the segments: its front
+    /// passes its checks, it describes the segment files exactly as they are, every
+    /// key's locations pass their checks, and it holds as many locations in each
+    /// segment as the segment holds records.
+    Usable {
+        /// Keys it lists.
+        keys: u64,
+        /// Locations it holds (one per record).
+        locations: u64,
+    },
+    /// The next open would ignore it and scan the shard (harmless), for this reason.
+    Ignored {
+        /// Why (a check of its front failed, or the files changed since).
+        reason: String,
+    },
+    /// The next open would load it, but it is damaged: see the shard's
+    /// [`DamageKind::BadCheckpoint`] entries.
+    Damaged,
 }
 
 impl ShardScan {
@@ -689,14 +729,137 @@ fn scan_shard(shard: ShardLayout) -> Result<ShardScan> {
         .map(|s| s.scan_into(&mut keys))
         .collect::<Result<_>>()?;
     mark_unvouched_seal(&mut segments);
+    let mut damage = shard.damage;
+    let checkpoint = if shard.exists {
+        check_checkpoint(&shard.dir, shard.shard, &segments, &mut damage)
+    } else {
+        CheckpointCheck::Absent
+    };
     Ok(ShardScan {
         shard: shard.shard,
         dir: shard.dir,
         exists: shard.exists,
         segments,
         keys: keys.len() as u64,
-        damage: shard.damage,
+        checkpoint,
+        damage,
     })
+}
+
+/// The repair, said with every [`DamageKind::BadCheckpoint`].
+const REMOVE_INDEX: &str = " (removing the file loses nothing: the open then scans)";
+
+/// Checks shard directory `dir`'s index checkpoint as the next open would use it
+/// (`recovery::recover_shard`), and more: that open checks a key's locations only
+/// when the key is read, so here every key's are checked, and counted per segment
+/// against the scan. Damage goes to `damage`.
+fn check_checkpoint(
+    dir: &Path,
+    shard: u32,
+    segments: &[SegmentScan],
+    damage: &mut Vec<Damage>,
+) -> CheckpointCheck {
+    let path = dir.join(crate::checkpoint::CHECKPOINT_FILE);
+    let cp = match crate::checkpoint::read(dir, shard) {
+        Ok((Some(cp), _)) => cp,
+        Ok((None, None)) => return CheckpointCheck::Absent,
+        Ok((None, Some(reason))) => return CheckpointCheck::Ignored { reason },
+        // Not a regular file: the listing reported it as foreign already.
+        Err(WalError::ForeignFile { .. }) => return CheckpointCheck::Absent,
+        Err(e) => {
+            damage.push(Damage {
+                path,
+                offset: 0,
+                len: 0,
+                kind: DamageKind::BadCheckpoint,
+                reason: format!(
+                    "{}; an open with index_checkpoint set fails the same way{REMOVE_INDEX}",
+                    error_reason(&e)
+                ),
+            });
+            return CheckpointCheck::Damaged;
+        }
+    };
+    let files: Vec<(u64, PathBuf)> = segments
+        .iter()
+        .map(|s| (s.file.sequence, s.file.path.clone()))
+        .collect();
+    let stamp_of = |path: &Path| {
+        let file = File::open(path).ok()?;
+        let stamp = crate::checkpoint::FileStamp::of(&file.metadata().ok()?);
+        let mut head = [0u8; SEGMENT_HEADER_LEN];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut head, 0).ok()?;
+        Some((stamp, head))
+    };
+    if let Err(reason) = crate::checkpoint::describes(&cp, &files, stamp_of, shard) {
+        return CheckpointCheck::Ignored { reason };
+    }
+    let damaged_before = damage.len();
+    let mut per_segment = vec![0u64; cp.segments.len()];
+    let mut locations = Vec::new();
+    let mut total = 0u64;
+    for (key, run) in &cp.keys {
+        locations.clear();
+        if let Err(reason) = run.decode_into(&mut locations) {
+            damage.push(Damage {
+                path: path.clone(),
+                offset: run.at,
+                len: crate::index::Run::byte_len(run.groups, run.count),
+                kind: DamageKind::BadCheckpoint,
+                reason: format!(
+                    "the locations of key {} fail their checks: {reason}; reads of that \
+                     key would fail until an open scans the shard{REMOVE_INDEX}",
+                    String::from_utf8_lossy(key).escape_debug()
+                ),
+            });
+            continue;
+        }
+        total += locations.len() as u64;
+        for loc in &locations {
+            // `decode_into` checked that every location names a listed segment.
+            if let Ok(i) = cp
+                .segments
+                .binary_search_by_key(&loc.segment, |s| s.sequence)
+            {
+                per_segment[i] += 1;
+            }
+        }
+    }
+    if damage.len() == damaged_before {
+        for ((scanned, summary), &listed) in segments.iter().zip(&cp.segments).zip(&per_segment) {
+            let sequence = scanned.file.sequence;
+            let mut differs = |reason: String| {
+                damage.push(Damage {
+                    path: path.clone(),
+                    offset: 0,
+                    len: 0,
+                    kind: DamageKind::BadCheckpoint,
+                    reason,
+                })
+            };
+            if listed != scanned.records {
+                differs(format!(
+                    "it holds {listed} locations in segment {sequence}, which holds {} valid \
+                     records: reads would not return what a scan finds{REMOVE_INDEX}",
+                    scanned.records
+                ));
+            }
+            if summary.records != scanned.records {
+                differs(format!(
+                    "it counts {} records in segment {sequence}, which holds {}: the open \
+                     would report wrong record counts{REMOVE_INDEX}",
+                    summary.records, scanned.records
+                ));
+            }
+        }
+    }
+    if damage.len() > damaged_before {
+        return CheckpointCheck::Damaged;
+    }
+    CheckpointCheck::Usable {
+        keys: cp.keys.len() as u64,
+        locations: total,
+    }
 }
 
 /// Recovery's rule for a sealed segment no sync marker vouches for and no seal note

@@ -17,7 +17,7 @@
 //! about on stderr), and 1 when the directory cannot be read.
 
 use clap::ValueEnum;
-use nano_wal::inspect::{self, Damage, SegmentScan, WalScan};
+use nano_wal::inspect::{self, CheckpointCheck, Damage, SegmentScan, WalScan};
 use std::error::Error;
 use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write};
@@ -129,6 +129,18 @@ fn write_inspect(out: &mut dyn Write, scan: &WalScan) -> io::Result<()> {
             shard.keys,
             shard.file_bytes()
         )?;
+        match &shard.checkpoint {
+            CheckpointCheck::Usable { keys, locations } => writeln!(
+                out,
+                "index checkpoint: the next open loads it ({keys} keys, {locations} locations)"
+            )?,
+            CheckpointCheck::Ignored { reason } => writeln!(
+                out,
+                "index checkpoint: the next open ignores it and scans ({reason})"
+            )?,
+            CheckpointCheck::Damaged => writeln!(out, "index checkpoint: DAMAGED (see below)")?,
+            _ => {}
+        }
         if shard.segments.is_empty() {
             continue;
         }
