@@ -86,11 +86,14 @@ pub enum DamageKind {
     /// inferred from the shard directories.
     BadManifest,
     /// A shard's index checkpoint (`INDEX`) that the next open with
-    /// `index_checkpoint` set would load, but whose locations fail their checks or
-    /// disagree with the segments: that open would fail the reads of the keys
-    /// concerned (or, if the file cannot be read at all, the open itself) until the
-    /// open after it, which scans. Removing the file is the repair: the records are
-    /// all in the segments.
+    /// `index_checkpoint` set would load (or fail on, if the file cannot be read),
+    /// but that disagrees with the segments: a key's locations fail their checks or
+    /// name records that are not that key's, or its record counts, newest record
+    /// times or sync-marker figure differ from the scan's. Reads of the keys
+    /// concerned would then fail or miss records, and counts and retention would go
+    /// by wrong figures. A clean close writes the checkpoint again from what was
+    /// loaded, so the damage stays until an open scans. Removing the file is the
+    /// repair: every record is in the segments.
     BadCheckpoint,
 }
 
@@ -320,12 +323,16 @@ pub struct ShardScan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CheckpointCheck {
-    /// There is none (none was written, or an open has removed it since).
+    /// There is none: none was written, an open has removed it since, or the shard
+    /// directory is missing. (An `INDEX` that is not a regular file is listed as a
+    /// foreign file instead.)
     Absent,
     /// The next open would load it instead of reading the segments: its front
-    /// passes its checks, it describes the segment files exactly as they are, every
-    /// key's locations pass their checks, and it holds as many locations in each
-    /// segment as the segment holds records.
+    /// passes its checks, it describes the segment files exactly as the scan read
+    /// them, every key's locations pass their checks and name records of that key
+    /// and length, and its record counts, newest record times and sync-marker
+    /// figure are the scan's. Segments with damage of their own are left out of the
+    /// comparison (their damage is reported with them).
     Usable {
         /// Keys it lists.
         keys: u64,
@@ -334,7 +341,8 @@ pub enum CheckpointCheck {
     },
     /// The next open would ignore it and scan the shard (harmless), for this reason.
     Ignored {
-        /// Why (a check of its front failed, or the files changed since).
+        /// Why (a check of its front failed, or the files changed since it was
+        /// written, or while the scan read them).
         reason: String,
     },
     /// The next open would load it, but it is damaged: see the shard's
@@ -518,7 +526,7 @@ impl SegmentRecords {
 impl SegmentFile {
     /// Reads the segment and checks every record.
     pub fn scan(&self) -> Result<SegmentScan> {
-        self.scan_into(&mut HashSet::new())
+        self.scan_into(&mut HashSet::new(), None)
     }
 
     /// Reads the segment and returns its valid records (and its damage).
@@ -535,8 +543,16 @@ impl SegmentFile {
     }
 
     /// [`SegmentFile::scan`], also adding the hashes of its keys to `shard_keys`.
-    fn scan_into(&self, shard_keys: &mut HashSet<u128>) -> Result<SegmentScan> {
-        let data = read_file(&self.path)?;
+    /// `seen`: where to note the file's stamp, header and records, for the check of
+    /// the shard's index checkpoint.
+    fn scan_into(
+        &self,
+        shard_keys: &mut HashSet<u128>,
+        seen: Option<&mut Vec<Seen>>,
+    ) -> Result<SegmentScan> {
+        let (data, stamp) = read_file_stamped(&self.path)?;
+        let mut records = Vec::new();
+        let collect = seen.is_some();
         let mut keys = HashSet::new();
         let mut out = SegmentScan {
             file: self.clone(),
@@ -556,7 +572,14 @@ impl SegmentFile {
             newest_us: None,
             damage: Vec::new(),
         };
-        let walked = walk(self, &data, |_, record| {
+        let walked = walk(self, &data, |offset, record| {
+            if collect {
+                records.push(SeenRecord {
+                    offset: offset as u64,
+                    len: record.len as u64,
+                    key: xxhash_rust::xxh3::xxh3_64(record.key),
+                });
+            }
             out.records += 1;
             out.record_bytes += record.len as u64;
             out.key_bytes += record.key.len() as u64;
@@ -575,8 +598,35 @@ impl SegmentFile {
         out.data_len = walked.data_len;
         out.free_len = walked.free_len;
         out.damage = walked.damage;
+        if let Some(seen) = seen {
+            seen.push(Seen {
+                stamp,
+                head: data
+                    .get(..SEGMENT_HEADER_LEN)
+                    .and_then(|h| h.try_into().ok()),
+                records,
+            });
+        }
         Ok(out)
     }
+}
+
+/// What the scan of one segment saw, for the check of the index checkpoint.
+struct Seen {
+    /// The file's stamp, the same before and after it was read (`None` if it was
+    /// not: a writer changed it meanwhile).
+    stamp: Option<crate::checkpoint::FileStamp>,
+    /// Its header's bytes.
+    head: Option<[u8; SEGMENT_HEADER_LEN]>,
+    /// Its valid records, in file order.
+    records: Vec<SeenRecord>,
+}
+
+/// One valid record of a segment: where it is and the 64-bit XXH3 of its key.
+struct SeenRecord {
+    offset: u64,
+    len: u64,
+    key: u64,
 }
 
 /// Reads the manifest and lists shards and segment files, without reading segments.
@@ -722,16 +772,21 @@ pub fn scan(dir: &Path) -> Result<WalScan> {
 }
 
 fn scan_shard(shard: ShardLayout) -> Result<ShardScan> {
+    let index = shard.dir.join(crate::checkpoint::CHECKPOINT_FILE);
+    // Only a regular file is a checkpoint (the listing reports anything else under
+    // that name as foreign, and the open refuses it).
+    let has_checkpoint =
+        shard.exists && std::fs::symlink_metadata(&index).is_ok_and(|m| m.is_file());
     let mut keys = HashSet::new();
-    let mut segments: Vec<SegmentScan> = shard
-        .segments
-        .iter()
-        .map(|s| s.scan_into(&mut keys))
-        .collect::<Result<_>>()?;
+    let mut seen = Vec::new();
+    let mut segments = Vec::with_capacity(shard.segments.len());
+    for file in &shard.segments {
+        segments.push(file.scan_into(&mut keys, has_checkpoint.then_some(&mut seen))?);
+    }
     mark_unvouched_seal(&mut segments);
     let mut damage = shard.damage;
-    let checkpoint = if shard.exists {
-        check_checkpoint(&shard.dir, shard.shard, &segments, &mut damage)
+    let checkpoint = if has_checkpoint {
+        check_checkpoint(&shard.dir, shard.shard, &segments, &seen, &mut damage)
     } else {
         CheckpointCheck::Absent
     };
@@ -751,107 +806,200 @@ const REMOVE_INDEX: &str = " (removing the file loses nothing: the open then sca
 
 /// Checks shard directory `dir`'s index checkpoint as the next open would use it
 /// (`recovery::recover_shard`), and more: that open checks a key's locations only
-/// when the key is read, so here every key's are checked, and counted per segment
-/// against the scan. Damage goes to `damage`.
+/// when the key is read, so here every key's are checked against the records the
+/// scan found (`seen`, one per segment), as are the checkpoint's other figures.
+/// Segments with damage of their own are left out of the comparison: their damage
+/// is reported with them. Damage of the checkpoint goes to `damage`.
 fn check_checkpoint(
     dir: &Path,
     shard: u32,
     segments: &[SegmentScan],
+    seen: &[Seen],
     damage: &mut Vec<Damage>,
 ) -> CheckpointCheck {
     let path = dir.join(crate::checkpoint::CHECKPOINT_FILE);
+    let bad = |offset: u64, len: u64, reason: String| Damage {
+        path: path.clone(),
+        offset,
+        len,
+        kind: DamageKind::BadCheckpoint,
+        reason: format!("{reason}{REMOVE_INDEX}"),
+    };
     let cp = match crate::checkpoint::read(dir, shard) {
         Ok((Some(cp), _)) => cp,
         Ok((None, None)) => return CheckpointCheck::Absent,
         Ok((None, Some(reason))) => return CheckpointCheck::Ignored { reason },
-        // Not a regular file: the listing reported it as foreign already.
+        // Replaced by something else since the listing: reported as foreign next time.
         Err(WalError::ForeignFile { .. }) => return CheckpointCheck::Absent,
         Err(e) => {
-            damage.push(Damage {
-                path,
-                offset: 0,
-                len: 0,
-                kind: DamageKind::BadCheckpoint,
-                reason: format!(
-                    "{}; an open with index_checkpoint set fails the same way{REMOVE_INDEX}",
+            damage.push(bad(
+                0,
+                0,
+                format!(
+                    "{}; an open with index_checkpoint set fails the same way",
                     error_reason(&e)
                 ),
-            });
+            ));
             return CheckpointCheck::Damaged;
         }
     };
+    if let Some(changed) = segments.iter().zip(seen).find(|(_, s)| s.stamp.is_none()) {
+        return CheckpointCheck::Ignored {
+            reason: format!(
+                "{} changed while it was scanned",
+                changed.0.file.path.display()
+            ),
+        };
+    }
     let files: Vec<(u64, PathBuf)> = segments
         .iter()
         .map(|s| (s.file.sequence, s.file.path.clone()))
         .collect();
-    let stamp_of = |path: &Path| {
-        let file = File::open(path).ok()?;
-        let stamp = crate::checkpoint::FileStamp::of(&file.metadata().ok()?);
-        let mut head = [0u8; SEGMENT_HEADER_LEN];
-        std::os::unix::fs::FileExt::read_exact_at(&file, &mut head, 0).ok()?;
-        Some((stamp, head))
+    // What the scan saw, not a new look: the checkpoint must describe the bytes
+    // the scan checked.
+    let stamp_of = |file: &Path| {
+        let i = segments.iter().position(|s| s.file.path == file)?;
+        Some((seen[i].stamp?, seen[i].head?))
     };
     if let Err(reason) = crate::checkpoint::describes(&cp, &files, stamp_of, shard) {
         return CheckpointCheck::Ignored { reason };
     }
     let damaged_before = damage.len();
+    // `describes` matched the segments one to one, in order.
+    let compared: Vec<bool> = segments.iter().map(|s| s.damage.is_empty()).collect();
     let mut per_segment = vec![0u64; cp.segments.len()];
     let mut locations = Vec::new();
     let mut total = 0u64;
+    // Whether every key's locations could be read (else the counts cannot add up).
+    let mut all_read = true;
     for (key, run) in &cp.keys {
+        let run_len = crate::index::Run::byte_len(run.groups, run.count);
+        let name = String::from_utf8_lossy(key);
+        let name = name.escape_debug();
         locations.clear();
+        if locations.try_reserve(run.count as usize).is_err() {
+            damage.push(bad(
+                run.at,
+                run_len,
+                format!("key {name}'s {} locations do not fit in memory", run.count),
+            ));
+            all_read = false;
+            continue;
+        }
         if let Err(reason) = run.decode_into(&mut locations) {
-            damage.push(Damage {
-                path: path.clone(),
-                offset: run.at,
-                len: crate::index::Run::byte_len(run.groups, run.count),
-                kind: DamageKind::BadCheckpoint,
-                reason: format!(
-                    "the locations of key {} fail their checks: {reason}; reads of that \
-                     key would fail until an open scans the shard{REMOVE_INDEX}",
-                    String::from_utf8_lossy(key).escape_debug()
+            damage.push(bad(
+                run.at,
+                run_len,
+                format!(
+                    "the locations of key {name} fail their checks: {reason}; reads of \
+                     that key would fail"
                 ),
-            });
+            ));
+            all_read = false;
             continue;
         }
         total += locations.len() as u64;
+        let hash = xxhash_rust::xxh3::xxh3_64(key);
+        let mut wrong = None;
         for loc in &locations {
             // `decode_into` checked that every location names a listed segment.
-            if let Ok(i) = cp
+            let Ok(i) = cp
                 .segments
                 .binary_search_by_key(&loc.segment, |s| s.sequence)
-            {
-                per_segment[i] += 1;
+            else {
+                continue;
+            };
+            if !compared[i] {
+                continue;
             }
+            per_segment[i] += 1;
+            let records = &seen[i].records;
+            let found = records
+                .binary_search_by_key(&u64::from(loc.offset), |r| r.offset)
+                .ok()
+                .map(|k| &records[k]);
+            let right = found.is_some_and(|r| r.len == u64::from(loc.len) && r.key == hash);
+            if !right && wrong.is_none() {
+                wrong = Some(*loc);
+            }
+        }
+        if let Some(loc) = wrong {
+            damage.push(bad(
+                run.at,
+                run_len,
+                format!(
+                    "key {name} has a location at offset {} of segment {} ({} bytes) where \
+                     the segment holds no record of that key and length: its reads would \
+                     fail or miss records",
+                    loc.offset, loc.segment, loc.len
+                ),
+            ));
         }
     }
-    if damage.len() == damaged_before {
-        for ((scanned, summary), &listed) in segments.iter().zip(&cp.segments).zip(&per_segment) {
-            let sequence = scanned.file.sequence;
-            let mut differs = |reason: String| {
-                damage.push(Damage {
-                    path: path.clone(),
-                    offset: 0,
-                    len: 0,
-                    kind: DamageKind::BadCheckpoint,
-                    reason,
-                })
-            };
-            if listed != scanned.records {
-                differs(format!(
-                    "it holds {listed} locations in segment {sequence}, which holds {} valid \
-                     records: reads would not return what a scan finds{REMOVE_INDEX}",
-                    scanned.records
-                ));
-            }
-            if summary.records != scanned.records {
-                differs(format!(
-                    "it counts {} records in segment {sequence}, which holds {}: the open \
-                     would report wrong record counts{REMOVE_INDEX}",
-                    summary.records, scanned.records
-                ));
-            }
+    let mut compared_all = true;
+    for (((scanned, summary), &listed), &compare) in segments
+        .iter()
+        .zip(&cp.segments)
+        .zip(&per_segment)
+        .zip(&compared)
+    {
+        if !compare {
+            compared_all = false;
+            continue;
         }
+        let sequence = scanned.file.sequence;
+        if all_read && listed != scanned.records {
+            damage.push(bad(
+                0,
+                0,
+                format!(
+                    "it holds {listed} locations in segment {sequence}, which holds {} valid \
+                     records: reads would not return what a scan finds",
+                    scanned.records
+                ),
+            ));
+        }
+        if summary.records != scanned.records {
+            damage.push(bad(
+                0,
+                0,
+                format!(
+                    "it counts {} records in segment {sequence}, which holds {}: the open \
+                     would report wrong record counts",
+                    summary.records, scanned.records
+                ),
+            ));
+        }
+        // A scan takes the segment's creation time when it holds no newer record.
+        let created = scanned.header.map_or(0, |h| h.created_us);
+        let newest = scanned.newest_us.map_or(created, |n| n.max(created));
+        if summary.newest_us != newest {
+            damage.push(bad(
+                0,
+                0,
+                format!(
+                    "it gives segment {sequence}'s newest record time as {} us, the segment's \
+                     is {newest} us: retention would drop the segment at another time",
+                    summary.newest_us
+                ),
+            ));
+        }
+    }
+    let vouched = segments
+        .iter()
+        .map(|s| s.vouches_through)
+        .max()
+        .unwrap_or(0);
+    if compared_all && cp.synced_through != vouched {
+        damage.push(bad(
+            0,
+            0,
+            format!(
+                "it says sync markers vouch for the segments through {}, the segments' \
+                 markers vouch through {vouched}",
+                cp.synced_through
+            ),
+        ));
     }
     if damage.len() > damaged_before {
         return CheckpointCheck::Damaged;
@@ -1017,6 +1165,24 @@ fn list_shard(dir: &Path) -> Result<ShardListing> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// Reads a whole segment file, read-only, with its stamp if the file was the same
+/// before and after the read.
+fn read_file_stamped(path: &Path) -> Result<(Vec<u8>, Option<crate::checkpoint::FileStamp>)> {
+    let file = File::open(path).map_err(|e| WalError::io("opening segment", path, e))?;
+    let stamp = || {
+        file.metadata()
+            .ok()
+            .map(|m| crate::checkpoint::FileStamp::of(&m))
+    };
+    let before = stamp();
+    let mut data = Vec::new();
+    (&file)
+        .read_to_end(&mut data)
+        .map_err(|e| WalError::io("reading segment", path, e))?;
+    let after = stamp();
+    Ok((data, before.filter(|b| Some(*b) == after)))
 }
 
 /// Reads a whole file, read-only.

@@ -637,3 +637,44 @@ fn verify_cannot_check_what_is_not_a_wal() -> TestResult {
     assert!(!tmp.path().join("missing").exists());
     Ok(())
 }
+
+/// `inspect` says whether the next open loads each shard's index checkpoint;
+/// `verify` checks every key's locations in it and exits 1 on a damaged one.
+#[test]
+fn verify_checks_the_index_checkpoint() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("wal");
+    let wal = Wal::new(&dir, options().with_index_checkpoint(true))?;
+    for i in 0..RECORDS {
+        wal.append_entry(format!("user:{}", i % 10), Bytes::from(value_of(i)), false)?;
+    }
+    wal.close()?;
+    let outs = run_all_unchanged(&dir)?;
+    assert_eq!(outs["verify"].status.code(), Some(0));
+    let iout = stdout_of(&outs["inspect"])?;
+    let loads = iout
+        .lines()
+        .filter(|l| l.starts_with("index checkpoint: the next open loads it ("))
+        .count();
+    assert_eq!(loads, SHARDS, "{iout}");
+
+    // The last bytes of a checkpoint are its last key's locations.
+    let index = (0..SHARDS)
+        .map(|s| dir.join(format!("shard-{s:03}")).join("INDEX"))
+        .find(|p| p.exists())
+        .ok_or("no checkpoint")?;
+    let len = std::fs::metadata(&index)?.len();
+    flip(&index, len - 2)?;
+    let outs = run_all_unchanged(&dir)?;
+    let vout = stdout_of(&outs["verify"])?;
+    assert_eq!(outs["verify"].status.code(), Some(1), "{vout}");
+    let line = vout
+        .lines()
+        .find(|l| l.trim_start().starts_with("bad index checkpoint: "))
+        .ok_or(vout.clone())?;
+    assert!(line.contains(&index.display().to_string()), "{line}");
+    assert!(line.contains("checksum"), "{line}");
+    let iout = stdout_of(&outs["inspect"])?;
+    assert!(iout.contains("index checkpoint: DAMAGED"), "{iout}");
+    Ok(())
+}

@@ -58,6 +58,28 @@ fn assert_matches(wal: &Wal, model: &Model) -> TestResult {
     Ok(())
 }
 
+/// A scan finds every shard's checkpoint usable, one location per record.
+fn assert_scan_finds_usable_checkpoints(dir: &Path) -> TestResult {
+    let scan = nano_wal::inspect::scan(dir)?;
+    assert!(
+        scan.is_clean(),
+        "{:?}",
+        scan.all_damage().collect::<Vec<_>>()
+    );
+    for shard in &scan.shards {
+        assert_eq!(
+            shard.checkpoint,
+            nano_wal::inspect::CheckpointCheck::Usable {
+                keys: shard.keys,
+                locations: shard.records()
+            },
+            "shard {}",
+            shard.shard
+        );
+    }
+    Ok(())
+}
+
 fn checkpoints(dir: &Path) -> Vec<bool> {
     (0..SHARDS)
         .map(|s| shard_dir(dir, s).join("INDEX").exists())
@@ -94,6 +116,7 @@ fn a_reopen_loads_the_checkpoint_and_serves_what_a_scan_serves() -> TestResult {
         fill(&wal, &mut model, round * 3000, 1000)?;
         assert_matches(&wal, &model)?;
         wal.close()?;
+        assert_scan_finds_usable_checkpoints(dir.path())?;
     }
     // The same files, scanned.
     let wal = Wal::new(dir.path(), options(false))?;
@@ -121,18 +144,7 @@ fn a_checkpoint_after_compaction_lists_only_the_live_segments() -> TestResult {
     let compacted = wal.compact()?;
     assert!(compacted.segments_removed > 0, "{compacted:?}");
     wal.close()?;
-    // A scan finds the checkpoint usable, with one location per record left.
-    let scan = nano_wal::inspect::scan(dir.path())?;
-    assert!(scan.is_clean());
-    for shard in &scan.shards {
-        assert_eq!(
-            shard.checkpoint,
-            nano_wal::inspect::CheckpointCheck::Usable {
-                keys: shard.keys,
-                locations: shard.records()
-            }
-        );
-    }
+    assert_scan_finds_usable_checkpoints(dir.path())?;
     let wal = Wal::new(dir.path(), options)?;
     assert_eq!(wal.recovery_report().checkpoints_loaded, SHARDS as u64);
     assert_matches(&wal, &model)?;
@@ -316,6 +328,20 @@ fn an_index_that_is_not_a_file_is_refused_and_left_alone() -> TestResult {
             other => panic!("expected a foreign file, got {other:?}"),
         }
         assert!(std::fs::symlink_metadata(&index)?.is_symlink());
+        // A scan reports it as the foreign file it is, and shard 1's as usable.
+        let scan = nano_wal::inspect::scan(dir.path())?;
+        let damage: Vec<_> = scan.all_damage().collect();
+        assert_eq!(damage.len(), 1, "{damage:?}");
+        assert_eq!(damage[0].kind, nano_wal::inspect::DamageKind::ForeignFile);
+        assert_eq!(damage[0].path, index);
+        assert_eq!(
+            scan.shards[0].checkpoint,
+            nano_wal::inspect::CheckpointCheck::Absent
+        );
+        assert!(matches!(
+            scan.shards[1].checkpoint,
+            nano_wal::inspect::CheckpointCheck::Usable { .. }
+        ));
         std::fs::remove_file(&index)?;
         let made = std::process::Command::new("mkfifo").arg(&index).status()?;
         assert!(made.success());
@@ -431,28 +457,14 @@ fn a_scan_checks_the_checkpoint_the_next_open_would_load() -> TestResult {
     let wal = Wal::new(dir.path(), options(true))?;
     fill(&wal, &mut model, 0, 2000)?;
     wal.close()?;
-    let scan = inspect::scan(dir.path())?;
-    assert!(
-        scan.is_clean(),
-        "{:?}",
-        scan.all_damage().collect::<Vec<_>>()
-    );
-    for shard in &scan.shards {
-        assert!(shard.segments.len() > 1, "several segments per shard");
-        assert_eq!(
-            shard.checkpoint,
-            CheckpointCheck::Usable {
-                keys: shard.keys,
-                locations: shard.records()
-            },
-            "shard {}",
-            shard.shard
-        );
-    }
+    assert!(segment_files(dir.path(), 0)?.len() > 1, "several segments");
+    assert_scan_finds_usable_checkpoints(dir.path())?;
 
     // One key's locations damaged (the last bytes of shard 0's file).
     let index = shard_dir(dir.path(), 0).join("INDEX");
     let good = std::fs::read(&index)?;
+    let index1 = shard_dir(dir.path(), 1).join("INDEX");
+    let good1 = std::fs::read(&index1)?;
     let mut bytes = good.clone();
     let last = bytes.len() - 3;
     bytes[last] ^= 0x10;
@@ -488,15 +500,63 @@ fn a_scan_checks_the_checkpoint_the_next_open_would_load() -> TestResult {
     let moved = (u64_at(&bytes, first) + 1, u64_at(&bytes, second) - 1);
     bytes[first..first + 8].copy_from_slice(&moved.0.to_le_bytes());
     bytes[second..second + 8].copy_from_slice(&moved.1.to_le_bytes());
-    let crc = crc32c::crc32c(&bytes[..front]);
-    bytes[front..front + 4].copy_from_slice(&crc.to_le_bytes());
+    // And segment 1's newest record a microsecond newer.
+    let newest = 56 + 16;
+    let later = u64_at(&bytes, newest) + 1;
+    bytes[newest..newest + 8].copy_from_slice(&later.to_le_bytes());
+    let reseal = |bytes: &mut Vec<u8>| {
+        let crc = crc32c::crc32c(&bytes[..front]);
+        bytes[front..front + 4].copy_from_slice(&crc.to_le_bytes());
+    };
+    reseal(&mut bytes);
+    std::fs::write(&index, &bytes)?;
+    let scan = inspect::scan(dir.path())?;
+    assert_eq!(scan.shards[0].checkpoint, CheckpointCheck::Damaged);
+    let reasons: Vec<&str> = scan.all_damage().map(|d| d.reason.as_str()).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    let counts = reasons.iter().filter(|r| r.contains("wrong record counts"));
+    assert_eq!(counts.count(), 2, "{reasons:?}");
+    assert!(reasons[1].contains("retention"), "{reasons:?}");
+    // The open's own checks pass: it loads the checkpoint.
+    let wal = Wal::new(dir.path(), options(true))?;
+    assert_eq!(wal.recovery_report().checkpoints_loaded, SHARDS as u64);
+    drop(wal);
+    // That open removed both checkpoints: put them back for what follows.
+    std::fs::write(&index, &good)?;
+    std::fs::write(&index1, &good1)?;
+
+    // Two keys of the same length swapped in the key directory: each key's
+    // locations then name the other key's records. The open's checks pass.
+    let mut bytes = good.clone();
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let mut entries = Vec::new();
+    let mut at = 56 + 80 * segments;
+    while at < front {
+        let len = u32_at(&bytes, at) as usize;
+        entries.push((at + 16, len));
+        at += 16 + len;
+    }
+    let (a, b) = entries
+        .iter()
+        .enumerate()
+        .find_map(|(i, x)| {
+            entries[i + 1..]
+                .iter()
+                .find(|y| y.1 == x.1)
+                .map(|y| (*x, *y))
+        })
+        .expect("two keys of one length");
+    let key_a = bytes[a.0..a.0 + a.1].to_vec();
+    bytes.copy_within(b.0..b.0 + b.1, a.0);
+    bytes[b.0..b.0 + b.1].copy_from_slice(&key_a);
+    reseal(&mut bytes);
     std::fs::write(&index, &bytes)?;
     let scan = inspect::scan(dir.path())?;
     assert_eq!(scan.shards[0].checkpoint, CheckpointCheck::Damaged);
     let reasons: Vec<&str> = scan.all_damage().map(|d| d.reason.as_str()).collect();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(
-        reasons.iter().all(|r| r.contains("wrong record counts")),
+        reasons.iter().all(|r| r.contains("no record of that key")),
         "{reasons:?}"
     );
 
@@ -521,5 +581,45 @@ fn a_scan_checks_the_checkpoint_the_next_open_would_load() -> TestResult {
     assert_eq!(wal.recovery_report().checkpoints_loaded, 1);
     assert_matches(&wal, &model)?;
     wal.close()?;
+    Ok(())
+}
+
+/// Damage in a segment that the close's checkpoint describes as it is (the bits
+/// flipped while the WAL was open) is the segment's, not the checkpoint's: a scan
+/// reports it once, and the open, which loads the checkpoint, fails only that
+/// record's key.
+#[test]
+fn a_scan_blames_segment_damage_on_the_segment() -> TestResult {
+    use nano_wal::inspect::{self, CheckpointCheck, DamageKind};
+    let dir = tempfile::tempdir()?;
+    let mut model = Model::new();
+    let wal = Wal::new(dir.path(), options(true))?;
+    fill(&wal, &mut model, 0, 2000)?;
+    // A bit flipped in the middle of shard 0's first (sealed) segment.
+    let sealed = segment_files(dir.path(), 0)?[0].clone();
+    let mut bytes = std::fs::read(&sealed)?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&sealed, &bytes)?;
+    wal.close()?;
+    let scan = inspect::scan(dir.path())?;
+    let damage: Vec<_> = scan.all_damage().collect();
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert_eq!(damage[0].kind, DamageKind::Corrupt);
+    assert_eq!(damage[0].path, sealed);
+    for shard in &scan.shards {
+        assert!(
+            matches!(shard.checkpoint, CheckpointCheck::Usable { .. }),
+            "{:?}",
+            shard.checkpoint
+        );
+    }
+    let wal = Wal::new(dir.path(), options(true))?;
+    assert_eq!(wal.recovery_report().checkpoints_loaded, SHARDS as u64);
+    let failed = model
+        .keys()
+        .filter(|key| wal.enumerate_records(key).is_err())
+        .count();
+    assert_eq!(failed, 1, "only the damaged record's key fails");
     Ok(())
 }
