@@ -857,9 +857,14 @@ fn check_checkpoint(
         .collect();
     // What the scan saw, not a new look: the checkpoint must describe the bytes
     // the scan checked.
+    let by_path: std::collections::HashMap<&Path, &Seen> = segments
+        .iter()
+        .map(|s| s.file.path.as_path())
+        .zip(seen)
+        .collect();
     let stamp_of = |file: &Path| {
-        let i = segments.iter().position(|s| s.file.path == file)?;
-        Some((seen[i].stamp?, seen[i].head?))
+        let seen = by_path.get(file)?;
+        Some((seen.stamp?, seen.head?))
     };
     if let Err(reason) = crate::checkpoint::describes(&cp, &files, stamp_of, shard) {
         return CheckpointCheck::Ignored { reason };
@@ -874,14 +879,17 @@ fn check_checkpoint(
     let mut all_read = true;
     for (key, run) in &cp.keys {
         let run_len = crate::index::Run::byte_len(run.groups, run.count);
-        let name = String::from_utf8_lossy(key);
-        let name = name.escape_debug();
+        let name = || String::from_utf8_lossy(key).escape_debug().to_string();
         locations.clear();
         if locations.try_reserve(run.count as usize).is_err() {
             damage.push(bad(
                 run.at,
                 run_len,
-                format!("key {name}'s {} locations do not fit in memory", run.count),
+                format!(
+                    "key {}'s {} locations do not fit in memory",
+                    name(),
+                    run.count
+                ),
             ));
             all_read = false;
             continue;
@@ -891,8 +899,9 @@ fn check_checkpoint(
                 run.at,
                 run_len,
                 format!(
-                    "the locations of key {name} fail their checks: {reason}; reads of \
-                     that key would fail"
+                    "the locations of key {} fail their checks: {reason}; reads of \
+                     that key would fail",
+                    name()
                 ),
             ));
             all_read = false;
@@ -928,10 +937,13 @@ fn check_checkpoint(
                 run.at,
                 run_len,
                 format!(
-                    "key {name} has a location at offset {} of segment {} ({} bytes) where \
+                    "key {} has a location at offset {} of segment {} ({} bytes) where \
                      the segment holds no record of that key and length: its reads would \
                      fail or miss records",
-                    loc.offset, loc.segment, loc.len
+                    name(),
+                    loc.offset,
+                    loc.segment,
+                    loc.len
                 ),
             ));
         }
