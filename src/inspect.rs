@@ -89,11 +89,13 @@ pub enum DamageKind {
     /// `index_checkpoint` set would load (or fail on, if the file cannot be read),
     /// but that disagrees with the segments: a key's locations fail their checks or
     /// name records that are not that key's, or its record counts, newest record
-    /// times or sync-marker figure differ from the scan's. Reads of the keys
-    /// concerned would then fail or miss records, and counts and retention would go
-    /// by wrong figures. A clean close writes the checkpoint again from what was
-    /// loaded, so the damage stays until an open scans. Removing the file is the
-    /// repair: every record is in the segments.
+    /// times or sync-marker figure differ from the scan's, or a segment ends in
+    /// bytes after its last record. Reads of the keys concerned would then fail or
+    /// miss records, and counts and retention would go by wrong figures. A clean
+    /// close writes the checkpoint again from what was loaded (unless a key's
+    /// locations fail their checks: then the close fails and the next open scans),
+    /// so the damage stays until an open scans. Removing the file is the repair:
+    /// every record is in the segments.
     BadCheckpoint,
 }
 
@@ -327,12 +329,19 @@ pub enum CheckpointCheck {
     /// directory is missing. (An `INDEX` that is not a regular file is listed as a
     /// foreign file instead.)
     Absent,
-    /// The next open would load it instead of reading the segments: its front
-    /// passes its checks, it describes the segment files exactly as the scan read
-    /// them, every key's locations pass their checks and name records of that key
-    /// and length, and its record counts, newest record times and sync-marker
-    /// figure are the scan's. Segments with damage of their own are left out of the
-    /// comparison (their damage is reported with them).
+    /// The next open with `index_checkpoint` set would load it instead of reading
+    /// the segments: its front passes its checks, it describes the segment files
+    /// exactly as the scan read them, every key's locations pass their checks and
+    /// name records of that key and length, its record counts, newest record times
+    /// and sync-marker figure are the scan's, and no segment has bytes after its
+    /// last record.
+    ///
+    /// Segments with damage of their own are left out of that comparison (their
+    /// damage is reported with them): locations into them are not checked, nor is
+    /// the sync-marker figure when any segment is damaged. The open that loads the
+    /// checkpoint does not read the segments either, so it does **not** see that
+    /// damage: it opens, and reads of the damaged records fail. Removing `INDEX`
+    /// makes the open scan, and then refuse, skip or truncate as the damage says.
     Usable {
         /// Keys it lists.
         keys: u64,
@@ -573,10 +582,14 @@ impl SegmentFile {
             damage: Vec::new(),
         };
         let walked = walk(self, &data, |offset, record| {
-            if collect {
+            // A record past 4 GiB is in no segment the writer made
+            // (`max_segment_size` fits in 32 bits), so no location names it.
+            if let (true, Ok(offset), Ok(len)) =
+                (collect, u32::try_from(offset), u32::try_from(record.len))
+            {
                 records.push(SeenRecord {
-                    offset: offset as u64,
-                    len: record.len as u64,
+                    offset,
+                    len,
                     key: xxhash_rust::xxh3::xxh3_64(record.key),
                 });
             }
@@ -599,6 +612,7 @@ impl SegmentFile {
         out.free_len = walked.free_len;
         out.damage = walked.damage;
         if let Some(seen) = seen {
+            records.shrink_to_fit();
             seen.push(Seen {
                 stamp,
                 head: data
@@ -623,9 +637,10 @@ struct Seen {
 }
 
 /// One valid record of a segment: where it is and the 64-bit XXH3 of its key.
+/// 16 bytes, kept for every record of the shard while its checkpoint is checked.
 struct SeenRecord {
-    offset: u64,
-    len: u64,
+    offset: u32,
+    len: u32,
     key: u64,
 }
 
@@ -924,10 +939,10 @@ fn check_checkpoint(
             per_segment[i] += 1;
             let records = &seen[i].records;
             let found = records
-                .binary_search_by_key(&u64::from(loc.offset), |r| r.offset)
+                .binary_search_by_key(&loc.offset, |r| r.offset)
                 .ok()
                 .map(|k| &records[k]);
-            let right = found.is_some_and(|r| r.len == u64::from(loc.len) && r.key == hash);
+            let right = found.is_some_and(|r| r.len == loc.len && r.key == hash);
             if !right && wrong.is_none() {
                 wrong = Some(*loc);
             }
@@ -960,6 +975,21 @@ fn check_checkpoint(
             continue;
         }
         let sequence = scanned.file.sequence;
+        // A close cuts the newest segment after its last record before it writes
+        // the checkpoint (older ones end there already), and the open loading the
+        // checkpoint writes at the end of the file.
+        if scanned.data_len != scanned.file_len {
+            damage.push(bad(
+                0,
+                0,
+                format!(
+                    "segment {sequence} ends in {} bytes after its last record, which a \
+                     close cuts off: an open loading the checkpoint would write new records \
+                     after them, where a later open that scans takes them for damage",
+                    scanned.file_len.saturating_sub(scanned.data_len)
+                ),
+            ));
+        }
         if all_read && listed != scanned.records {
             damage.push(bad(
                 0,

@@ -638,6 +638,9 @@ fn verify_cannot_check_what_is_not_a_wal() -> TestResult {
     Ok(())
 }
 
+/// How `inspect` begins the line of a checkpoint the next open would load.
+const LOADS: &str = "index checkpoint: an open with index_checkpoint set loads it (";
+
 /// `inspect` says whether the next open loads each shard's index checkpoint;
 /// `verify` checks every key's locations in it and exits 1 on a damaged one.
 #[test]
@@ -652,10 +655,7 @@ fn verify_checks_the_index_checkpoint() -> TestResult {
     let outs = run_all_unchanged(&dir)?;
     assert_eq!(outs["verify"].status.code(), Some(0));
     let iout = stdout_of(&outs["inspect"])?;
-    let loads = iout
-        .lines()
-        .filter(|l| l.starts_with("index checkpoint: the next open loads it ("))
-        .count();
+    let loads = iout.lines().filter(|l| l.starts_with(LOADS)).count();
     assert_eq!(loads, SHARDS, "{iout}");
 
     // The last bytes of a checkpoint are its last key's locations.
@@ -676,5 +676,51 @@ fn verify_checks_the_index_checkpoint() -> TestResult {
     assert!(line.contains("checksum"), "{line}");
     let iout = stdout_of(&outs["inspect"])?;
     assert!(iout.contains("index checkpoint: DAMAGED"), "{iout}");
+    Ok(())
+}
+
+/// Damage in a segment that the close's checkpoint describes as it is: `inspect`
+/// warns that the open loading the checkpoint does not see it, and removing that
+/// `INDEX`, as it says, makes the open scan and refuse the damage.
+#[test]
+fn inspect_warns_that_a_loaded_checkpoint_hides_segment_damage() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("wal");
+    let wal = Wal::new(&dir, options().with_index_checkpoint(true))?;
+    // Durable, so every record is in its file before the bit is flipped.
+    for i in 0..RECORDS {
+        wal.append_entry(format!("user:{}", i % 10), Bytes::from(value_of(i)), true)?;
+    }
+    let (file, records) = sealed_segment(&dir)?;
+    let victim = &records[1];
+    flip(&file, victim.offset + victim.len - 1)?;
+    wal.close()?;
+
+    let outs = run_all_unchanged(&dir)?;
+    assert_eq!(outs["verify"].status.code(), Some(1));
+    let iout = stdout_of(&outs["inspect"])?;
+    assert_eq!(
+        iout.lines().filter(|l| l.starts_with(LOADS)).count(),
+        SHARDS,
+        "{iout}"
+    );
+    let index = file.parent().ok_or("no shard dir")?.join("INDEX");
+    let warnings: Vec<&str> = iout
+        .lines()
+        .filter(|l| l.contains("does not see their damage"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{iout}");
+    assert!(
+        warnings[0].contains(&format!("remove {}", index.display())),
+        "{iout}"
+    );
+
+    std::fs::remove_file(&index)?;
+    match Wal::new(&dir, options().with_index_checkpoint(true)) {
+        Err(WalError::Corruption { path, offset, .. }) => {
+            assert_eq!((path, offset), (file, victim.offset));
+        }
+        other => return Err(format!("expected corruption, got {:?}", other.map(|_| ())).into()),
+    }
     Ok(())
 }

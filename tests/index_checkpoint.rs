@@ -584,6 +584,82 @@ fn a_scan_checks_the_checkpoint_the_next_open_would_load() -> TestResult {
     Ok(())
 }
 
+/// Zero bytes after the newest segment's last record, with a checkpoint forged to
+/// describe the file as it now is (the open's checks pass): a close never leaves
+/// them, so the scan reports the checkpoint, and indeed records the open that loads
+/// it writes land after the zeros, where a scanning open finds damage.
+#[test]
+fn a_scan_refuses_a_checkpoint_over_bytes_after_the_last_record() -> TestResult {
+    use nano_wal::inspect::{self, CheckpointCheck, DamageKind};
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir()?;
+    let mut model = Model::new();
+    let wal = Wal::new(dir.path(), options(true))?;
+    fill(&wal, &mut model, 0, 2000)?;
+    wal.close()?;
+    let newest = segment_files(dir.path(), 0)?.pop().expect("a segment");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&newest)?
+        .write_all(&[0u8; 4096])?;
+    let meta = std::fs::metadata(&newest)?;
+    // The newest segment's entry is the front's last (offsets from docs/FORMAT.md).
+    let index = shard_dir(dir.path(), 0).join("INDEX");
+    let mut bytes = std::fs::read(&index)?;
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let (segments, directory) = (u64_at(&bytes, 24) as usize, u64_at(&bytes, 48) as usize);
+    let entry = 56 + 80 * (segments - 1);
+    for (at, v) in [
+        (32, meta.len() as i64),
+        (48, meta.mtime()),
+        (56, meta.mtime_nsec()),
+        (64, meta.ctime()),
+        (72, meta.ctime_nsec()),
+    ] {
+        bytes[entry + at..entry + at + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    let front = 56 + 80 * segments + directory;
+    let crc = crc32c::crc32c(&bytes[..front]);
+    bytes[front..front + 4].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&index, &bytes)?;
+
+    let scan = inspect::scan(dir.path())?;
+    assert_eq!(scan.shards[0].checkpoint, CheckpointCheck::Damaged);
+    let last = scan.shards[0].segments.last().expect("a segment");
+    assert_eq!((last.free_len, last.damage.len()), (4096, 0), "{last:?}");
+    let damage: Vec<_> = scan.all_damage().collect();
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert_eq!(damage[0].kind, DamageKind::BadCheckpoint);
+    assert_eq!(damage[0].path, index);
+    assert!(
+        damage[0]
+            .reason
+            .contains("4096 bytes after its last record"),
+        "{}",
+        damage[0].reason
+    );
+
+    // What the report warns of: the open loads it and writes after the zeros.
+    let wal = Wal::new(dir.path(), options(true))?;
+    assert_eq!(wal.recovery_report().checkpoints_loaded, SHARDS as u64);
+    fill(&wal, &mut model, 2000, 9)?;
+    wal.close()?;
+    for s in 0..SHARDS {
+        std::fs::remove_file(shard_dir(dir.path(), s).join("INDEX"))?;
+    }
+    let scan = inspect::scan(dir.path())?;
+    let damaged: Vec<_> = scan.all_damage().map(|d| d.path.clone()).collect();
+    assert!(!damaged.is_empty());
+    assert!(
+        damaged
+            .iter()
+            .all(|p| p.starts_with(shard_dir(dir.path(), 0))),
+        "{damaged:?}"
+    );
+    Ok(())
+}
+
 /// Damage in a segment that the close's checkpoint describes as it is (the bits
 /// flipped while the WAL was open) is the segment's, not the checkpoint's: a scan
 /// reports it once, and the open, which loads the checkpoint, fails only that

@@ -130,13 +130,25 @@ fn write_inspect(out: &mut dyn Write, scan: &WalScan) -> io::Result<()> {
             shard.file_bytes()
         )?;
         match &shard.checkpoint {
-            CheckpointCheck::Usable { keys, locations } => writeln!(
-                out,
-                "index checkpoint: the next open loads it ({keys} keys, {locations} locations)"
-            )?,
+            CheckpointCheck::Usable { keys, locations } => {
+                writeln!(
+                    out,
+                    "index checkpoint: an open with index_checkpoint set loads it ({keys} \
+                     keys, {locations} locations)"
+                )?;
+                if shard.segments.iter().any(|s| !s.damage.is_empty()) {
+                    writeln!(
+                        out,
+                        "  that open does not read the segments, so it does not see their \
+                         damage below; remove {} to have it scan",
+                        shard.dir.join("INDEX").display()
+                    )?;
+                }
+            }
             CheckpointCheck::Ignored { reason } => writeln!(
                 out,
-                "index checkpoint: the next open ignores it and scans ({reason})"
+                "index checkpoint: an open with index_checkpoint set ignores it and scans \
+                 ({reason})"
             )?,
             CheckpointCheck::Damaged => writeln!(out, "index checkpoint: DAMAGED (see below)")?,
             _ => {}
