@@ -472,7 +472,10 @@ fn decode(front: &[u8], file_len: u64, shard: u32) -> std::result::Result<Decode
     {
         return Err("its counts exceed its length".into());
     }
-    let mut segments: Vec<SegmentSummary> = Vec::with_capacity(segment_count as usize);
+    let mut segments: Vec<SegmentSummary> = Vec::new();
+    if segments.try_reserve_exact(segment_count as usize).is_err() {
+        return Err(format!("its {segment_count} segments do not fit in memory"));
+    }
     for _ in 0..segment_count {
         let (sequence, created_us, newest_us, records) = (c.u64()?, c.u64()?, c.u64()?, c.u64()?);
         let (len, inode) = (c.u64()?, c.u64()?);
@@ -505,11 +508,15 @@ fn decode(front: &[u8], file_len: u64, shard: u32) -> std::result::Result<Decode
             },
         });
     }
-    let mut entries = Vec::with_capacity(key_count as usize);
-    let mut distinct = std::collections::HashSet::with_capacity_and_hasher(
-        key_count as usize,
-        KeyHasher::default(),
-    );
+    // At most one key per 16 bytes of the front, which fit in memory; these take a
+    // few times more, so they too are allocated without aborting.
+    let mut entries = Vec::new();
+    let mut distinct = std::collections::HashSet::with_hasher(KeyHasher::default());
+    if entries.try_reserve_exact(key_count as usize).is_err()
+        || distinct.try_reserve(key_count as usize).is_err()
+    {
+        return Err(format!("its {key_count} keys do not fit in memory"));
+    }
     // The locations follow the front, key after key.
     let mut at = front.len() as u64;
     let mut seen = 0u64;

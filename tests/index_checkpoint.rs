@@ -494,8 +494,6 @@ fn a_scan_checks_the_checkpoint_the_next_open_would_load() -> TestResult {
     // (offsets from docs/FORMAT.md): the open's checks pass, the scan's counts not.
     let mut bytes = good.clone();
     let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
-    let (segments, directory) = (u64_at(&bytes, 24) as usize, u64_at(&bytes, 48) as usize);
-    let front = 56 + 80 * segments + directory;
     let (first, second) = (56 + 24, 56 + 80 + 24);
     let moved = (u64_at(&bytes, first) + 1, u64_at(&bytes, second) - 1);
     bytes[first..first + 8].copy_from_slice(&moved.0.to_le_bytes());
@@ -504,10 +502,6 @@ fn a_scan_checks_the_checkpoint_the_next_open_would_load() -> TestResult {
     let newest = 56 + 16;
     let later = u64_at(&bytes, newest) + 1;
     bytes[newest..newest + 8].copy_from_slice(&later.to_le_bytes());
-    let reseal = |bytes: &mut Vec<u8>| {
-        let crc = crc32c::crc32c(&bytes[..front]);
-        bytes[front..front + 4].copy_from_slice(&crc.to_le_bytes());
-    };
     reseal(&mut bytes);
     std::fs::write(&index, &bytes)?;
     let scan = inspect::scan(dir.path())?;
@@ -528,14 +522,11 @@ fn a_scan_checks_the_checkpoint_the_next_open_would_load() -> TestResult {
     // Two keys of the same length swapped in the key directory: each key's
     // locations then name the other key's records. The open's checks pass.
     let mut bytes = good.clone();
-    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
-    let mut entries = Vec::new();
-    let mut at = 56 + 80 * segments;
-    while at < front {
-        let len = u32_at(&bytes, at) as usize;
-        entries.push((at + 16, len));
-        at += 16 + len;
-    }
+    let entries: Vec<(usize, usize)> = directory(&bytes)
+        .keys
+        .iter()
+        .map(|k| (k.0 + 16, k.1.len()))
+        .collect();
     let (a, b) = entries
         .iter()
         .enumerate()
@@ -584,6 +575,137 @@ fn a_scan_checks_the_checkpoint_the_next_open_would_load() -> TestResult {
     Ok(())
 }
 
+/// A checkpoint's key directory, parsed (offsets from docs/FORMAT.md): per key,
+/// where its entry is, the key, its group count and where its locations are.
+struct Directory {
+    /// Bytes of the front before its checksum.
+    front: usize,
+    keys: Vec<(usize, Vec<u8>, usize, usize)>,
+}
+
+fn directory(bytes: &[u8]) -> Directory {
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let (segments, keys, directory) = (u64_at(24) as usize, u64_at(32), u64_at(48) as usize);
+    let front = 56 + 80 * segments + directory;
+    let (mut entry, mut run) = (56 + 80 * segments, front + 4);
+    let mut out = Vec::new();
+    for _ in 0..keys {
+        let (len, count, groups) = (u32_at(entry), u32_at(entry + 4), u32_at(entry + 8));
+        let key = bytes[entry + 16..entry + 16 + len].to_vec();
+        out.push((entry, key, groups, run));
+        entry += 16 + len;
+        run += 8 * (groups + count);
+    }
+    Directory { front, keys: out }
+}
+
+/// Makes the front's checksum match again after an edit.
+fn reseal(bytes: &mut [u8]) {
+    let front = directory(bytes).front;
+    let crc = crc32c::crc32c(&bytes[..front]);
+    bytes[front..front + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The rest of what a scan checks of a checkpoint: a front that fails its checks
+/// (the open ignores it, and so does the report), a sync-marker figure that is not
+/// the segments', and a key's locations moved to another segment, where the
+/// per-segment location counts no longer add up to the segments' records.
+#[test]
+fn a_scan_checks_the_checkpoint_s_front_sync_figure_and_counts() -> TestResult {
+    use nano_wal::inspect::{self, CheckpointCheck};
+    let dir = tempfile::tempdir()?;
+    let mut model = Model::new();
+    let wal = Wal::new(dir.path(), options(true))?;
+    // A key whose three records are the first of its shard: one group, in the
+    // shard's first segment.
+    for i in 0..3 {
+        let value = Bytes::from(format!("solo {i}"));
+        wal.append_entry("solo", value.clone(), false)?;
+        model.entry(b"solo".to_vec()).or_default().push(value);
+    }
+    fill(&wal, &mut model, 0, 2000)?;
+    wal.close()?;
+    let shard = (0..SHARDS)
+        .find(|&s| {
+            std::fs::read(shard_dir(dir.path(), s).join("INDEX"))
+                .is_ok_and(|b| directory(&b).keys.iter().any(|k| k.1 == b"solo"))
+        })
+        .ok_or("no checkpoint lists the key")?;
+    let index = shard_dir(dir.path(), shard).join("INDEX");
+    let good = std::fs::read(&index)?;
+    let scan = inspect::scan(dir.path())?;
+    let vouched = scan.shards[shard]
+        .segments
+        .iter()
+        .map(|s| s.vouches_through)
+        .max()
+        .unwrap_or(0);
+    assert!(vouched > 0, "sync markers vouch for sealed segments");
+    let only_damage = |expected: &[&str]| -> TestResult {
+        let scan = inspect::scan(dir.path())?;
+        assert_eq!(scan.shards[shard].checkpoint, CheckpointCheck::Damaged);
+        let reasons: Vec<String> = scan.all_damage().map(|d| d.reason.clone()).collect();
+        assert_eq!(reasons.len(), expected.len(), "{reasons:?}");
+        for part in expected {
+            assert_eq!(
+                reasons.iter().filter(|r| r.contains(part)).count(),
+                expected.iter().filter(|e| *e == part).count(),
+                "{part}: {reasons:?}"
+            );
+        }
+        Ok(())
+    };
+
+    // A flipped bit in the front: the open ignores the checkpoint, the scan says why.
+    let mut bytes = good.clone();
+    bytes[60] ^= 0x01;
+    std::fs::write(&index, &bytes)?;
+    let scan = inspect::scan(dir.path())?;
+    assert!(scan.is_clean());
+    match &scan.shards[shard].checkpoint {
+        CheckpointCheck::Ignored { reason } => {
+            assert!(reason.contains("checksum mismatch"), "{reason}")
+        }
+        other => panic!("expected Ignored, got {other:?}"),
+    }
+
+    // The sync-marker figure one lower, resealed.
+    let mut bytes = good.clone();
+    bytes[16..24].copy_from_slice(&(vouched - 1).to_le_bytes());
+    reseal(&mut bytes);
+    std::fs::write(&index, &bytes)?;
+    only_damage(&[&format!("vouch through {vouched}")])?;
+
+    // The key's one group moved from the first segment's slot to the second's.
+    let mut bytes = good.clone();
+    let dir_of = directory(&bytes);
+    let (entry, _, groups, run) = dir_of
+        .keys
+        .iter()
+        .find(|k| k.1 == b"solo")
+        .cloned()
+        .ok_or("no key")?;
+    assert_eq!(groups, 1);
+    assert_eq!(bytes[run..run + 4], 0u32.to_le_bytes());
+    bytes[run..run + 4].copy_from_slice(&1u32.to_le_bytes());
+    let run_len = 8 * (1 + 3);
+    let crc = crc32c::crc32c(&bytes[run..run + run_len]);
+    bytes[entry + 12..entry + 16].copy_from_slice(&crc.to_le_bytes());
+    reseal(&mut bytes);
+    std::fs::write(&index, &bytes)?;
+    only_damage(&[
+        "no record of that key",
+        "locations in segment",
+        "locations in segment",
+    ])?;
+    // The open's checks pass (it reads no key's locations): it loads it.
+    let wal = Wal::new(dir.path(), options(true))?;
+    assert_eq!(wal.recovery_report().checkpoints_loaded, SHARDS as u64);
+    assert!(wal.enumerate_records("solo").is_err());
+    Ok(())
+}
+
 /// Zero bytes after the newest segment's last record, with a checkpoint forged to
 /// describe the file as it now is (the open's checks pass): a close never leaves
 /// them, so the scan reports the checkpoint, and indeed records the open that loads
@@ -608,8 +730,7 @@ fn a_scan_refuses_a_checkpoint_over_bytes_after_the_last_record() -> TestResult 
     let index = shard_dir(dir.path(), 0).join("INDEX");
     let mut bytes = std::fs::read(&index)?;
     let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
-    let (segments, directory) = (u64_at(&bytes, 24) as usize, u64_at(&bytes, 48) as usize);
-    let entry = 56 + 80 * (segments - 1);
+    let entry = 56 + 80 * (u64_at(&bytes, 24) as usize - 1);
     for (at, v) in [
         (32, meta.len() as i64),
         (48, meta.mtime()),
@@ -619,9 +740,7 @@ fn a_scan_refuses_a_checkpoint_over_bytes_after_the_last_record() -> TestResult 
     ] {
         bytes[entry + at..entry + at + 8].copy_from_slice(&v.to_le_bytes());
     }
-    let front = 56 + 80 * segments + directory;
-    let crc = crc32c::crc32c(&bytes[..front]);
-    bytes[front..front + 4].copy_from_slice(&crc.to_le_bytes());
+    reseal(&mut bytes);
     std::fs::write(&index, &bytes)?;
 
     let scan = inspect::scan(dir.path())?;
