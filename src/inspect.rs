@@ -363,6 +363,11 @@ pub enum CheckpointCheck {
 }
 
 impl ShardScan {
+    /// Where the shard's index checkpoint is (or would be): `shard-NNN/INDEX`.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.dir.join(crate::checkpoint::CHECKPOINT_FILE)
+    }
+
     /// Valid records in all segments.
     pub fn records(&self) -> u64 {
         self.segments.iter().map(|s| s.records).sum()

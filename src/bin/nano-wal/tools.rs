@@ -141,7 +141,7 @@ fn write_inspect(out: &mut dyn Write, scan: &WalScan) -> io::Result<()> {
                         out,
                         "  that open does not read the segments, so it does not see their \
                          damage below; remove {} to have it scan",
-                        shard.dir.join("INDEX").display()
+                        shard.checkpoint_path().display()
                     )?;
                 }
             }
