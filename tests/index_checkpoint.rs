@@ -39,6 +39,15 @@ fn fill(wal: &Wal, model: &mut Model, first: usize, records: usize) -> TestResul
     Ok(())
 }
 
+/// A WAL with checkpoints at `dir`, 2,000 records appended and cleanly closed.
+fn written_and_closed(dir: &Path) -> Result<Model, Box<dyn std::error::Error>> {
+    let mut model = Model::new();
+    let wal = Wal::new(dir, options(true))?;
+    fill(&wal, &mut model, 0, 2000)?;
+    wal.close()?;
+    Ok(model)
+}
+
 fn assert_matches(wal: &Wal, model: &Model) -> TestResult {
     for (key, values) in model {
         let got: Vec<Bytes> = wal.enumerate_records(key)?.collect();
@@ -360,10 +369,7 @@ fn an_index_that_is_not_a_file_is_refused_and_left_alone() -> TestResult {
 #[test]
 fn damaged_locations_fail_that_key_s_reads_and_nothing_else() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let mut model = Model::new();
-    let wal = Wal::new(dir.path(), options(true))?;
-    fill(&wal, &mut model, 0, 2000)?;
-    wal.close()?;
+    let mut model = written_and_closed(dir.path())?;
     // The last bytes of shard 0's checkpoint are the last key's locations.
     let index = shard_dir(dir.path(), 0).join("INDEX");
     let mut bytes = std::fs::read(&index)?;
@@ -453,10 +459,7 @@ fn a_partial_compaction_after_a_load_keeps_loaded_and_unpacked_keys_right() -> T
 fn a_scan_checks_the_checkpoint_the_next_open_would_load() -> TestResult {
     use nano_wal::inspect::{self, CheckpointCheck, DamageKind};
     let dir = tempfile::tempdir()?;
-    let mut model = Model::new();
-    let wal = Wal::new(dir.path(), options(true))?;
-    fill(&wal, &mut model, 0, 2000)?;
-    wal.close()?;
+    let model = written_and_closed(dir.path())?;
     assert!(segment_files(dir.path(), 0)?.len() > 1, "several segments");
     assert_scan_finds_usable_checkpoints(dir.path())?;
 
@@ -716,10 +719,7 @@ fn a_scan_refuses_a_checkpoint_over_bytes_after_the_last_record() -> TestResult 
     use std::io::Write;
     use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir()?;
-    let mut model = Model::new();
-    let wal = Wal::new(dir.path(), options(true))?;
-    fill(&wal, &mut model, 0, 2000)?;
-    wal.close()?;
+    let mut model = written_and_closed(dir.path())?;
     let newest = segment_files(dir.path(), 0)?.pop().expect("a segment");
     std::fs::OpenOptions::new()
         .append(true)
