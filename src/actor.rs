@@ -554,10 +554,12 @@ impl Actor {
         };
         // fdatasync: the durability promise of this batch (group commit); one call
         // covers every record written to this segment so far.
+        let started = std::time::Instant::now();
         active
             .io
             .sync_data()
             .map_err(|e| WalError::io("syncing", active.io.path(), e))?;
+        self.shared.record_sync(started.elapsed());
         Counters::add(&self.shared.counters.fsyncs, 1);
         self.dirty = false;
         Ok(())

@@ -116,13 +116,50 @@ pub(crate) struct ShardShared {
     /// [`wait_durable`](Self::wait_durable), not part of any protocol (a plain std
     /// atomic even under loom).
     durable_waiters: std::sync::atomic::AtomicUsize,
+    /// The actor's group-commit `fdatasync`, in microseconds, as a moving average
+    /// (see [`record_sync`](Self::record_sync)); 0 before the first. A hint for
+    /// [`wait_durable`](Self::wait_durable)'s polling, like `durable_waiters`.
+    sync_us: std::sync::atomic::AtomicU64,
 }
 
 /// Up to this many concurrent durable waiters per shard poll before sleeping; more
 /// would take the CPU from the actor they are waiting for.
 const POLLING_WAITERS: usize = 2;
-/// How long a durable waiter polls: a bit more than one fdatasync here (~0.1 ms).
-const POLL_BUDGET: std::time::Duration = std::time::Duration::from_micros(250);
+/// The least a polling durable waiter polls, and all it polls before the shard's
+/// first `fdatasync` is timed: a bit more than one `fdatasync` on a fast disk
+/// (50-100 us here on a good day).
+const POLL_BUDGET_MIN: std::time::Duration = std::time::Duration::from_micros(250);
+/// The most a polling durable waiter polls. When twice the shard's average
+/// `fdatasync` is longer, it sleeps at once: a wake-up (tens of microseconds) no
+/// longer matters against the wait, and the CPU is better left idle.
+const POLL_BUDGET_MAX: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// How long a polling durable waiter polls, given the shard's average `fdatasync`
+/// (`sync_us`, 0 if none yet): about two of them, so that the answer to a lone
+/// caller usually finds it still polling (on a VM whose `fdatasync` took 150-350 us,
+/// the fixed 0.25 ms poll before this made a lone caller sleep, and pay a wake-up,
+/// on most appends; see docs/PERFORMANCE.md, W3).
+fn budget_for(sync_us: u64) -> std::time::Duration {
+    let expected = std::time::Duration::from_micros(sync_us.saturating_mul(2));
+    if expected > POLL_BUDGET_MAX {
+        std::time::Duration::ZERO
+    } else {
+        expected.max(POLL_BUDGET_MIN)
+    }
+}
+
+/// The moving average after one more `fdatasync` of `sample_us`: each new one
+/// weighs 1/8, so a disk that slows down moves the average within a few batches
+/// while one slow call moves it little.
+fn next_sync_average(average_us: u64, sample_us: u64) -> u64 {
+    if average_us == 0 {
+        sample_us.max(1)
+    } else {
+        (average_us - average_us / 8)
+            .saturating_add(sample_us / 8)
+            .max(1)
+    }
+}
 
 impl ShardShared {
     pub(crate) fn new(id: usize, index: ShardIndex, cache_bytes: usize) -> ShardShared {
@@ -142,6 +179,7 @@ impl ShardShared {
             }),
             changed: Condvar::new(),
             durable_waiters: std::sync::atomic::AtomicUsize::new(0),
+            sync_us: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -192,15 +230,33 @@ impl ShardShared {
         p.notify(&self.changed);
     }
 
-    /// Waits for the answer to a durable request of this shard. A lone waiter (or
-    /// one of [`POLLING_WAITERS`]) polls for about one fsync before sleeping, which
-    /// spares it a wake-up; when many wait, group commit covers them anyway and they
-    /// sleep at once.
+    /// Notes how long one of the actor's group-commit `fdatasync`s took (the actor
+    /// alone calls this).
+    pub(crate) fn record_sync(&self, took: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let average = next_sync_average(self.sync_us.load(Relaxed), sample);
+        self.sync_us.store(average, Relaxed);
+    }
+
+    /// How long a polling durable waiter of this shard polls now.
+    pub(crate) fn poll_budget(&self) -> std::time::Duration {
+        budget_for(self.sync_us.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Waits for the answer to a durable request of this shard, polling before it
+    /// sleeps, which spares it a wake-up. A lone waiter polls for about two of the
+    /// shard's recent `fdatasync`s ([`poll_budget`](Self::poll_budget)); the next of
+    /// [`POLLING_WAITERS`] for [`POLL_BUDGET_MIN`] only, since a long poll by every
+    /// waiter of a group takes the CPU that the others need to join it; when many
+    /// wait, group commit covers them anyway and they sleep at once.
     pub(crate) fn wait_durable<T>(&self, waiter: Waiter<T>) -> Result<T> {
         use std::sync::atomic::Ordering::Relaxed;
         let others = self.durable_waiters.fetch_add(1, Relaxed);
-        let result = if others < POLLING_WAITERS {
-            waiter.wait_polling(POLL_BUDGET)
+        let result = if others == 0 {
+            waiter.wait_polling(self.poll_budget())
+        } else if others < POLLING_WAITERS {
+            waiter.wait_polling(POLL_BUDGET_MIN)
         } else {
             waiter.wait()
         };
@@ -296,5 +352,44 @@ impl ShardHandle {
                 shard: self.shared.id,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_waiter_polls_about_two_fsyncs_within_its_bounds() {
+        assert_eq!(budget_for(0), POLL_BUDGET_MIN, "no fsync timed yet");
+        assert_eq!(
+            budget_for(40),
+            POLL_BUDGET_MIN,
+            "a fast disk keeps the floor"
+        );
+        assert_eq!(budget_for(300), Duration::from_micros(600));
+        assert_eq!(
+            budget_for(1_000),
+            POLL_BUDGET_MAX,
+            "the ceiling itself polls"
+        );
+        assert_eq!(
+            budget_for(1_001),
+            Duration::ZERO,
+            "beyond it, sleep at once"
+        );
+        assert_eq!(budget_for(u64::MAX), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_sync_average_starts_at_the_first_sample_and_moves_by_an_eighth() {
+        assert_eq!(next_sync_average(0, 200), 200);
+        assert_eq!(next_sync_average(0, 0), 1, "0 stays 'not timed yet'");
+        assert_eq!(next_sync_average(200, 1_000), 300, "200 - 25 + 125");
+        assert_eq!(next_sync_average(200, 0), 175);
+        let settled = (0..100).fold(50, |average, _| next_sync_average(average, 400));
+        assert!((390..=400).contains(&settled), "settled at {settled}");
+        assert_eq!(next_sync_average(u64::MAX, u64::MAX), u64::MAX);
     }
 }

@@ -399,6 +399,9 @@ mod mem {
         /// Microseconds every `sync_all` (the seal syncer's call) sleeps first: a slow
         /// disk, so that a test can catch an answer that did not wait for it.
         pub(crate) seal_sync_delay_us: AtomicU64,
+        /// Microseconds every `sync_data` (the actor's group commit) sleeps first: a
+        /// slow disk, for the tests of the durable waiters' polling.
+        pub(crate) data_sync_delay_us: AtomicU64,
         /// Microseconds every segment removal sleeps first: a slow unlink, so that a
         /// test can run something while a compaction is still unlinking.
         pub(crate) remove_delay_us: AtomicU64,
@@ -462,6 +465,10 @@ mod mem {
             Ok(n)
         }
         fn sync_data(&self) -> io::Result<()> {
+            let delay = self.faults.data_sync_delay_us.load(Ordering::SeqCst);
+            if delay > 0 {
+                std::thread::sleep(std::time::Duration::from_micros(delay));
+            }
             self.sync(false)
         }
         // Zeros, like the blocks a file system reserves. Called only by a writer

@@ -510,6 +510,7 @@ mod tests {
     use super::*;
     use crate::storage::MemStorage;
     use std::sync::atomic::Ordering as StdOrdering;
+    use std::time::Duration;
 
     fn mem_wal(shards: usize) -> (Wal, std::sync::Arc<MemStorage>) {
         mem_wal_with(WalOptions::default().with_shards(shards))
@@ -519,6 +520,38 @@ mod tests {
         let storage = std::sync::Arc::new(MemStorage::default());
         let wal = Wal::with_mem_storage(options, storage.clone()).unwrap();
         (wal, storage)
+    }
+
+    #[test]
+    fn a_lone_durable_caller_polls_for_as_long_as_the_disk_syncs() {
+        let (wal, storage) = mem_wal(1);
+        let shard = &wal.inner.shards[0].shared;
+        assert_eq!(shard.poll_budget(), Duration::from_micros(250));
+        // A 0.3 ms fdatasync (at least: a sleep never ends early): polling 0.25 ms
+        // would end just before most answers.
+        storage
+            .faults
+            .data_sync_delay_us
+            .store(300, StdOrdering::SeqCst);
+        for i in 0..20 {
+            wal.log_entry(b"k", Bytes::from(format!("{i}"))).unwrap();
+        }
+        let budget = shard.poll_budget();
+        assert!(
+            budget >= Duration::from_micros(600),
+            "polls {budget:?} for a 0.3 ms fdatasync"
+        );
+        // A 5 ms fdatasync: a wake-up no longer matters, so nobody polls.
+        storage
+            .faults
+            .data_sync_delay_us
+            .store(5_000, StdOrdering::SeqCst);
+        for i in 0..20 {
+            wal.log_entry(b"k", Bytes::from(format!("slow {i}")))
+                .unwrap();
+        }
+        assert_eq!(shard.poll_budget(), Duration::ZERO);
+        assert_eq!(wal.enumerate_records(b"k").unwrap().count(), 40);
     }
 
     #[test]
