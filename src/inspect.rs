@@ -460,6 +460,20 @@ impl WalScan {
             .chain(self.shards.iter().flat_map(ShardScan::all_damage))
     }
 
+    /// The first damage for which `Wal::new` refuses the whole directory, whatever
+    /// the options and before any shard is recovered or its index checkpoint loaded:
+    /// anything at the directory level (a bad manifest, a foreign entry, a shard
+    /// directory beyond the manifest's count) or a foreign entry in a shard
+    /// directory.
+    pub fn refusing_damage(&self) -> Option<&Damage> {
+        self.damage.first().or_else(|| {
+            self.shards
+                .iter()
+                .flat_map(|s| s.damage.iter())
+                .find(|d| d.kind == DamageKind::ForeignFile)
+        })
+    }
+
     /// True when nothing at all is damaged (free space is not damage).
     pub fn is_clean(&self) -> bool {
         self.all_damage().next().is_none()

@@ -724,3 +724,55 @@ fn inspect_warns_that_a_loaded_checkpoint_hides_segment_damage() -> TestResult {
     }
     Ok(())
 }
+
+/// A foreign file makes `Wal::new` refuse the directory before any checkpoint is
+/// loaded: under each checkpoint's line `inspect` says so and names the file,
+/// whether it lies in the WAL directory or in a shard's, and stops saying so once
+/// the file is gone.
+#[test]
+fn inspect_says_when_no_open_gets_as_far_as_the_checkpoint() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("wal");
+    let wal = Wal::new(&dir, options().with_index_checkpoint(true))?;
+    for i in 0..RECORDS {
+        wal.append_entry(format!("user:{}", i % 10), Bytes::from(value_of(i)), false)?;
+    }
+    wal.close()?;
+    let refusal = |iout: &str| -> Vec<String> {
+        iout.lines()
+            .filter(|l| l.starts_with("  but no open gets that far"))
+            .map(str::to_owned)
+            .collect()
+    };
+    for foreign in [
+        dir.join("notes.txt"),
+        dir.join("shard-001").join("notes.txt"),
+    ] {
+        std::fs::write(&foreign, b"mine")?;
+        let outs = run_all_unchanged(&dir)?;
+        let iout = stdout_of(&outs["inspect"])?;
+        assert_eq!(
+            iout.lines().filter(|l| l.starts_with(LOADS)).count(),
+            SHARDS,
+            "{iout}"
+        );
+        let lines = refusal(&iout);
+        assert_eq!(lines.len(), SHARDS, "{iout}");
+        for line in &lines {
+            assert!(line.contains(&foreign.display().to_string()), "{line}");
+            assert!(line.contains("foreign file"), "{line}");
+        }
+        match Wal::new(&dir, options().with_index_checkpoint(true)) {
+            Err(WalError::ForeignFile { path }) => assert_eq!(path, foreign),
+            other => return Err(format!("expected a refusal, got {:?}", other.map(|_| ())).into()),
+        }
+        std::fs::remove_file(&foreign)?;
+        let outs = run_all_unchanged(&dir)?;
+        let iout = stdout_of(&outs["inspect"])?;
+        assert!(refusal(&iout).is_empty(), "{iout}");
+    }
+    let wal = Wal::new(&dir, options().with_index_checkpoint(true))?;
+    assert_eq!(wal.recovery_report().checkpoints_loaded, SHARDS as u64);
+    wal.close()?;
+    Ok(())
+}

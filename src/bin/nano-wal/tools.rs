@@ -96,6 +96,17 @@ pub fn inspect(args: &InspectArgs) -> ToolResult<()> {
     with_stdout(|out| write_inspect(out, &scan))
 }
 
+/// The line under a checkpoint's when no open gets as far as the checkpoint.
+fn write_refused(out: &mut dyn Write, refusal: &Damage) -> io::Result<()> {
+    writeln!(
+        out,
+        "  but no open gets that far: Wal::new refuses the directory first, for {} ({}, \
+         below)",
+        refusal.path.display(),
+        refusal.kind.label()
+    )
+}
+
 fn write_inspect(out: &mut dyn Write, scan: &WalScan) -> io::Result<()> {
     writeln!(out, "WAL {}", scan.dir.display())?;
     writeln!(
@@ -108,6 +119,7 @@ fn write_inspect(out: &mut dyn Write, scan: &WalScan) -> io::Result<()> {
         },
         scan.shard_count
     )?;
+    let refused = scan.refusing_damage();
     for shard in &scan.shards {
         writeln!(out)?;
         if !shard.exists {
@@ -136,7 +148,9 @@ fn write_inspect(out: &mut dyn Write, scan: &WalScan) -> io::Result<()> {
                     "index checkpoint: an open with index_checkpoint set loads it ({keys} \
                      keys, {locations} locations)"
                 )?;
-                if shard.segments.iter().any(|s| !s.damage.is_empty()) {
+                if let Some(refusal) = refused {
+                    write_refused(out, refusal)?;
+                } else if shard.segments.iter().any(|s| !s.damage.is_empty()) {
                     writeln!(
                         out,
                         "  that open does not read the segments, so it does not see their \
@@ -145,11 +159,16 @@ fn write_inspect(out: &mut dyn Write, scan: &WalScan) -> io::Result<()> {
                     )?;
                 }
             }
-            CheckpointCheck::Ignored { reason } => writeln!(
-                out,
-                "index checkpoint: an open with index_checkpoint set ignores it and scans \
-                 ({reason})"
-            )?,
+            CheckpointCheck::Ignored { reason } => {
+                writeln!(
+                    out,
+                    "index checkpoint: an open with index_checkpoint set ignores it and \
+                     scans ({reason})"
+                )?;
+                if let Some(refusal) = refused {
+                    write_refused(out, refusal)?;
+                }
+            }
             CheckpointCheck::Damaged => writeln!(out, "index checkpoint: DAMAGED (see below)")?,
             _ => {}
         }
