@@ -357,4 +357,32 @@ mod tests {
             assert_eq!(state.deferral_left(now), Some(Duration::ZERO));
         }
     }
+
+    /// `tests/rotation_retention.rs` cannot see these crate-private limits, so it
+    /// declares copies; this fails when a copy drifts from the value it copies.
+    #[test]
+    fn the_integration_tests_copies_of_the_limits_match() {
+        let tests = include_str!("../tests/rotation_retention.rs");
+        for copy in [
+            format!(
+                "const DEFER_LIMIT: Duration = Duration::from_secs({});",
+                DEFER_LIMIT.as_secs()
+            ),
+            format!(
+                "const IDLE_SYNC_AFTER: Duration = Duration::from_millis({});",
+                crate::actor::IDLE_SYNC_AFTER.as_millis()
+            ),
+        ] {
+            assert!(
+                tests.contains(&copy),
+                "tests/rotation_retention.rs lacks {copy}"
+            );
+        }
+        assert_eq!(
+            DEFER_LIMIT.subsec_nanos(),
+            0,
+            "the copy holds whole seconds"
+        );
+        assert_eq!(crate::actor::IDLE_SYNC_AFTER.subsec_micros() % 1000, 0);
+    }
 }

@@ -451,7 +451,9 @@ fn small_segments() -> WalOptions {
         .with_max_segment_size(4096)
 }
 
-/// How long the seal syncer leaves a job unasked (`syncer::DEFER_LIMIT`).
+/// How long the seal syncer leaves a job unasked (`syncer::DEFER_LIMIT`; these two
+/// copies are checked against the crate's by a unit test in `syncer.rs`, so keep
+/// their declarations as they are spelled).
 const DEFER_LIMIT: Duration = Duration::from_secs(1);
 /// How long a shard's actor waits without a request before its seal syncer runs what
 /// it deferred (`actor::IDLE_SYNC_AFTER`).
