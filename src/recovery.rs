@@ -551,7 +551,11 @@ fn drop_segments(files: &[(u64, PathBuf)], out: &mut RecoveredShard) -> Result<(
         observed::remove_file(path).map_err(|e| WalError::io("removing segment", path, e))?;
         if let Some(dir) = path.parent() {
             // fsync the directory after each removal: an older segment must never be
-            // gone while a newer one is still there.
+            // gone while a newer one is still there. Defence in depth for WALs with
+            // seal notes (a later recovery drops such a newer one again by the
+            // seal-note rule, and the power-cut model passes without this fsync:
+            // docs/RELIABILITY.md); not for segments of format version 3, which carry
+            // no seal notes.
             sync_directory(dir)?;
         }
         dropped.push((path.clone(), 0, len));
