@@ -554,8 +554,8 @@ fn drop_segments(files: &[(u64, PathBuf)], out: &mut RecoveredShard) -> Result<(
             // gone while a newer one is still there. Defence in depth for WALs with
             // seal notes (a later recovery drops such a newer one again by the
             // seal-note rule, and the power-cut model passes without this fsync:
-            // docs/RELIABILITY.md); not for segments of format version 3, which carry
-            // no seal notes.
+            // docs/RELIABILITY.md). For segments of format version 3, which carry no
+            // seal notes, it is the only guard.
             sync_directory(dir)?;
         }
         dropped.push((path.clone(), 0, len));
