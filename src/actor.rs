@@ -36,21 +36,35 @@ use crate::sync::{now_us, Arc};
 use crate::syncer::SealSyncer;
 
 /// How long an idle actor polls its queue (yielding between polls) before sleeping,
-/// after a batch that answered waiting callers (durable appends, `sync`): such a
-/// caller sends its next request as soon as it has its answer, and is then served
-/// without the wake-up of a sleeping actor. A lone durable appender whose keys
-/// alternate between shards leaves each actor idle for about one fsync of the other
-/// (~50 us here), and a woken batch of many callers takes longer still, so the
-/// budget covers a few fsyncs. Measured with `nano-wal bench --threads 64 --records
-/// 3200 --durable 1`, 12 interleaved runs each, median: 125 k/s polling 50 us, 138 k/s
-/// polling 250 us. At most this much CPU per idle spell.
+/// after a batch that answered two or more waiting callers (durable appends, `sync`):
+/// such callers send their next requests as soon as they have their answers, and are
+/// then served without the wake-up of a sleeping actor; a woken batch of many callers
+/// takes a while to come back, so the budget covers a few fsyncs. Measured with
+/// `nano-wal bench --threads 64 --records 3200 --durable 1`, 12 interleaved runs
+/// each, median: 125 k/s polling 50 us, 138 k/s polling 250 us. At most this much
+/// CPU per idle spell.
 const IDLE_POLL_AFTER_ANSWERS: std::time::Duration = std::time::Duration::from_micros(250);
 
 /// The same after a batch that answered nobody (non-durable appends): the callers
 /// did not wait, so an empty queue means they are slower than the actor, and a long
 /// poll would only take CPU from them (4 KiB ingest, 3 interleaved comparison runs:
-/// about 5-10% lower with 250 us than with 50 us).
+/// about 5-10% lower with 250 us than with 50 us). Also after a batch that answered
+/// one caller: a lone caller that comes back to this shard does so within a few
+/// microseconds, and one whose next key is another shard's comes back only after that
+/// shard's fsync, which a long poll here would slow by taking a vCPU (500 durable
+/// appends of one thread over two shards: 12% less time on average;
+/// docs/PERFORMANCE.md, W3).
 const IDLE_POLL: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// How long the actor polls its queue after a batch that answered `answered`
+/// waiting callers.
+fn idle_poll_after(answered: usize) -> std::time::Duration {
+    if answered >= 2 {
+        IDLE_POLL_AFTER_ANSWERS
+    } else {
+        IDLE_POLL
+    }
+}
 
 /// After this long without a request the actor lets its seal syncer run the jobs it
 /// defers (`syncer.rs`): the ingest has stopped, so they compete with nothing, and a
@@ -175,11 +189,7 @@ impl Actor {
             let Some(first) = next else { break };
             batch.push(first);
             self.drain_into(&mut batch);
-            poll = if self.process(&mut batch) {
-                IDLE_POLL_AFTER_ANSWERS
-            } else {
-                IDLE_POLL
-            };
+            poll = idle_poll_after(self.process(&mut batch));
         }
         self.finish()
     }
@@ -223,8 +233,8 @@ impl Actor {
         }
     }
 
-    /// Writes and answers one batch; true if it answered a waiting caller.
-    fn process(&mut self, batch: &mut Vec<Request>) -> bool {
+    /// Writes and answers one batch; returns how many waiting callers it answered.
+    fn process(&mut self, batch: &mut Vec<Request>) -> usize {
         Counters::add(&self.shared.counters.batches, 1);
         let result = self
             .shared
@@ -246,7 +256,7 @@ impl Actor {
                 Counters::add(&self.shared.counters.records, pending.len() as u64);
                 self.shared.advance(n);
                 let (waiting, installs) = split_waiters(batch);
-                let answered = !waiting.is_empty() || !installs.is_empty();
+                let answered = waiting.len() + installs.len();
                 complete_all(waiting, Ok(()));
                 for (cutoff_us, done) in installs {
                     let result = self.retire(cutoff_us);
@@ -263,7 +273,7 @@ impl Actor {
                 }
                 self.shared.advance(n);
                 let (waiting, installs) = split_waiters(batch);
-                let answered = !waiting.is_empty() || !installs.is_empty();
+                let answered = waiting.len() + installs.len();
                 complete_all(waiting, Err(e.clone()));
                 for (_, done) in installs {
                     done.complete(Err(e.clone()));
@@ -734,7 +744,16 @@ fn expired_prefix(segments: impl IntoIterator<Item = (bool, u64)>, cutoff_us: u6
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use super::expired_prefix;
+    use super::{expired_prefix, idle_poll_after, IDLE_POLL, IDLE_POLL_AFTER_ANSWERS};
+
+    #[test]
+    fn an_actor_polls_long_only_after_answering_several_callers() {
+        assert_eq!(idle_poll_after(0), IDLE_POLL);
+        assert_eq!(idle_poll_after(1), IDLE_POLL, "a lone caller");
+        assert_eq!(idle_poll_after(2), IDLE_POLL_AFTER_ANSWERS);
+        assert_eq!(idle_poll_after(64), IDLE_POLL_AFTER_ANSWERS);
+        assert!(IDLE_POLL < IDLE_POLL_AFTER_ANSWERS);
+    }
 
     #[test]
     fn retention_retires_only_the_oldest_expired_segments() {
