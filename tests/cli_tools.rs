@@ -638,6 +638,16 @@ fn verify_cannot_check_what_is_not_a_wal() -> TestResult {
     Ok(())
 }
 
+/// Writes `RECORDS` non-durable records over ten keys into a new WAL at `dir` with
+/// `index_checkpoint` set, and closes it: every shard then has its checkpoint.
+fn closed_with_checkpoints(dir: &Path) -> Res<()> {
+    let wal = Wal::new(dir, options().with_index_checkpoint(true))?;
+    for i in 0..RECORDS {
+        wal.append_entry(format!("user:{}", i % 10), Bytes::from(value_of(i)), false)?;
+    }
+    Ok(wal.close()?)
+}
+
 /// How `inspect` begins the line of a checkpoint the next open would load.
 const LOADS: &str = "index checkpoint: an open with index_checkpoint set loads it (";
 
@@ -647,11 +657,7 @@ const LOADS: &str = "index checkpoint: an open with index_checkpoint set loads i
 fn verify_checks_the_index_checkpoint() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("wal");
-    let wal = Wal::new(&dir, options().with_index_checkpoint(true))?;
-    for i in 0..RECORDS {
-        wal.append_entry(format!("user:{}", i % 10), Bytes::from(value_of(i)), false)?;
-    }
-    wal.close()?;
+    closed_with_checkpoints(&dir)?;
     let outs = run_all_unchanged(&dir)?;
     assert_eq!(outs["verify"].status.code(), Some(0));
     let iout = stdout_of(&outs["inspect"])?;
@@ -733,11 +739,7 @@ fn inspect_warns_that_a_loaded_checkpoint_hides_segment_damage() -> TestResult {
 fn inspect_says_when_no_open_gets_as_far_as_the_checkpoint() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("wal");
-    let wal = Wal::new(&dir, options().with_index_checkpoint(true))?;
-    for i in 0..RECORDS {
-        wal.append_entry(format!("user:{}", i % 10), Bytes::from(value_of(i)), false)?;
-    }
-    wal.close()?;
+    closed_with_checkpoints(&dir)?;
     let refusal = |iout: &str| -> Vec<String> {
         iout.lines()
             .filter(|l| l.starts_with("  but no open gets that far"))
