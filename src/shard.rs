@@ -128,7 +128,7 @@ const POLLING_WAITERS: usize = 2;
 /// The least a polling durable waiter polls, and all it polls before the shard's
 /// first `fdatasync` is timed: a bit more than one `fdatasync` on a fast disk
 /// (50-100 us here on a good day).
-const POLL_BUDGET_MIN: std::time::Duration = std::time::Duration::from_micros(250);
+pub(crate) const POLL_BUDGET_MIN: std::time::Duration = std::time::Duration::from_micros(250);
 /// The most a polling durable waiter polls. When twice the shard's average
 /// `fdatasync` is longer, it sleeps at once: a wake-up (tens of microseconds) no
 /// longer matters against the wait, and the CPU is better left idle.
