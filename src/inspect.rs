@@ -1627,4 +1627,81 @@ mod tests {
         assert!(!path.join(MANIFEST_TMP_FILE).exists());
         Ok(())
     }
+
+    /// An `INDEX` whose read fails with an I/O error: the scan reports the
+    /// checkpoint as damaged with the error, the open with `index_checkpoint` set
+    /// fails with that error and changes nothing, and once reads work again the
+    /// same open loads the checkpoint and every record is there.
+    #[test]
+    fn a_checkpoint_that_cannot_be_read_is_damaged_and_the_open_fails_as_reported() -> TestResult {
+        use bytes::Bytes;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("wal");
+        let options = || {
+            crate::WalOptions::default()
+                .with_shards(2)
+                .with_index_checkpoint(true)
+        };
+        let wal = crate::Wal::new(&path, options())?;
+        for i in 0..50u32 {
+            let key = format!("key-{}", i % 5);
+            wal.append_entry(key.as_bytes(), Bytes::from(vec![b'v'; 30]), false)?;
+        }
+        wal.close()?;
+        drop(wal);
+        let index = path
+            .join(shard_dir_name(1))
+            .join(crate::checkpoint::CHECKPOINT_FILE);
+        let unreadable = crate::checkpoint::fail_reads_of(index.clone());
+
+        let scan = scan(&path)?;
+        assert_eq!(scan.shards[1].checkpoint, CheckpointCheck::Damaged);
+        assert!(
+            matches!(scan.shards[0].checkpoint, CheckpointCheck::Usable { .. }),
+            "the other shard's checkpoint is untouched: {:?}",
+            scan.shards[0].checkpoint
+        );
+        let damage: Vec<&Damage> = scan.shards[1].damage.iter().collect();
+        assert_eq!(damage.len(), 1, "{damage:?}");
+        assert_eq!(damage[0].kind, DamageKind::BadCheckpoint);
+        assert_eq!(damage[0].path, index);
+        assert!(
+            damage[0].reason.contains("injected read error")
+                && damage[0]
+                    .reason
+                    .contains("an open with index_checkpoint set fails the same way"),
+            "{}",
+            damage[0].reason
+        );
+
+        let refused = match crate::Wal::new(&path, options()) {
+            Ok(_) => return Err("the open loaded an unreadable checkpoint".into()),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(&refused, WalError::Io { path: p, .. } if *p == index),
+            "{refused:?}"
+        );
+        assert!(
+            damage[0].reason.contains(&refused.to_string()),
+            "the scan reports the open's error: {} / {refused}",
+            damage[0].reason
+        );
+        assert!(index.exists(), "a refused open leaves the checkpoint");
+
+        drop(unreadable);
+        let wal = crate::Wal::new(&path, options())?;
+        let report = wal.recovery_report();
+        assert!(
+            report.checkpoints_ignored.is_empty(),
+            "{:?}",
+            report.checkpoints_ignored
+        );
+        for k in 0..5u32 {
+            let key = format!("key-{k}");
+            assert_eq!(wal.enumerate_records(key.as_bytes())?.count(), 10, "{key}");
+        }
+        wal.close()?;
+        Ok(())
+    }
 }
