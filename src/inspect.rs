@@ -1674,6 +1674,18 @@ mod tests {
             damage[0].reason
         );
 
+        let files = |p: &Path| -> std::io::Result<Vec<(PathBuf, Vec<u8>)>> {
+            let mut out = Vec::new();
+            for shard in 0..2 {
+                for e in std::fs::read_dir(p.join(shard_dir_name(shard)))? {
+                    let e = e?.path();
+                    out.push((e.clone(), std::fs::read(&e)?));
+                }
+            }
+            out.sort();
+            Ok(out)
+        };
+        let before = files(&path)?;
         let refused = match crate::Wal::new(&path, options()) {
             Ok(_) => return Err("the open loaded an unreadable checkpoint".into()),
             Err(e) => e,
@@ -1688,6 +1700,7 @@ mod tests {
             damage[0].reason
         );
         assert!(index.exists(), "a refused open leaves the checkpoint");
+        assert_eq!(files(&path)?, before, "a refused open changes no file");
 
         drop(unreadable);
         let wal = crate::Wal::new(&path, options())?;
