@@ -1232,6 +1232,20 @@ mod tests {
         at
     }
 
+    /// Every file of the first `shards` shard directories of the WAL at `p`, with
+    /// its bytes, sorted by path.
+    fn shard_files(p: &Path, shards: u32) -> std::io::Result<Vec<(PathBuf, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for shard in 0..shards {
+            for e in std::fs::read_dir(p.join(shard_dir_name(shard)))? {
+                let e = e?.path();
+                out.push((e.clone(), std::fs::read(&e)?));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// A WAL directory with one shard whose segments hold `segments`' bytes.
     fn wal_with(segments: &[Vec<u8>]) -> std::io::Result<tempfile::TempDir> {
         let dir = tempfile::tempdir()?;
@@ -1591,18 +1605,7 @@ mod tests {
         }
         wal.close()?;
         let before = crate::segment::segment_file_name(1);
-        let snapshot = |p: &Path| -> std::io::Result<Vec<(PathBuf, Vec<u8>)>> {
-            let mut out = Vec::new();
-            for shard in 0..2 {
-                for e in std::fs::read_dir(p.join(shard_dir_name(shard)))? {
-                    let e = e?.path();
-                    out.push((e.clone(), std::fs::read(&e)?));
-                }
-            }
-            out.sort();
-            Ok(out)
-        };
-        let files = snapshot(&path)?;
+        let files = shard_files(&path, 2)?;
         let scan = scan(&path)?;
         assert!(scan.is_clean(), "{:?}", only_damage(&scan));
         assert_eq!(scan.records(), 200);
@@ -1623,7 +1626,7 @@ mod tests {
                 .sum::<Result<usize>>()?;
             assert!(found >= 28, "{key}: {found}");
         }
-        assert_eq!(snapshot(&path)?, files);
+        assert_eq!(shard_files(&path, 2)?, files);
         assert!(!path.join(MANIFEST_TMP_FILE).exists());
         Ok(())
     }
@@ -1674,18 +1677,7 @@ mod tests {
             damage[0].reason
         );
 
-        let files = |p: &Path| -> std::io::Result<Vec<(PathBuf, Vec<u8>)>> {
-            let mut out = Vec::new();
-            for shard in 0..2 {
-                for e in std::fs::read_dir(p.join(shard_dir_name(shard)))? {
-                    let e = e?.path();
-                    out.push((e.clone(), std::fs::read(&e)?));
-                }
-            }
-            out.sort();
-            Ok(out)
-        };
-        let before = files(&path)?;
+        let before = shard_files(&path, 2)?;
         let refused = match crate::Wal::new(&path, options()) {
             Ok(_) => return Err("the open loaded an unreadable checkpoint".into()),
             Err(e) => e,
@@ -1700,7 +1692,11 @@ mod tests {
             damage[0].reason
         );
         assert!(index.exists(), "a refused open leaves the checkpoint");
-        assert_eq!(files(&path)?, before, "a refused open changes no file");
+        assert_eq!(
+            shard_files(&path, 2)?,
+            before,
+            "a refused open changes no file"
+        );
 
         drop(unreadable);
         let wal = crate::Wal::new(&path, options())?;
