@@ -233,11 +233,11 @@ pub(crate) fn read(dir: &Path, shard: u32) -> Result<(Option<Checkpoint>, Option
 }
 
 /// Reads a checkpoint's header. As root no file refuses a read, so the tests make
-/// this one fail for a path they name ([`fail_reads_of`]).
+/// this one fail for the paths they arm [`FAILING_READS`] for.
 fn read_header(file: &std::fs::File, path: &Path, header: &mut [u8]) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     #[cfg(test)]
-    if failing_reads::fails(path) {
+    if FAILING_READS.armed(path) {
         return Err(std::io::Error::other("injected read error"));
     }
     #[cfg(not(test))]
@@ -245,43 +245,9 @@ fn read_header(file: &std::fs::File, path: &Path, header: &mut [u8]) -> std::io:
     file.read_exact_at(header, 0)
 }
 
-/// Test hook: reads of the checkpoints at these paths fail with an I/O error until
-/// the guard is dropped. Paths, not a flag, so tests running at once in other
-/// directories are not touched.
+/// Test hook: reads of the checkpoints at its paths fail with an I/O error.
 #[cfg(test)]
-pub(crate) fn fail_reads_of(path: PathBuf) -> failing_reads::Guard {
-    failing_reads::add(path)
-}
-
-#[cfg(test)]
-pub(crate) mod failing_reads {
-    use std::path::{Path, PathBuf};
-    use std::sync::Mutex;
-
-    static PATHS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-    fn paths() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
-        PATHS.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn fails(path: &Path) -> bool {
-        paths().iter().any(|p| p == path)
-    }
-
-    pub(crate) fn add(path: PathBuf) -> Guard {
-        paths().push(path.clone());
-        Guard(path)
-    }
-
-    /// Ends the failing reads of its path when dropped.
-    pub(crate) struct Guard(PathBuf);
-
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            paths().retain(|p| *p != self.0);
-        }
-    }
-}
+pub(crate) static FAILING_READS: crate::test_hooks::PathHook = crate::test_hooks::PathHook::new();
 
 /// Removes shard directory `dir`'s checkpoint, used or not, once the open has
 /// succeeded: from here on the writer changes the segments, so the checkpoint would

@@ -990,9 +990,24 @@ fn read_file_stamped(path: &Path) -> Result<(Vec<u8>, Option<crate::checkpoint::
     (&file)
         .read_to_end(&mut data)
         .map_err(|e| WalError::io("reading segment", path, e))?;
+    #[cfg(test)]
+    if CHANGED_WHILE_READ.armed(path) {
+        // A writer appends while the file is being read.
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(&[0xAB; 16]))
+            .map_err(|e| WalError::io("changing segment (test)", path, e))?;
+    }
     let after = stamp();
     Ok((data, before.filter(|b| Some(*b) == after)))
 }
+
+/// Test hook: segments at its paths get 16 bytes appended between the two stamps of
+/// [`read_file_stamped`], as by a writer at work during the scan.
+#[cfg(test)]
+static CHANGED_WHILE_READ: crate::test_hooks::PathHook = crate::test_hooks::PathHook::new();
 
 /// Reads a whole file, read-only.
 fn read_file(path: &Path) -> Result<Vec<u8>> {
@@ -1631,31 +1646,93 @@ mod tests {
         Ok(())
     }
 
+    /// Two shards, 50 records of 30 bytes over 5 keys, closed with
+    /// `index_checkpoint` set: each shard has its `INDEX`. Returns how to reopen it.
+    fn checkpointed_wal(path: &Path) -> Result<impl Fn() -> crate::WalOptions> {
+        let options = || {
+            crate::WalOptions::default()
+                .with_shards(2)
+                .with_index_checkpoint(true)
+        };
+        let wal = crate::Wal::new(path, options())?;
+        for i in 0..50u32 {
+            let key = format!("key-{}", i % 5);
+            wal.append_entry(key.as_bytes(), bytes::Bytes::from(vec![b'v'; 30]), false)?;
+        }
+        wal.close()?;
+        Ok(options)
+    }
+
+    /// A segment that a writer changes while the scan reads it: the scan cannot
+    /// tell whether the shard's checkpoint describes it, so it says the checkpoint
+    /// is ignored and why, and checks nothing against it; the other shard's is
+    /// checked as usual. Once the writer is done, the next scan compares the
+    /// changed file with the checkpoint, and the open scans that shard.
+    #[test]
+    fn a_segment_changed_while_scanned_makes_the_check_give_up_and_say_so() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("wal");
+        let options = checkpointed_wal(&path)?;
+        let segment = path
+            .join(shard_dir_name(0))
+            .join(crate::segment::segment_file_name(1));
+        assert!(segment.is_file(), "{} expected", segment.display());
+
+        let writer = CHANGED_WHILE_READ.arm(segment.clone());
+        let first = scan(&path)?;
+        drop(writer);
+        assert_eq!(
+            first.shards[0].checkpoint,
+            CheckpointCheck::Ignored {
+                reason: format!("{} changed while it was scanned", segment.display())
+            }
+        );
+        assert!(
+            first.shards[0]
+                .damage
+                .iter()
+                .all(|d| d.kind != DamageKind::BadCheckpoint),
+            "nothing is checked against it: {:?}",
+            first.shards[0].damage
+        );
+        assert!(
+            matches!(first.shards[1].checkpoint, CheckpointCheck::Usable { .. }),
+            "{:?}",
+            first.shards[1].checkpoint
+        );
+
+        let rescan = scan(&path)?;
+        assert!(
+            matches!(&rescan.shards[0].checkpoint, CheckpointCheck::Ignored { reason }
+                if reason.contains(&crate::segment::segment_file_name(1))),
+            "the changed file no longer matches the checkpoint: {:?}",
+            rescan.shards[0].checkpoint
+        );
+        let wal = crate::Wal::new(&path, options())?;
+        let ignored = &wal.recovery_report().checkpoints_ignored;
+        assert_eq!(ignored.len(), 1, "{ignored:?}");
+        assert_eq!(
+            ignored[0].0,
+            path.join(shard_dir_name(0))
+                .join(crate::checkpoint::CHECKPOINT_FILE)
+        );
+        wal.close()?;
+        Ok(())
+    }
+
     /// An `INDEX` whose read fails with an I/O error: the scan reports the
     /// checkpoint as damaged with the error, the open with `index_checkpoint` set
     /// fails with that error and changes nothing, and once reads work again the
     /// same open loads the checkpoint and every record is there.
     #[test]
     fn a_checkpoint_that_cannot_be_read_is_damaged_and_the_open_fails_as_reported() -> TestResult {
-        use bytes::Bytes;
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("wal");
-        let options = || {
-            crate::WalOptions::default()
-                .with_shards(2)
-                .with_index_checkpoint(true)
-        };
-        let wal = crate::Wal::new(&path, options())?;
-        for i in 0..50u32 {
-            let key = format!("key-{}", i % 5);
-            wal.append_entry(key.as_bytes(), Bytes::from(vec![b'v'; 30]), false)?;
-        }
-        wal.close()?;
-        drop(wal);
+        let options = checkpointed_wal(&path)?;
         let index = path
             .join(shard_dir_name(1))
             .join(crate::checkpoint::CHECKPOINT_FILE);
-        let unreadable = crate::checkpoint::fail_reads_of(index.clone());
+        let unreadable = crate::checkpoint::FAILING_READS.arm(index.clone());
 
         let scan = scan(&path)?;
         assert_eq!(scan.shards[1].checkpoint, CheckpointCheck::Damaged);

@@ -84,6 +84,8 @@ mod stats;
 mod storage;
 mod sync;
 mod syncer;
+#[cfg(test)]
+mod test_hooks;
 mod wal;
 
 pub use compaction::CompactionReport;
