@@ -53,7 +53,7 @@ const IDLE_POLL_AFTER_ANSWERS: std::time::Duration = std::time::Duration::from_m
 /// microseconds, and one whose next key is another shard's comes back only after that
 /// shard's fsync, which a long poll here would slow by taking a vCPU (500 durable
 /// appends of one thread over two shards: 12% less time on average;
-/// docs/PERFORMANCE.md, W3).
+/// docs/PERFORMANCE-LOG.md, W3).
 const IDLE_POLL: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// How long the actor polls its queue after a batch that answered `answered`

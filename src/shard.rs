@@ -138,7 +138,7 @@ const POLL_BUDGET_MAX: std::time::Duration = std::time::Duration::from_millis(2)
 /// (`sync_us`, 0 if none yet): about two of them, so that the answer to a lone
 /// caller usually finds it still polling (on a VM whose `fdatasync` took 150-350 us,
 /// the fixed 0.25 ms poll before this made a lone caller sleep, and pay a wake-up,
-/// on most appends; see docs/PERFORMANCE.md, W3).
+/// on most appends; see docs/PERFORMANCE-LOG.md, W3).
 fn budget_for(sync_us: u64) -> std::time::Duration {
     let expected = std::time::Duration::from_micros(sync_us.saturating_mul(2));
     if expected > POLL_BUDGET_MAX {
