@@ -56,7 +56,7 @@ pub struct WalOptions {
     /// parallelism; 1 to 1000. Used when the WAL is created; an existing WAL keeps
     /// the count stored in its manifest (see `docs/ARCHITECTURE.md`). A WAL written by
     /// one thread that waits for each durable append is often faster with 1: its
-    /// appends then always find their shard's writer awake (`docs/PERFORMANCE.md`).
+    /// appends then always find their shard's writer awake (`docs/PERFORMANCE-LOG.md`, W3).
     pub shards: usize,
     /// A segment is sealed before it would grow past this many bytes.
     /// Default 64 MiB; at most 4 GiB − 1, and at least one maximal record plus headers.
