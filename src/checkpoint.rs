@@ -233,7 +233,7 @@ pub(crate) fn read(dir: &Path, shard: u32) -> Result<(Option<Checkpoint>, Option
 }
 
 /// Reads a checkpoint's header. As root no file refuses a read, so the tests make
-/// this one fail for the paths they arm [`FAILING_READS`] for.
+/// this one fail for the paths they arm `FAILING_READS` for.
 fn read_header(file: &std::fs::File, path: &Path, header: &mut [u8]) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     #[cfg(test)]

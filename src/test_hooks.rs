@@ -31,6 +31,7 @@ impl PathHook {
 }
 
 /// Disarms its hook for its path when dropped.
+#[must_use = "the hook is disarmed when this is dropped"]
 pub(crate) struct Armed {
     hook: &'static PathHook,
     path: PathBuf,
@@ -38,6 +39,9 @@ pub(crate) struct Armed {
 
 impl Drop for Armed {
     fn drop(&mut self) {
-        self.hook.paths().retain(|p| *p != self.path);
+        let mut paths = self.hook.paths();
+        if let Some(at) = paths.iter().position(|p| *p == self.path) {
+            paths.remove(at);
+        }
     }
 }
