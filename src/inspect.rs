@@ -1646,21 +1646,27 @@ mod tests {
         Ok(())
     }
 
-    /// Two shards, 50 records of 30 bytes over 5 keys, closed with
-    /// `index_checkpoint` set: each shard has its `INDEX`. Returns how to reopen it.
-    fn checkpointed_wal(path: &Path) -> Result<impl Fn() -> crate::WalOptions> {
+    /// A fresh WAL of two shards, 50 records of 30 bytes over 5 keys, closed with
+    /// `index_checkpoint` set: each shard has its `INDEX`. Returns its temp dir, its
+    /// path, and how to reopen it.
+    fn checkpointed_wal() -> std::result::Result<
+        (tempfile::TempDir, PathBuf, impl Fn() -> crate::WalOptions),
+        Box<dyn std::error::Error>,
+    > {
         let options = || {
             crate::WalOptions::default()
                 .with_shards(2)
                 .with_index_checkpoint(true)
         };
-        let wal = crate::Wal::new(path, options())?;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("wal");
+        let wal = crate::Wal::new(&path, options())?;
         for i in 0..50u32 {
             let key = format!("key-{}", i % 5);
             wal.append_entry(key.as_bytes(), bytes::Bytes::from(vec![b'v'; 30]), false)?;
         }
         wal.close()?;
-        Ok(options)
+        Ok((dir, path, options))
     }
 
     /// A segment that a writer changes while the scan reads it: the scan cannot
@@ -1670,9 +1676,7 @@ mod tests {
     /// changed file with the checkpoint, and the open scans that shard.
     #[test]
     fn a_segment_changed_while_scanned_makes_the_check_give_up_and_say_so() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("wal");
-        let options = checkpointed_wal(&path)?;
+        let (_dir, path, options) = checkpointed_wal()?;
         let segment = path
             .join(shard_dir_name(0))
             .join(crate::segment::segment_file_name(1));
@@ -1729,9 +1733,7 @@ mod tests {
     /// same open loads the checkpoint and every record is there.
     #[test]
     fn a_checkpoint_that_cannot_be_read_is_damaged_and_the_open_fails_as_reported() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("wal");
-        let options = checkpointed_wal(&path)?;
+        let (_dir, path, options) = checkpointed_wal()?;
         let index = path
             .join(shard_dir_name(1))
             .join(crate::checkpoint::CHECKPOINT_FILE);
