@@ -1746,7 +1746,7 @@ mod tests {
             "the other shard's checkpoint is untouched: {:?}",
             scan.shards[0].checkpoint
         );
-        let damage: Vec<&Damage> = scan.shards[1].damage.iter().collect();
+        let damage = &scan.shards[1].damage;
         assert_eq!(damage.len(), 1, "{damage:?}");
         assert_eq!(damage[0].kind, DamageKind::BadCheckpoint);
         assert_eq!(damage[0].path, index);
