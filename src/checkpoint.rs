@@ -183,7 +183,13 @@ pub(crate) fn read(dir: &Path, shard: u32) -> Result<(Option<Checkpoint>, Option
             )),
         ));
     }
-    read_header(&file, &path, &mut header).map_err(read_err)?;
+    // As root no file refuses a read: the tests make this one fail for the paths
+    // they arm `FAILING_READS` for.
+    #[cfg(test)]
+    if FAILING_READS.armed(&path) {
+        return Err(read_err(std::io::Error::other("injected read error")));
+    }
+    file.read_exact_at(&mut header, 0).map_err(read_err)?;
     let front_len = match front_len(&header, file_len) {
         Ok(n) => n,
         Err(reason) => return Ok((None, Some(reason))),
@@ -230,19 +236,6 @@ pub(crate) fn read(dir: &Path, shard: u32) -> Result<(Option<Checkpoint>, Option
         }
         Err(reason) => (None, Some(reason)),
     })
-}
-
-/// Reads a checkpoint's header. As root no file refuses a read, so the tests make
-/// this one fail for the paths they arm `FAILING_READS` for.
-fn read_header(file: &std::fs::File, path: &Path, header: &mut [u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    #[cfg(test)]
-    if FAILING_READS.armed(path) {
-        return Err(std::io::Error::other("injected read error"));
-    }
-    #[cfg(not(test))]
-    let _ = path;
-    file.read_exact_at(header, 0)
 }
 
 /// Test hook: reads of the checkpoints at its paths fail with an I/O error.
