@@ -26,9 +26,7 @@ use crate::channel::Receiver;
 use crate::completion::{complete_all, Completer};
 use crate::error::{Result, WalError};
 use crate::index::Location;
-use crate::record::{
-    encode_into, encode_marker, encode_seal_note, encoded_len, SealNote, MARKER_LEN,
-};
+use crate::record::{encoded_len, Codec, SealNote, MARKER_LEN};
 use crate::segment::{Segment, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN};
 use crate::shard::{Counters, Request, RetiredSegment, ShardShared};
 use crate::storage::Storage;
@@ -91,6 +89,8 @@ pub(crate) struct ActorConfig {
     /// Write the index checkpoint on a clean close (`WalOptions::index_checkpoint`,
     /// unless recovery skipped damage in this shard).
     pub(crate) checkpoint: bool,
+    /// The WAL's salt (from its manifest): new segments bind their records with it.
+    pub(crate) salt: u32,
 }
 
 /// A shard's writer.
@@ -102,6 +102,8 @@ pub(crate) struct Actor {
     /// Live segments, oldest first. Only the last one may be unsealed (active).
     segments: Vec<Segment>,
     next_sequence: u64,
+    /// The sequence number the next record of this shard gets.
+    next_seq: u64,
     /// Bytes written to the active segment since its last sync.
     dirty: bool,
     buf: Vec<u8>,
@@ -134,6 +136,7 @@ impl Actor {
         config: ActorConfig,
         segments: Vec<Segment>,
         next_sequence: u64,
+        next_seq: u64,
         synced_through: u64,
     ) -> Actor {
         // A recovered active segment may hold bytes a killed process wrote but never
@@ -145,7 +148,10 @@ impl Actor {
         // off) still owes the note for it, before any record.
         let note_due = match segments.as_slice() {
             [.., sealed, newest]
-                if sealed.sealed && !newest.sealed && newest.len == SEGMENT_HEADER_LEN as u64 =>
+                if sealed.sealed
+                    && !newest.sealed
+                    && newest.len == SEGMENT_HEADER_LEN as u64
+                    && newest.codec != Codec::Legacy =>
             {
                 Some(SealNote {
                     sequence: sealed.sequence,
@@ -164,6 +170,7 @@ impl Actor {
             config,
             segments,
             next_sequence,
+            next_seq,
             dirty,
             buf: Vec::new(),
         }
@@ -343,21 +350,24 @@ impl Actor {
         let Some(note) = self.note_due else {
             return;
         };
-        let empty = self
-            .segments
-            .last()
-            .is_some_and(|s| !s.sealed && s.len == SEGMENT_HEADER_LEN as u64);
-        if empty && self.buf.is_empty() {
-            encode_seal_note(&mut self.buf, now, note);
+        let Some(active) = self.segments.last() else {
+            return;
+        };
+        let empty = !active.sealed && active.len == SEGMENT_HEADER_LEN as u64;
+        if empty && self.buf.is_empty() && active.codec != Codec::Legacy {
+            active
+                .codec
+                .encode_seal_note(&mut self.buf, active.len, now, note);
             self.note_due = None;
         }
     }
 
-    /// Whether a sync marker still fits in the active segment after the buffer.
+    /// Whether a sync marker still fits in the active segment after the buffer (never
+    /// in a segment of an older format version: the writer only appends to its own).
     fn marker_fits(&self) -> bool {
         let buffered = self.buf.len() as u64;
         match self.segments.last() {
-            Some(s) if !s.sealed => {
+            Some(s) if !s.sealed && s.codec != Codec::Legacy => {
                 s.len + buffered + MARKER_LEN as u64 <= self.config.max_segment_size
             }
             _ => false,
@@ -369,8 +379,12 @@ impl Actor {
     /// room the marker waits for the next segment's first batch, or for a durable
     /// answer ([`settle_seals`](Self::settle_seals)), which makes room.
     fn buffer_marker(&mut self, synced: u64, now: u64) {
-        if synced > self.marked_through {
-            encode_marker(&mut self.buf, now, synced);
+        let Some(active) = self.segments.last() else {
+            return;
+        };
+        if synced > self.marked_through && active.codec != Codec::Legacy {
+            let at = active.len + self.buf.len() as u64;
+            active.codec.encode_marker(&mut self.buf, at, now, synced);
             self.marked_through = synced;
         }
     }
@@ -439,7 +453,10 @@ impl Actor {
             });
         };
         let offset = active.len + self.buf.len() as u64;
-        encode_into(&mut self.buf, now, key, value);
+        active
+            .codec
+            .encode_into(&mut self.buf, offset, self.next_seq, now, key, value);
+        self.next_seq += 1;
         active.records += 1;
         active.newest_us = active.newest_us.max(now);
         pending.push((
@@ -462,7 +479,9 @@ impl Actor {
     fn ensure_room(&mut self, len: u64, now: u64) -> Result<()> {
         let buffered = self.buf.len() as u64;
         let rotate = match self.segments.last() {
-            Some(s) if !s.sealed => {
+            // A recovered active segment of an older format version is sealed before
+            // the first record: the writer appends only in its own format.
+            Some(s) if !s.sealed && s.codec != Codec::Legacy => {
                 s.len + buffered + len > self.config.max_segment_size
                     || now.saturating_sub(s.created_us) >= self.config.segment_duration_us
             }
@@ -492,15 +511,18 @@ impl Actor {
             shard: self.shard(),
             sequence,
             created_us: now,
+            salt: self.config.salt,
         };
         let io = self
             .storage
             .create_segment(self.shard(), sequence, &header.encode())?;
         self.next_sequence += 1;
-        let published =
-            self.shared
-                .index
-                .add_segment(sequence, io.clone(), SEGMENT_HEADER_LEN as u64);
+        let published = self.shared.index.add_segment(
+            sequence,
+            io.clone(),
+            SEGMENT_HEADER_LEN as u64,
+            header.codec(),
+        );
         self.segments.push(Segment {
             sequence,
             io,
@@ -511,6 +533,7 @@ impl Actor {
             published,
             records: 0,
             sealed: false,
+            codec: header.codec(),
         });
         // The header is not yet synced: the next sync of this segment covers it. Its
         // name is made durable by the syncer, which every durable answer waits for.
@@ -672,6 +695,7 @@ impl Actor {
             self.storage.write_checkpoint(
                 self.shard(),
                 self.marked_through,
+                self.next_seq,
                 &self.segments,
                 &self.shared.index,
             )?;

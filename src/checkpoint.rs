@@ -43,8 +43,8 @@ pub(crate) fn is_checkpoint_name(name: &std::ffi::OsStr) -> bool {
 }
 
 const MAGIC: &[u8; 8] = b"NANOWALI";
-const VERSION: u32 = 1;
-const HEADER_LEN: usize = 56;
+const VERSION: u32 = 2;
+const HEADER_LEN: usize = 64;
 const SEGMENT_ENTRY_LEN: usize = 80;
 const KEY_ENTRY_LEN: usize = 16;
 const LOCATION_LEN: usize = FROZEN_LOCATION_LEN;
@@ -86,6 +86,8 @@ pub(crate) struct SegmentSummary {
 pub(crate) struct Checkpoint {
     /// What the shard's sync markers vouched for at close.
     pub(crate) synced_through: u64,
+    /// The sequence number the shard's next record gets.
+    pub(crate) next_seq: u64,
     pub(crate) segments: Vec<SegmentSummary>,
     /// Each key and where its locations are in the checkpoint's bytes.
     pub(crate) keys: Vec<(Box<[u8]>, Run)>,
@@ -95,6 +97,7 @@ impl std::fmt::Debug for Checkpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Checkpoint")
             .field("synced_through", &self.synced_through)
+            .field("next_seq", &self.next_seq)
             .field("segments", &self.segments)
             .field("keys", &self.keys.len())
             .finish()
@@ -108,6 +111,7 @@ pub(crate) fn write(
     dir: &Path,
     shard: u32,
     synced_through: u64,
+    next_seq: u64,
     segments: &[Segment],
     index: &ShardIndex,
 ) -> Result<()> {
@@ -126,7 +130,7 @@ pub(crate) fn write(
         });
     }
     let tmp = dir.join(CHECKPOINT_TMP_FILE);
-    let (front, locations) = encode(shard, synced_through, &summaries, index)?;
+    let (front, locations) = encode(shard, synced_through, next_seq, &summaries, index)?;
     // A symlink put in its place is not followed.
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -207,7 +211,7 @@ pub(crate) fn read(dir: &Path, shard: u32) -> Result<(Option<Checkpoint>, Option
     front.resize(front_len + CRC_LEN, 0);
     file.read_exact_at(&mut front, 0).map_err(read_err)?;
     Ok(match decode(&front, file_len, shard) {
-        Ok((synced_through, segments, entries)) => {
+        Ok((synced_through, next_seq, segments, entries)) => {
             let frozen = Arc::new(Frozen {
                 file,
                 path,
@@ -229,6 +233,7 @@ pub(crate) fn read(dir: &Path, shard: u32) -> Result<(Option<Checkpoint>, Option
                 .collect();
             let checkpoint = Checkpoint {
                 synced_through,
+                next_seq,
                 segments,
                 keys,
             };
@@ -310,6 +315,7 @@ pub(crate) fn describes(
 fn encode(
     shard: u32,
     synced_through: u64,
+    next_seq: u64,
     segments: &[SegmentSummary],
     index: &ShardIndex,
 ) -> Result<(Vec<u8>, Vec<u8>)> {
@@ -358,6 +364,7 @@ fn encode(
         count,
         total,
         directory.len() as u64,
+        next_seq,
     ] {
         front.extend_from_slice(&v.to_le_bytes());
     }
@@ -444,7 +451,8 @@ struct Entry {
     crc: u32,
 }
 
-type Decoded = (u64, Vec<SegmentSummary>, Vec<Entry>);
+/// The sync figure, the next sequence number, the segments and the keys.
+type Decoded = (u64, u64, Vec<SegmentSummary>, Vec<Entry>);
 
 /// Checks and decodes the front of a checkpoint of `file_len` bytes: `front` is the
 /// front and its checksum.
@@ -470,6 +478,7 @@ fn decode(front: &[u8], file_len: u64, shard: u32) -> std::result::Result<Decode
     let key_count = c.u64()?;
     let location_count = c.u64()?;
     let directory_len = c.u64()?;
+    let next_seq = c.u64()?;
     // Counts are checked against the bytes before anything is allocated for them.
     let fits = |count: u64, each: usize| {
         count
@@ -577,7 +586,7 @@ fn decode(front: &[u8], file_len: u64, shard: u32) -> std::result::Result<Decode
             "its sync figure {synced_through} vouches for the newest segment"
         ));
     }
-    Ok((synced_through, segments, entries))
+    Ok((synced_through, next_seq, segments, entries))
 }
 
 #[cfg(test)]
@@ -626,7 +635,7 @@ mod tests {
 
     /// The checkpoint's bytes: front, then locations.
     fn encoded(segments: &[SegmentSummary], index: &ShardIndex) -> (Vec<u8>, Vec<u8>) {
-        encode(1, 4, segments, index).expect("encodes")
+        encode(1, 4, 77, segments, index).expect("encodes")
     }
 
     /// Writes `front` and `locations` as a shard directory's checkpoint and reads it
@@ -874,6 +883,7 @@ mod tests {
                 shard: 1,
                 sequence,
                 created_us,
+                salt: 0,
             };
             h.encode()
         };
@@ -937,16 +947,19 @@ mod tests {
         };
         for round in 0..3 {
             let wal = crate::Wal::new(dir.path(), options.clone()).expect("open");
+            let salt = crate::manifest::Manifest::read(dir.path())
+                .expect("manifest")
+                .salt;
             for i in 0..3000 {
                 let value = bytes::Bytes::from(vec![i as u8; i % 300]);
                 wal.append_entry(format!("k{}", i % 7), value, i % 40 == 0)
                     .expect("append");
             }
             wal.close().expect("close");
-            let loaded = recover_shard(&sdir, 0, Strict, true).expect("load");
+            let loaded = recover_shard(&sdir, 0, Strict, true, salt).expect("load");
             assert_eq!(loaded.report.checkpoints_loaded, 1, "round {round}");
             let files = list_segments(&sdir).expect("list");
-            let scanned = scan_shard(&files, 0, Strict).expect("scan");
+            let scanned = scan_shard(&files, 0, Strict, salt).expect("scan");
             assert!(files.len() >= 3, "round {round}: {} segments", files.len());
             assert_eq!(summary(&loaded), summary(&scanned), "round {round}");
             let mut keys = loaded.index.keys();

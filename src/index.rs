@@ -353,6 +353,8 @@ pub(crate) type PublishedLen = std::sync::Arc<std::sync::atomic::AtomicU64>;
 pub(crate) struct SegmentEntry {
     pub(crate) io: Arc<dyn SegmentIo>,
     pub(crate) published: PublishedLen,
+    /// How its records are checked when read.
+    pub(crate) codec: crate::record::Codec,
 }
 
 /// What a reader needs to read one key: its locations and a handle to each segment
@@ -377,11 +379,13 @@ impl ShardIndex {
         sequence: u64,
         io: Arc<dyn SegmentIo>,
         len: u64,
+        codec: crate::record::Codec,
     ) -> PublishedLen {
         let published = PublishedLen::new(std::sync::atomic::AtomicU64::new(len));
         let entry = SegmentEntry {
             io,
             published: published.clone(),
+            codec,
         };
         write(&self.segments).insert(sequence, entry);
         published
@@ -579,7 +583,7 @@ mod tests {
         for sequence in [3, 5, 7] {
             let io = crate::storage::Storage::create_segment(&storage, 0, sequence, b"header")
                 .expect("created");
-            index.add_segment(sequence, io, 1000);
+            index.add_segment(sequence, io, 1000, crate::record::Codec::Legacy);
         }
         index.load_frozen(vec![
             (b"a"[..].into(), run(0, 2, 3)),

@@ -43,8 +43,8 @@
 use crate::error::{Result, WalError};
 use crate::hash::shard_for;
 use crate::manifest::{Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
-use crate::record::{decode, find_next_valid, marker_vouches, Decoded};
-use crate::recovery::{list_segments, lost_write};
+use crate::record::{marker_vouches, Codec, Decoded};
+use crate::recovery::{judge, judge_header, list_segments, HeaderJudgment, Judgment};
 use crate::segment::{
     parse_segment_file_name, SegmentHeader, FORMAT_VERSION, OLDEST_READABLE_VERSION,
     SEGMENT_HEADER_LEN,
@@ -100,6 +100,11 @@ pub enum DamageKind {
     /// so the damage stays until an open scans. Removing the file is the repair:
     /// every record is in the segments.
     BadCheckpoint,
+    /// Records missing in the middle of a shard: a segment missing between two
+    /// others, or a sealed segment shorter than its successor's seal note records,
+    /// while a sync marker shows it was durable. `Strict` recovery refuses the WAL;
+    /// `SkipCorrupted` opens it and lists the hole in `RecoveryReport::holes`.
+    Hole,
 }
 
 impl DamageKind {
@@ -120,6 +125,7 @@ impl DamageKind {
             DamageKind::ForeignFile => "foreign file",
             DamageKind::BadManifest => "bad manifest",
             DamageKind::BadCheckpoint => "bad index checkpoint",
+            DamageKind::Hole => "hole",
         }
     }
 }
@@ -178,6 +184,8 @@ pub struct SegmentFile {
     /// The shard's segment files, oldest first (this one at `position`).
     shard_files: std::sync::Arc<Vec<PathBuf>>,
     position: usize,
+    /// The manifest's salt, if it has one and was read.
+    salt: Option<u32>,
 }
 
 impl SegmentFile {
@@ -194,9 +202,15 @@ impl SegmentFile {
             .map(PathBuf::as_path)
             .collect();
         crate::recovery::seal_may_be_unfinished(self.sequence, version, &later, || {
-            crate::recovery::later_proof(&later)
+            crate::recovery::later_proof(&later, self.salt, self.shard)
         })
         .unwrap_or(false)
+    }
+
+    /// How this segment's records read, given its bytes (see
+    /// `recovery::file_codec`).
+    fn codec(&self, data: &[u8]) -> Codec {
+        crate::recovery::file_codec(data, self.salt, self.shard, self.sequence)
     }
 }
 
@@ -502,6 +516,7 @@ pub struct RecordRef<'a> {
 #[derive(Clone)]
 pub struct SegmentRecords {
     file: SegmentFile,
+    codec: Codec,
     data: Vec<u8>,
     offsets: Vec<usize>,
     damage: Vec<Damage>,
@@ -541,7 +556,10 @@ impl SegmentRecords {
     /// The valid records, in file order (which is append order).
     pub fn iter(&self) -> impl Iterator<Item = RecordRef<'_>> + '_ {
         self.offsets.iter().filter_map(move |&offset| {
-            let record = decode(self.data.get(offset..)?).ok()?;
+            let record = self
+                .codec
+                .decode(self.data.get(offset..)?, offset as u64)
+                .ok()?;
             Some(RecordRef {
                 shard: self.file.shard,
                 sequence: self.file.sequence,
@@ -567,6 +585,7 @@ impl SegmentFile {
         let walked = walk(self, &data, |offset, _| offsets.push(offset));
         Ok(SegmentRecords {
             file: self.clone(),
+            codec: walked.codec,
             data,
             offsets,
             damage: walked.damage,
@@ -687,8 +706,8 @@ pub fn layout(dir: &Path) -> Result<WalLayout> {
         }
     }
 
-    let (shard_count, manifest_ok) = match Manifest::read(dir) {
-        Ok(m) => (m.shards, true),
+    let (shard_count, manifest_ok, salt) = match Manifest::read(dir) {
+        Ok(m) => (m.shards, true, m.salt),
         Err(e @ WalError::UnsupportedVersion { .. }) => return Err(e),
         Err(WalError::Io { source, .. })
             if source.kind() == std::io::ErrorKind::NotFound && shard_dirs.is_empty() =>
@@ -712,7 +731,7 @@ pub fn layout(dir: &Path) -> Result<WalLayout> {
                     error_reason(&e)
                 ),
             });
-            (inferred, false)
+            (inferred, false, None)
         }
     };
 
@@ -737,6 +756,7 @@ pub fn layout(dir: &Path) -> Result<WalLayout> {
                 newest: i + 1 == count,
                 shard_files: std::sync::Arc::clone(&shard_files),
                 position: i,
+                salt,
             })
             .collect();
         shards.push(ShardLayout {
@@ -801,8 +821,9 @@ fn scan_shard(shard: ShardLayout) -> Result<ShardScan> {
     for file in &shard.segments {
         segments.push(file.scan_into(&mut keys, has_checkpoint.then_some(&mut seen))?);
     }
-    mark_unvouched_seal(&mut segments);
     let mut damage = shard.damage;
+    mark_holes(&mut segments, &shard.dir, &mut damage);
+    mark_unvouched_seal(&mut segments);
     let checkpoint = if has_checkpoint {
         check_checkpoint(&shard.dir, shard.shard, &segments, &seen, &mut damage)
     } else {
@@ -894,6 +915,68 @@ fn mark_unvouched_seal(segments: &mut [SegmentScan]) {
                  short here without a trace; recovery removes the later segments of the shard"
             .into(),
     });
+}
+
+/// Recovery's rule for holes (`recovery::vouched_gaps`, `recovery::shortened_by`):
+/// a segment missing between two others, or a sealed segment shorter than its
+/// successor's seal note says, that a sync marker shows was durable. Reported as
+/// [`DamageKind::Hole`]: in the shard's damage for a missing segment, in the
+/// segment's for a shortened one.
+fn mark_holes(segments: &mut [SegmentScan], dir: &Path, shard_damage: &mut Vec<Damage>) {
+    let proof_from = |segments: &[SegmentScan], k: usize| {
+        segments[k..]
+            .iter()
+            .map(|s| s.vouches_through)
+            .max()
+            .unwrap_or(0)
+    };
+    let sequences: Vec<u64> = segments.iter().map(|s| s.file.sequence).collect();
+    let note = |k: usize| Ok(segments[k].seal_note.map(|(sequence, _)| sequence));
+    let gaps = crate::recovery::vouched_gaps(&sequences, note, |k| Ok(proof_from(segments, k)))
+        .unwrap_or_default();
+    for (missing, k) in gaps {
+        shard_damage.push(Damage {
+            path: dir.join(crate::segment::segment_file_name(missing)),
+            offset: 0,
+            len: 0,
+            kind: DamageKind::Hole,
+            reason: format!(
+                "segment {missing} is missing between segments {} and {}, and a sync \
+                 marker shows it was durable; recovery refuses the WAL (Strict) or opens \
+                 it and reports the hole (SkipCorrupted)",
+                sequences[k - 1],
+                sequences[k]
+            ),
+        });
+    }
+    for i in 1..segments.len() {
+        let (own, next) = (&segments[i - 1], &segments[i]);
+        if own.file.sequence + 1 != next.file.sequence || !own.damage.is_empty() {
+            continue;
+        }
+        let note = next
+            .seal_note
+            .map(|(sequence, len)| crate::record::SealNote { sequence, len });
+        let proof = proof_from(segments, i);
+        let Ok(Some(missing)) =
+            crate::recovery::shortened_by(note, own.file.sequence, own.data_len, || Ok(proof))
+        else {
+            continue;
+        };
+        let own = &mut segments[i - 1];
+        own.damage.push(Damage {
+            path: own.file.path.clone(),
+            offset: own.data_len,
+            len: missing,
+            kind: DamageKind::Hole,
+            reason: format!(
+                "the segment ends here, but the seal note of the next segment says it was \
+                 sealed {missing} bytes longer, and a sync marker shows it was durable; \
+                 recovery refuses the WAL (Strict) or opens it and reports the hole \
+                 (SkipCorrupted)"
+            ),
+        });
+    }
 }
 
 /// `shard-NNN` (exactly as the WAL names it) to NNN.
@@ -1021,6 +1104,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 /// What walking a segment's bytes found, besides the records.
 struct Walked {
     header: Option<SegmentHeaderInfo>,
+    codec: Codec,
     markers: u64,
     vouches_through: u64,
     seal_note: Option<(u64, u64)>,
@@ -1031,11 +1115,13 @@ struct Walked {
 
 /// Checks the header and every record of a segment's bytes, calling `on_record` with
 /// the offset of each valid record (sync markers are counted, not passed on), and
-/// classifies damage by the recovery rules.
+/// classifies damage by recovery's own rules (`recovery::judge`,
+/// `recovery::judge_header`).
 fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decoded<'_>)) -> Walked {
     let path = &file.path;
     let mut out = Walked {
         header: None,
+        codec: file.codec(data),
         markers: 0,
         vouches_through: 0,
         seal_note: None,
@@ -1053,38 +1139,49 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
     match SegmentHeader::decode(data) {
         Err(e) => {
             let from = SEGMENT_HEADER_LEN.min(data.len());
-            let header_lost = data.len() >= SEGMENT_HEADER_LEN
-                && data[..SEGMENT_HEADER_LEN].iter().all(|&b| b == 0);
-            let no_record = find_next_valid(data, from).is_none();
-            if (header_lost || no_record) && file.damage_may_be_a_crash(None) {
-                let what = if file.newest {
-                    "the newest segment"
-                } else {
-                    "a sealed segment no sync marker vouches for (its seal's fsync may not \
-                     have finished; recovery also removes the later segments)"
-                };
-                out.damage.push(damage(
-                    0,
-                    data.len(),
-                    DamageKind::TornTail,
-                    format!(
-                        "{}, in {what}, and its header or every record is missing: it never \
-                         fully reached the disk; recovery removes the file",
-                        e.reason()
-                    ),
-                ));
-                return out;
+            let judged = judge_header(data, file.salt, file.shard, file.sequence, || {
+                Ok(file.damage_may_be_a_crash(None))
+            });
+            match judged {
+                Ok(HeaderJudgment::Lost) => {
+                    let what = if file.newest {
+                        "the newest segment"
+                    } else {
+                        "a sealed segment no sync marker vouches for (its seal's fsync may \
+                         not have finished; recovery also removes the later segments)"
+                    };
+                    out.damage.push(damage(
+                        0,
+                        data.len(),
+                        DamageKind::TornTail,
+                        format!(
+                            "{}, in {what}, and no record in it verifies: it never fully \
+                             reached the disk; recovery removes the file",
+                            e.reason()
+                        ),
+                    ));
+                    return out;
+                }
+                Ok(HeaderJudgment::Damaged { found }) => {
+                    if let Some((codec, _)) = found {
+                        out.codec = codec;
+                    }
+                    let then = if found.is_some() {
+                        "valid records follow: recovery refuses the WAL (Strict) or keeps \
+                         them (SkipCorrupted)"
+                    } else {
+                        "recovery refuses the WAL (Strict) or ignores this segment \
+                         (SkipCorrupted)"
+                    };
+                    out.damage.push(damage(
+                        0,
+                        from,
+                        DamageKind::BadHeader,
+                        format!("{}; {then}", e.reason()),
+                    ));
+                }
+                Err(_) => {}
             }
-            out.damage.push(damage(
-                0,
-                from,
-                DamageKind::BadHeader,
-                format!(
-                    "{}; recovery refuses the WAL (Strict) or ignores this segment \
-                     (SkipCorrupted)",
-                    e.reason()
-                ),
-            ));
             if data.len() <= SEGMENT_HEADER_LEN {
                 return out;
             }
@@ -1121,10 +1218,23 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
                     ),
                 ));
             }
+            if h.version >= crate::segment::BOUND_VERSION
+                && file.salt.is_some_and(|salt| salt != h.salt)
+            {
+                out.damage.push(damage(
+                    32,
+                    4,
+                    DamageKind::Mismatch,
+                    "the header's salt is not the manifest's: the segment belongs to \
+                     another WAL; Wal::new refuses it"
+                        .into(),
+                ));
+            }
         }
     }
 
     let version = out.header.as_ref().map(|h| h.version);
+    let codec = out.codec;
     // Asked at most once per segment: the answer reads every later segment.
     let mut crash_possible = None;
     let mut may_be_a_crash =
@@ -1135,14 +1245,14 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
     let mut pos = SEGMENT_HEADER_LEN;
     out.data_len = pos as u64;
     while pos < data.len() {
-        let error = match decode(&data[pos..]) {
+        let error = match codec.decode(&data[pos..], pos as u64) {
             Ok(record) => {
-                if let Some(synced) = record.synced_through {
+                if let Some(synced) = record.synced_through() {
                     out.markers += 1;
                     out.vouches_through = out
                         .vouches_through
                         .max(marker_vouches(synced, file.sequence));
-                } else if let Some(note) = record.seal_note {
+                } else if let Some(note) = record.seal_note() {
                     // Only where the writer puts one counts, as in recovery.
                     if pos == SEGMENT_HEADER_LEN {
                         out.seal_note = Some((note.sequence, note.len));
@@ -1161,64 +1271,60 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
             .iter()
             .rposition(|&b| b != 0)
             .map_or(pos, |i| pos + i + 1);
-        if nonzero_end == pos {
-            if file.newest {
+        let judged = judge(codec, data, 0, pos, file.newest, || Ok(may_be_a_crash()));
+        match judged {
+            Ok(Judgment::FreeSpace) => {
                 // Preallocated space ahead of the write position: free, not damage.
                 out.free_len = (data.len() - pos) as u64;
-            } else if may_be_a_crash() {
+                break;
+            }
+            Ok(Judgment::TornTail) if nonzero_end == pos => {
                 out.damage.push(damage(
                     pos,
                     data.len() - pos,
                     DamageKind::TornTail,
                     format!("zero bytes from here to the end {UNFINISHED_SEAL}"),
                 ));
-            } else {
-                out.damage.push(damage(
-                    pos,
-                    data.len() - pos,
-                    DamageKind::Corrupt,
-                    "zero bytes from here to the end of a sealed segment, where records \
-                     should be (only the newest segment may end in preallocated space)"
-                        .into(),
-                ));
+                break;
             }
-            break;
+            Ok(Judgment::TornTail) => {
+                let reason = if file.newest {
+                    format!(
+                        "{}; nothing valid follows in the newest segment: an interrupted \
+                         write, recovery truncates the file here",
+                        error.reason()
+                    )
+                } else {
+                    format!(
+                        "{}; nothing valid follows {UNFINISHED_SEAL}",
+                        error.reason()
+                    )
+                };
+                out.damage
+                    .push(damage(pos, nonzero_end - pos, DamageKind::TornTail, reason));
+                out.free_len = (data.len() - nonzero_end) as u64;
+                break;
+            }
+            Ok(Judgment::Damage { next }) => {
+                let end = next.unwrap_or(data.len());
+                let reason = match next {
+                    Some(n) => format!(
+                        "{}; a valid record follows at offset {n}, so this is not a torn \
+                         tail: recovery refuses the WAL (Strict) or skips these bytes \
+                         (SkipCorrupted)",
+                        error.reason()
+                    ),
+                    None => format!(
+                        "{} in a sealed segment a sync marker shows durable",
+                        error.reason()
+                    ),
+                };
+                out.damage
+                    .push(damage(pos, end - pos, DamageKind::Corrupt, reason));
+                pos = end;
+            }
+            Err(_) => break,
         }
-        let next = find_next_valid(data, pos + 1);
-        if lost_write(data, pos, next) && may_be_a_crash() {
-            let after = match next {
-                None => "nothing valid follows".to_string(),
-                Some(n) => format!(
-                    "the bytes before the next valid record at {n} are pages that never \
-                     reached the disk"
-                ),
-            };
-            let reason = if file.newest {
-                format!(
-                    "{}; {after} in the newest segment: an interrupted write, recovery \
-                     truncates the file here",
-                    error.reason()
-                )
-            } else {
-                format!("{}; {after} {UNFINISHED_SEAL}", error.reason())
-            };
-            out.damage
-                .push(damage(pos, nonzero_end - pos, DamageKind::TornTail, reason));
-            out.free_len = (data.len() - nonzero_end) as u64;
-            break;
-        }
-        let end = next.unwrap_or(data.len());
-        let reason = if file.newest {
-            format!(
-                "{}; valid records follow, so this is not a torn tail",
-                error.reason()
-            )
-        } else {
-            format!("{} in a sealed segment", error.reason())
-        };
-        out.damage
-            .push(damage(pos, end - pos, DamageKind::Corrupt, reason));
-        pos = end;
     }
     out
 }
@@ -1226,9 +1332,11 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::encode_into;
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    /// The salt of the WALs these tests write.
+    const SALT: u32 = 0x7E57_5A17;
 
     fn header(shard: u32, sequence: u64) -> Vec<u8> {
         SegmentHeader {
@@ -1236,14 +1344,24 @@ mod tests {
             shard,
             sequence,
             created_us: 1_000,
+            salt: SALT,
         }
         .encode()
         .to_vec()
     }
 
+    /// The codec of the segment whose header (possibly damaged since) starts `buf`.
+    fn codec_of_buf(buf: &[u8]) -> Codec {
+        let u32_at =
+            |at: usize| u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&buf[16..24]);
+        crate::segment::codec_of(u32_at(8), SALT, u32_at(12), u64::from_le_bytes(seq))
+    }
+
     fn record(buf: &mut Vec<u8>, ts: u64, key: &[u8], value: &[u8]) -> usize {
         let at = buf.len();
-        encode_into(buf, ts, key, value);
+        codec_of_buf(buf).encode_into(buf, at as u64, ts, ts, key, value);
         at
     }
 
@@ -1264,9 +1382,12 @@ mod tests {
     /// A WAL directory with one shard whose segments hold `segments`' bytes.
     fn wal_with(segments: &[Vec<u8>]) -> std::io::Result<tempfile::TempDir> {
         let dir = tempfile::tempdir()?;
-        Manifest { shards: 1 }
-            .write(dir.path())
-            .map_err(std::io::Error::other)?;
+        Manifest {
+            shards: 1,
+            salt: Some(SALT),
+        }
+        .write(dir.path())
+        .map_err(std::io::Error::other)?;
         let sdir = dir.path().join(shard_dir_name(0));
         std::fs::create_dir(&sdir)?;
         for (i, bytes) in segments.iter().enumerate() {
@@ -1304,6 +1425,7 @@ mod tests {
             0,
             crate::options::RecoveryMode::Strict,
             false,
+            Some(SALT),
         )
     }
 
@@ -1393,7 +1515,14 @@ mod tests {
         let got: Vec<_> = records.iter().map(|r| (r.offset, r.key, r.value)).collect();
         assert_eq!(
             got,
-            vec![(40, &b"k"[..], &b"v1"[..]), (40 + 23, &b""[..], &b""[..])]
+            vec![
+                (40, &b"k"[..], &b"v1"[..]),
+                (
+                    40 + crate::record::encoded_len(1, 2) as u64,
+                    &b""[..],
+                    &b""[..]
+                )
+            ]
         );
         assert_eq!(scan.shards[0].segments[1].vouches_through, 1);
         Ok(())
@@ -1457,7 +1586,8 @@ mod tests {
 
     /// `segment` with a sync marker for segments up to `synced` appended.
     fn vouching(mut segment: Vec<u8>, synced: u64) -> Vec<u8> {
-        crate::record::encode_marker(&mut segment, 50, synced);
+        let at = segment.len() as u64;
+        codec_of_buf(&segment).encode_marker(&mut segment, at, 50, synced);
         segment
     }
 
@@ -1541,12 +1671,15 @@ mod tests {
             shard: 0,
             sequence: 1,
             created_us: 0,
+            salt: SALT,
         }
         .encode()
         .to_vec();
         record(&mut future, 1, b"k", b"v");
         let mut wrong = header(0, 7);
-        record(&mut wrong, 1, b"k", b"v");
+        // Bound to the file it is in (segment 2), as a writer would have.
+        let at = wrong.len() as u64;
+        Codec::bound(SALT, 0, 2).encode_into(&mut wrong, at, 1, 1, b"k", b"v");
         let dir = wal_with(&[future, wrong])?;
         let scan = scan(dir.path())?;
         assert_eq!(

@@ -4,7 +4,7 @@
 //! compaction install) over in-memory segments that tell written bytes from synced
 //! bytes and can be told to fail. Nothing here is part of the public API.
 
-use crate::record::decode;
+use crate::record::Codec;
 use crate::segment::SEGMENT_HEADER_LEN;
 use crate::storage::MemStorage;
 use crate::{Result, Wal, WalOptions};
@@ -83,7 +83,8 @@ impl MemHandle {
             };
             let bytes = segment.synced();
             let mut pos = SEGMENT_HEADER_LEN.min(bytes.len());
-            while let Ok(record) = decode(&bytes[pos..]) {
+            let codec = Codec::bound(crate::wal::MEM_SALT, shard, sequence);
+            while let Ok(record) = codec.decode(&bytes[pos..], pos as u64) {
                 if record.is_data() && record.key == key {
                     out.push(record.value.to_vec());
                 }

@@ -41,6 +41,8 @@ pub(crate) struct Opened {
     pub(crate) lock: DirLock,
     pub(crate) shards: Vec<RecoveredShard>,
     pub(crate) report: RecoveryReport,
+    /// The manifest's salt, which the writers bind new records with.
+    pub(crate) salt: u32,
 }
 
 fn entry_names(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>> {
@@ -111,9 +113,7 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
     }
     let lock = lock_dir(dir)?;
     let manifest = if fresh {
-        let m = Manifest {
-            shards: options.shards as u32,
-        };
+        let m = Manifest::new(options.shards as u32);
         m.write(dir)?;
         m
     } else {
@@ -163,7 +163,7 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
             .into_par_iter()
             .map(|shard| {
                 let sdir = dir.join(shard_dir_name(shard as u32));
-                recover_shard(&sdir, shard as u32, mode, use_checkpoint)
+                recover_shard(&sdir, shard as u32, mode, use_checkpoint, manifest.salt)
             })
             .collect()
     };
@@ -182,10 +182,22 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
             crate::checkpoint::remove(&dir.join(shard_dir_name(shard as u32)))
         })?;
     }
+    // A WAL written before format version 4 has no salt yet: it gets one now, after
+    // recovery succeeded (a refused open changes nothing) and before any writer
+    // writes a version-4 segment bound with it.
+    let salt = match manifest.salt {
+        Some(salt) => salt,
+        None => {
+            let upgraded = Manifest::new(manifest.shards);
+            upgraded.write(dir)?;
+            upgraded.salt.unwrap_or(0)
+        }
+    };
     Ok(Opened {
         lock,
         shards: out,
         report,
+        salt,
     })
 }
 

@@ -11,7 +11,6 @@
 use crate::cache::{BlockCache, BLOCK};
 use crate::error::{Result, WalError};
 use crate::index::{Location, SegmentEntry, Snapshot};
-use crate::record::decode;
 use crate::storage::SegmentIo;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -27,6 +26,7 @@ const WINDOW: usize = 32;
 /// The bytes of one run of locations, fetched and not yet decoded.
 struct Fetched<'a> {
     io: &'a Arc<dyn SegmentIo>,
+    codec: crate::record::Codec,
     run: &'a [Location],
     /// Holds every record of the run; `base` is the file offset of its first byte.
     buf: Bytes,
@@ -76,7 +76,7 @@ pub(crate) fn read_records(
         for fetched in window.drain(..) {
             for loc in fetched.run {
                 let at = (u64::from(loc.offset) - fetched.base) as usize;
-                let value = checked_value(key, fetched.io, loc, &fetched.buf, at)?;
+                let value = checked_value(key, fetched.io, fetched.codec, loc, &fetched.buf, at)?;
                 out.push(if fetched.copy {
                     Bytes::copy_from_slice(&fetched.buf[value])
                 } else {
@@ -122,6 +122,7 @@ fn fetch_run<'a>(
     let entry = segment_entry(snapshot, first.segment, start)?;
     let run = &locs[..j];
     let io = &entry.io;
+    let codec = entry.codec;
     if in_block {
         let block = start / BLOCK;
         let cached = match cache.get(first.segment, block, end) {
@@ -135,6 +136,7 @@ fn fetch_run<'a>(
         if let Some(buf) = cached {
             return Ok(Fetched {
                 io,
+                codec,
                 run,
                 buf,
                 base: block * BLOCK,
@@ -147,6 +149,7 @@ fn fetch_run<'a>(
         .map_err(|e| WalError::io("reading", io.path(), e))?;
     Ok(Fetched {
         io,
+        codec,
         run,
         buf: Bytes::from(buf),
         base: start,
@@ -209,6 +212,7 @@ fn prefetch(record: &[u8]) {
 fn checked_value(
     key: &[u8],
     io: &Arc<dyn SegmentIo>,
+    codec: crate::record::Codec,
     loc: &Location,
     buf: &[u8],
     at: usize,
@@ -220,7 +224,8 @@ fn checked_value(
             "the segment file ends before the record",
         )
     })?;
-    let record = decode(bytes)
+    let record = codec
+        .decode(bytes, u64::from(loc.offset))
         .map_err(|e| WalError::corruption(io.path(), u64::from(loc.offset), e.reason()))?;
     if !record.is_data() || record.key != key || record.len != loc.len as usize {
         return Err(WalError::corruption(
@@ -235,8 +240,10 @@ fn checked_value(
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::record::{encode_into, encoded_len};
+    use crate::record::{encoded_len, Codec};
     use crate::storage::{MemStorage, Storage};
+
+    const CODEC: Codec = Codec::Bound { seed: 0x00C0_FFEE };
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
@@ -253,7 +260,8 @@ mod tests {
                 offset: buf.len() as u32,
                 len: len as u32,
             });
-            encode_into(&mut buf, 7, key, value);
+            let at = buf.len() as u64;
+            CODEC.encode_into(&mut buf, at, 1, 7, key, value);
         }
         io.write_at(&buf, 0)
             .map_err(|e| WalError::io("writing", io.path(), e))?;
@@ -264,6 +272,7 @@ mod tests {
         let entry = SegmentEntry {
             io,
             published: Arc::new(std::sync::atomic::AtomicU64::new(len)),
+            codec: CODEC,
         };
         Snapshot {
             locations,

@@ -3,16 +3,27 @@
 //! Each shard is recovered independently (the caller runs them in parallel). Every
 //! record's checksum is verified and its location loaded into a fresh index.
 //!
-//! **Torn tail vs corruption.** A torn write can only be in the newest segment, or
-//! in a sealed one whose seal's fsync (run in the background, `syncer.rs`) had not
+//! **Torn tail vs damage.** A torn write can only be in the newest segment, or in a
+//! sealed one whose seal's fsync (run in the background, `syncer.rs`) had not
 //! returned: no later sync marker vouches for it. Nothing after such a seal was
 //! acknowledged as durable, so recovery removes the later segments and then treats
-//! it like the newest. In those segments a record that fails its checks is a torn tail if no valid record follows
-//! it, or if only zero bytes lie between it and the next valid one (pages that never
-//! reached the disk: what follows was never synced, since a sync persists everything
-//! before it). A torn tail is truncated. Any other damage is corruption: an error
-//! naming file and offset under [`RecoveryMode::Strict`], skipped and reported under
-//! [`RecoveryMode::SkipCorrupted`].
+//! it like the newest. In those segments a record that fails its checks is a torn
+//! tail only if **no valid record follows it** in the file: then nothing after it
+//! can be read back, and the tail is truncated. A failing record followed by valid
+//! ones is never taken for a torn tail, whatever the bytes between look like (zeros
+//! included: a value can be a run of zeros): under [`RecoveryMode::Strict`] it is
+//! [`WalError::Corruption`] naming file and offset, and nothing in the shard is
+//! changed; under [`RecoveryMode::SkipCorrupted`] the damaged bytes are skipped and
+//! every record that verifies is kept. Records of format version 4 are bound to
+//! their place (`record.rs`), so the search for a following record never stops
+//! inside a value.
+//!
+//! **Holes.** A segment missing between two others that a sync marker shows was
+//! durable, or a sealed segment that a marker vouches for and that is shorter than
+//! the length its successor's seal note records, is a hole: refused under `Strict`
+//! before anything is changed, reported in [`RecoveryReport::holes`] under
+//! `SkipCorrupted`. (Compaction removes only the oldest segments, and only once a
+//! marker vouches for them.)
 //!
 //! **Preallocated space.** The writer reserves zero-filled space ahead of its write
 //! position in the active segment (see `storage::PREALLOCATION_CHUNK`) and cuts it
@@ -24,13 +35,10 @@ use crate::checkpoint;
 use crate::error::{Result, WalError};
 use crate::index::{stage, Location, ShardIndex, Staged};
 use crate::options::RecoveryMode;
-use crate::record::{
-    decode, find_next_valid, marker_vouches, record_len, DecodeError, Decoded, SealNote,
-    RECORD_HEADER_LEN,
-};
+use crate::record::{marker_vouches, record_len, Codec, DecodeError, Decoded, SealNote};
 use crate::segment::{
-    parse_segment_file_name, Segment, SegmentHeader, FORMAT_VERSION, OLDEST_READABLE_VERSION,
-    SEGMENT_HEADER_LEN,
+    codec_of, parse_segment_file_name, segment_file_name, Segment, SegmentHeader, BOUND_VERSION,
+    FORMAT_VERSION, OLDEST_READABLE_VERSION, SEGMENT_HEADER_LEN,
 };
 use crate::storage::{observed, sync_directory, FileSegment};
 use std::collections::BTreeMap;
@@ -50,6 +58,12 @@ pub struct RecoveryReport {
     pub truncated: Vec<(PathBuf, u64, u64)>,
     /// Damaged ranges skipped under `RecoveryMode::SkipCorrupted`: (file, offset, bytes).
     pub skipped: Vec<(PathBuf, u64, u64)>,
+    /// Holes opened over under `RecoveryMode::SkipCorrupted` (under `Strict` a hole is
+    /// an error): (file, offset, bytes missing). A segment missing between two others
+    /// is its would-be file with offset 0 and bytes 0 (its length is unknown); a
+    /// sealed segment shorter than its successor's seal note records is that file,
+    /// its length, and the bytes it lacks.
+    pub holes: Vec<(PathBuf, u64, u64)>,
     /// Shards whose index was loaded from the checkpoint the last clean close wrote
     /// (`WalOptions::index_checkpoint`) instead of by reading their records.
     pub checkpoints_loaded: u64,
@@ -63,6 +77,7 @@ impl RecoveryReport {
         self.records += other.records;
         self.truncated.extend(other.truncated);
         self.skipped.extend(other.skipped);
+        self.holes.extend(other.holes);
         self.checkpoints_loaded += other.checkpoints_loaded;
         self.checkpoints_ignored.extend(other.checkpoints_ignored);
     }
@@ -86,9 +101,17 @@ pub(crate) struct RecoveredShard {
     /// The same proof from segments removed unscanned ([`drop_segments`]): it
     /// decides what recovery keeps, but is gone from the disk.
     removed_proof: u64,
-    /// Damage was skipped (`RecoveryMode::SkipCorrupted`): the shard's next close
-    /// writes no index checkpoint, so that a later open still finds the damage.
+    /// Damage was skipped or a hole opened over (`RecoveryMode::SkipCorrupted`): the
+    /// shard's next close writes no index checkpoint, so that a later open still
+    /// finds the damage.
     pub(crate) damaged: bool,
+    /// The sequence number the shard's next record gets: one past the highest found
+    /// (and past the count of records of format versions 1 to 3, which carry none).
+    pub(crate) next_seq: u64,
+    /// The highest record sequence number the scan found.
+    max_seq: u64,
+    /// Records of format versions 1 to 3 the scan found.
+    legacy_records: u64,
 }
 
 /// What the sync markers and seal notes of a shard's scanned segments say.
@@ -134,6 +157,9 @@ impl RecoveredShard {
             versions: BTreeMap::new(),
             removed_proof: 0,
             damaged: false,
+            next_seq: 1,
+            max_seq: 0,
+            legacy_records: 0,
         }
     }
 }
@@ -146,6 +172,7 @@ pub(crate) fn recover_shard(
     shard: u32,
     mode: RecoveryMode,
     use_checkpoint: bool,
+    salt: Option<u32>,
 ) -> Result<RecoveredShard> {
     let files = list_segments(dir)?;
     let (checkpoint, mut ignored) = if use_checkpoint {
@@ -154,12 +181,12 @@ pub(crate) fn recover_shard(
         (None, None)
     };
     if let Some(cp) = checkpoint {
-        match from_checkpoint(cp, &files, shard)? {
+        match from_checkpoint(cp, &files, shard, salt)? {
             Ok(out) => return Ok(out),
             Err(reason) => ignored = Some(reason),
         }
     }
-    let mut out = scan_shard(&files, shard, mode)?;
+    let mut out = scan_shard(&files, shard, mode, salt)?;
     out.report
         .checkpoints_ignored
         .extend(ignored.map(|reason| (dir.join(checkpoint::CHECKPOINT_FILE), reason)));
@@ -172,8 +199,10 @@ fn from_checkpoint(
     cp: checkpoint::Checkpoint,
     files: &[(u64, PathBuf)],
     shard: u32,
+    salt: Option<u32>,
 ) -> Result<std::result::Result<RecoveredShard, String>> {
     let mut opened = Vec::with_capacity(files.len());
+    let mut codecs = Vec::with_capacity(files.len());
     let described = checkpoint::describes(
         &cp,
         files,
@@ -182,6 +211,11 @@ fn from_checkpoint(
             let stamp = checkpoint::FileStamp::of(&io.file().metadata().ok()?);
             let mut head = [0u8; SEGMENT_HEADER_LEN];
             io.file().read_exact_at(&mut head, 0).ok()?;
+            codecs.push(
+                SegmentHeader::decode(&head)
+                    .ok()
+                    .map(|h| (h.version, h.salt)),
+            );
             opened.push(Arc::new(io));
             Some((stamp, head))
         },
@@ -190,18 +224,34 @@ fn from_checkpoint(
     if let Err(reason) = described {
         return Ok(Err(reason));
     }
+    // `describes` checked every header; a version-4 one must carry this WAL's salt.
+    let mut segment_codecs = Vec::with_capacity(codecs.len());
+    for ((sequence, path), head) in files.iter().zip(&codecs) {
+        let Some((version, own_salt)) = *head else {
+            return Ok(Err(format!("{} has no valid header", path.display())));
+        };
+        check_salt(path, version, own_salt, salt)?;
+        segment_codecs.push(codec_of(version, own_salt, shard, *sequence));
+    }
     let mut out = RecoveredShard {
         next_sequence: files.last().map_or(1, |(seq, _)| seq + 1),
         synced_through: cp.synced_through,
+        next_seq: cp.next_seq.max(1),
         ..RecoveredShard::empty()
     };
     let newest = cp.segments.len().saturating_sub(1);
-    for (i, (s, io)) in cp.segments.iter().zip(opened).enumerate() {
+    for (i, ((s, io), codec)) in cp
+        .segments
+        .iter()
+        .zip(opened)
+        .zip(segment_codecs)
+        .enumerate()
+    {
         let io: Arc<dyn crate::storage::SegmentIo> = io;
         let len = s.stamp.len;
         out.report.segments += 1;
         out.report.records += s.records;
-        let published = out.index.add_segment(s.sequence, io.clone(), len);
+        let published = out.index.add_segment(s.sequence, io.clone(), len, codec);
         out.segments.push(Segment {
             sequence: s.sequence,
             io,
@@ -212,6 +262,7 @@ fn from_checkpoint(
             published,
             records: s.records,
             sealed: i != newest,
+            codec,
         });
     }
     out.report.checkpoints_loaded = 1;
@@ -219,16 +270,20 @@ fn from_checkpoint(
     Ok(Ok(out))
 }
 
-/// Recovers a shard by reading every record of its segment `files`.
+/// Recovers a shard by reading every record of its segment `files`, from the
+/// manifest's `salt` (`None`: a manifest older than format version 4).
 pub(crate) fn scan_shard(
     files: &[(u64, PathBuf)],
     shard: u32,
     mode: RecoveryMode,
+    salt: Option<u32>,
 ) -> Result<RecoveredShard> {
     let mut out = RecoveredShard {
         next_sequence: files.last().map_or(1, |(seq, _)| seq + 1),
         ..RecoveredShard::empty()
     };
+    // Before anything is changed: a refused shard stays as it was.
+    missing_segments(files, shard, mode, salt, &mut out)?;
     let mut buf = Vec::new();
     for (i, (sequence, path)) in files.iter().enumerate() {
         let scan = Scan {
@@ -237,8 +292,14 @@ pub(crate) fn scan_shard(
             sequence: *sequence,
             later: &files[i + 1..],
             mode,
+            salt,
             later_proof: std::cell::OnceCell::new(),
         };
+        if let Some(previous) = out.segments.last() {
+            if previous.sequence + 1 == *sequence && previous.sealed {
+                shortened_predecessor(&scan, previous, &files[i - 1].1, &mut out.report)?;
+            }
+        }
         let (segment, cut) = recover_segment(&scan, &mut out, &mut buf)?;
         out.segments.extend(segment);
         if cut {
@@ -255,8 +316,144 @@ pub(crate) fn scan_shard(
         .max()
         .unwrap_or(0);
     out.index.load(std::mem::take(&mut out.staged));
-    out.damaged = !out.report.skipped.is_empty();
+    out.damaged = !out.report.skipped.is_empty() || !out.report.holes.is_empty();
+    out.next_seq = out.max_seq.max(out.legacy_records) + 1;
     Ok(out)
+}
+
+/// Segments missing between two of `files` that existed and were durable
+/// ([`vouched_gaps`]): records lost in the middle of the shard. An error under
+/// `Strict`, reported in [`RecoveryReport::holes`] under `SkipCorrupted`. (A missing
+/// segment no marker vouches for is a power cut that lost a name: [`first_dropped`]
+/// handles it after the scan.)
+fn missing_segments(
+    files: &[(u64, PathBuf)],
+    shard: u32,
+    mode: RecoveryMode,
+    salt: Option<u32>,
+    out: &mut RecoveredShard,
+) -> Result<()> {
+    let sequences: Vec<u64> = files.iter().map(|(s, _)| *s).collect();
+    let note = |k: usize| {
+        let (sequence, path) = &files[k];
+        Ok(first_seal_note(path, salt, shard, *sequence)?.map(|n| n.sequence))
+    };
+    let gaps = vouched_gaps(&sequences, note, |k| {
+        let later: Vec<&Path> = files[k..].iter().map(|(_, p)| p.as_path()).collect();
+        later_proof(&later, salt, shard)
+    })?;
+    for (missing, k) in gaps {
+        let dir = files[k].1.parent().unwrap_or(Path::new(""));
+        let path = dir.join(segment_file_name(missing));
+        match mode {
+            RecoveryMode::Strict => {
+                return Err(WalError::corruption(
+                    path,
+                    0,
+                    format!(
+                        "segment {missing} is missing between segments {} and {}, and a sync marker shows it was durable",
+                        files[k - 1].0,
+                        files[k].0
+                    ),
+                ))
+            }
+            RecoveryMode::SkipCorrupted => out.report.holes.push((path, 0, 0)),
+        }
+    }
+    Ok(())
+}
+
+/// Whether sealed segment `previous` (at `previous_path`, scanned whole to its
+/// length) is shorter than the seal note at the start of `scan`'s segment records,
+/// while a sync marker shows it durable: its last records are gone. An error under
+/// `Strict`, a hole in `report` under `SkipCorrupted`. (Without a marker, a power cut
+/// may have shortened it before its seal's fsync: [`first_dropped`] handles that.)
+fn shortened_predecessor(
+    scan: &Scan<'_>,
+    previous: &Segment,
+    previous_path: &Path,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let note = first_seal_note(scan.path, scan.salt, scan.shard, scan.sequence)?;
+    let proof = || {
+        let mut from_here = vec![scan.path];
+        from_here.extend(scan.later.iter().map(|(_, p)| p.as_path()));
+        later_proof(&from_here, scan.salt, scan.shard)
+    };
+    let Some(missing) = shortened_by(note, previous.sequence, previous.len, proof)? else {
+        return Ok(());
+    };
+    match scan.mode {
+        RecoveryMode::Strict => Err(WalError::corruption(
+            previous_path,
+            previous.len,
+            format!(
+                "the segment ends here, but the seal note in {} says it was sealed {missing} bytes longer, and a sync marker shows it was durable",
+                scan.path.display(),
+            ),
+        )),
+        RecoveryMode::SkipCorrupted => {
+            report
+                .holes
+                .push((previous_path.to_path_buf(), previous.len, missing));
+            Ok(())
+        }
+    }
+}
+
+/// The seal note segment `path` begins with, if its header and note are valid.
+fn first_seal_note(
+    path: &Path,
+    salt: Option<u32>,
+    shard: u32,
+    sequence: u64,
+) -> Result<Option<SealNote>> {
+    let file = std::fs::File::open(path).map_err(|e| WalError::io("opening segment", path, e))?;
+    let mut head = vec![0u8; SEGMENT_HEADER_LEN + crate::record::SEAL_NOTE_LEN];
+    let n = read_up_to(&file, &mut head).map_err(|e| WalError::io("reading segment", path, e))?;
+    head.truncate(n);
+    let Ok(header) = SegmentHeader::decode(&head) else {
+        return Ok(None);
+    };
+    if header.version >= BOUND_VERSION && Some(header.salt) != salt {
+        return Ok(None);
+    }
+    let codec = codec_of(header.version, header.salt, shard, sequence);
+    Ok(head
+        .get(SEGMENT_HEADER_LEN..)
+        .and_then(|b| codec.decode(b, SEGMENT_HEADER_LEN as u64).ok())
+        .and_then(|r| r.seal_note()))
+}
+
+/// Reads from the start of `file` into `buf` until it is full or the file ends.
+fn read_up_to(file: &std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A version-4 segment header must carry the manifest's salt: one that does not
+/// belongs to another WAL (and one older than version 4 needs none).
+fn check_salt(path: &Path, version: u32, own: u32, manifest: Option<u32>) -> Result<()> {
+    if version < BOUND_VERSION || manifest == Some(own) {
+        return Ok(());
+    }
+    Err(WalError::ManifestMismatch {
+        path: path.to_path_buf(),
+        reason: match manifest {
+            Some(salt) => format!(
+                "the segment header's salt {own:#010x} is not the manifest's {salt:#010x}: the segment belongs to another WAL"
+            ),
+            None => "a segment of format version 4 in a WAL whose manifest predates it".into(),
+        },
+    })
 }
 
 /// After a power cut, a sealed segment whose seal's fsync had not returned can have
@@ -357,7 +554,8 @@ pub(crate) struct Dropped {
 ///
 /// - **A missing segment**: segment `k` begins with a seal note naming a segment
 ///   between its predecessor on disk (if any) and itself, which is therefore missing,
-///   and no marker vouches for it. A power cut lost its name while a later name
+///   and no marker vouches for it (one a marker vouches for is a hole:
+///   [`vouched_gaps`]). A power cut lost its name while a later name
 ///   reached the disk (a marker for an *earlier* seal proves nothing about it: the
 ///   syncer runs a seal's fsync before the next segment's directory fsync). Segment
 ///   `k` goes, with every later one, even if none holds a record: a kept note naming
@@ -383,8 +581,8 @@ pub(crate) fn first_dropped(
     records_from: impl Fn(usize) -> bool,
 ) -> Option<Dropped> {
     let missing = (0..sequences.len()).find_map(|k| {
-        let named = note(k)?;
         let after = k.checked_sub(1).map_or(0, |p| sequences[p]);
+        let named = note(k)?;
         (named > after && named < sequences[k] && named > proven).then_some(Dropped {
             from: k,
             missing: Some(named),
@@ -416,6 +614,8 @@ struct Scan<'a> {
     /// The shard's segment files after this one (none: this is the newest).
     later: &'a [(u64, PathBuf)],
     mode: RecoveryMode,
+    /// The manifest's salt (`None`: older than format version 4).
+    salt: Option<u32>,
     /// [`later_proof`] of the later files once known: it reads every one of them.
     later_proof: std::cell::OnceCell<u64>,
 }
@@ -440,7 +640,7 @@ impl Scan<'_> {
         if let Some(&known) = self.later_proof.get() {
             return Ok(known);
         }
-        let proof = later_proof(&self.later_paths())?;
+        let proof = later_proof(&self.later_paths(), self.salt, self.shard)?;
         Ok(*self.later_proof.get_or_init(|| proof))
     }
 
@@ -481,9 +681,9 @@ pub(crate) fn seal_may_be_unfinished(
     Ok(proof()? < sequence)
 }
 
-/// The highest segment that the valid sync markers in the files `later` vouch for
-/// (0: none).
-pub(crate) fn later_proof(later: &[&Path]) -> Result<u64> {
+/// The highest segment that the valid sync markers in the files `later` of shard
+/// `shard` vouch for (0: none); `salt` is the manifest's.
+pub(crate) fn later_proof(later: &[&Path], salt: Option<u32>, shard: u32) -> Result<u64> {
     let mut proof = 0;
     for path in later {
         let own = path
@@ -491,9 +691,22 @@ pub(crate) fn later_proof(later: &[&Path]) -> Result<u64> {
             .and_then(|name| name.to_str())
             .and_then(parse_segment_file_name)
             .unwrap_or(0);
-        proof = proof.max(newest_marker(&read_whole(path)?, own));
+        let data = read_whole(path)?;
+        let codec = file_codec(&data, salt, shard, own);
+        proof = proof.max(newest_marker(&data, own, codec));
     }
     Ok(proof)
+}
+
+/// How the records of segment `sequence` of shard `shard`, whose bytes are `data`,
+/// are read: by its header, or, if the header is damaged, as version 4 when the
+/// manifest has a salt (the only format a writer of such a WAL appends in) and as
+/// an older version otherwise.
+pub(crate) fn file_codec(data: &[u8], salt: Option<u32>, shard: u32, sequence: u64) -> Codec {
+    match SegmentHeader::decode(data) {
+        Ok(h) => codec_of(h.version, h.salt, shard, sequence),
+        Err(_) => salt.map_or(Codec::Legacy, |s| Codec::bound(s, shard, sequence)),
+    }
 }
 
 /// Whether a sealed segment of header version `own` was synced before its
@@ -519,16 +732,16 @@ fn header_version(path: &Path) -> Result<Option<u32>> {
 /// vouches for (0: none; see [`marker_vouches`]). Markers past damage count too: a
 /// marker is written only after the fsync it reports has returned, so a valid one
 /// anywhere is proof.
-fn newest_marker(data: &[u8], own: u64) -> u64 {
+fn newest_marker(data: &[u8], own: u64, codec: Codec) -> u64 {
     let mut newest = 0;
     let mut pos = SEGMENT_HEADER_LEN.min(data.len());
     while pos < data.len() {
-        match decode(&data[pos..]) {
+        match codec.decode(&data[pos..], pos as u64) {
             Ok(record) => {
-                newest = newest.max(marker_vouches(record.synced_through.unwrap_or(0), own));
+                newest = newest.max(marker_vouches(record.synced_through().unwrap_or(0), own));
                 pos += record.len;
             }
-            Err(_) => match find_next_valid(data, pos + 1) {
+            Err(_) => match codec.find_next_valid(data, 0, pos + 1) {
                 Some(next) => pos = next,
                 None => break,
             },
@@ -572,11 +785,132 @@ fn read_whole(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| WalError::io("reading segment", path, e))
 }
 
+/// How a segment reads from a record that fails its checks: the one rule recovery
+/// applies and `inspect` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Judgment {
+    /// Zero bytes to the end of the newest segment: preallocated space the writer had
+    /// not reached. Kept for the writer to continue into.
+    FreeSpace,
+    /// No valid record follows, and the segment may hold bytes no fsync covered (the
+    /// newest, or a sealed one whose seal's fsync may not have finished): an
+    /// interrupted write. Cut here.
+    TornTail,
+    /// Anything else: damage, with the index of the next valid record, if any. Never
+    /// cut: a sync may have covered the records up to and after it.
+    Damage { next: Option<usize> },
+}
+
+/// Judges `data` (a segment's bytes from file offset `base` on) from index `pos`,
+/// where a record fails its checks. `crash_possible` says whether the segment may
+/// hold unsynced bytes (asked only when needed: it may read later segments).
+pub(crate) fn judge(
+    codec: Codec,
+    data: &[u8],
+    base: u64,
+    pos: usize,
+    newest: bool,
+    crash_possible: impl FnOnce() -> Result<bool>,
+) -> Result<Judgment> {
+    if newest && data[pos..].iter().all(|&b| b == 0) {
+        return Ok(Judgment::FreeSpace);
+    }
+    let next = codec.find_next_valid(data, base, pos + 1);
+    if next.is_none() && crash_possible()? {
+        return Ok(Judgment::TornTail);
+    }
+    Ok(Judgment::Damage { next })
+}
+
+/// How a segment whose header fails its checks reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeaderJudgment {
+    /// No record in it verifies and it may hold unsynced bytes: the process died
+    /// while creating it, or a power cut lost its first page. Removed.
+    Lost,
+    /// Damage; `found` is the codec under which a record verifies and that record's
+    /// offset, if one does (then the records are kept under `SkipCorrupted`).
+    Damaged { found: Option<(Codec, usize)> },
+}
+
+/// Judges segment `sequence` of shard `shard`, whose bytes are `data` and whose
+/// header fails its checks. Records of either layout are looked for (a WAL upgraded
+/// to version 4 still holds older segments), version 4 first, whose records cannot
+/// be found inside a value.
+pub(crate) fn judge_header(
+    data: &[u8],
+    salt: Option<u32>,
+    shard: u32,
+    sequence: u64,
+    crash_possible: impl FnOnce() -> Result<bool>,
+) -> Result<HeaderJudgment> {
+    let from = SEGMENT_HEADER_LEN.min(data.len());
+    let codecs = [
+        salt.map(|s| Codec::bound(s, shard, sequence)),
+        Some(Codec::Legacy),
+    ];
+    let found = codecs
+        .into_iter()
+        .flatten()
+        .find_map(|codec| codec.find_next_valid(data, 0, from).map(|at| (codec, at)));
+    if found.is_none() && crash_possible()? {
+        return Ok(HeaderJudgment::Lost);
+    }
+    Ok(HeaderJudgment::Damaged { found })
+}
+
+/// The segments missing between two of `sequences` (a shard's, oldest first) that
+/// existed and were durable, each with the index of the segment after its gap: the
+/// seal note that segment begins with (`note(k)`) names a segment in the gap (the
+/// writer sealed it before starting this one), and a sync marker in it or a later
+/// segment (`proof_from(k)`: the highest segment they vouch for) vouches for it.
+/// Compaction removes only the oldest segments, so that segment held records in
+/// the middle of the shard: a hole. (A gap whose successor's note names the segment
+/// before the gap is recovery's own: it removed a torn newest segment, and the writer
+/// went on after it.)
+pub(crate) fn vouched_gaps(
+    sequences: &[u64],
+    note: impl Fn(usize) -> Result<Option<u64>>,
+    mut proof_from: impl FnMut(usize) -> Result<u64>,
+) -> Result<Vec<(u64, usize)>> {
+    let mut out = Vec::new();
+    for k in 1..sequences.len() {
+        let (before, after) = (sequences[k - 1], sequences[k]);
+        if after == before + 1 {
+            continue;
+        }
+        let Some(named) = note(k)? else { continue };
+        if named > before && named < after && named <= proof_from(k)? {
+            out.push((named, k));
+        }
+    }
+    Ok(out)
+}
+
+/// How many bytes sealed segment `sequence`, `len` bytes long, lacks when `note`
+/// (the seal note its successor begins with) says it was sealed longer and a sync
+/// marker (`proof`: the highest segment the markers from the successor on vouch
+/// for) shows it was durable: a hole. (Without a marker, a power cut may have cut it
+/// short before its seal's fsync returned: [`first_dropped`] handles that.)
+pub(crate) fn shortened_by(
+    note: Option<SealNote>,
+    sequence: u64,
+    len: u64,
+    proof: impl FnOnce() -> Result<u64>,
+) -> Result<Option<u64>> {
+    match note {
+        Some(n) if n.sequence == sequence && n.len > len && proof()? >= sequence => {
+            Ok(Some(n.len - len))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Recovers one segment. Records are read through `buf` (reused across the shard's
 /// segments, so a reopen does not fault in a fresh segment-sized buffer per file)
 /// for as long as every record checks out, which is the whole file after a clean
 /// close. From the first byte that does not start a valid record, the rest of the
-/// file is read in one piece and judged (free space, torn tail or corruption).
+/// file is read in one piece and judged (free space, torn tail or damage).
 ///
 /// Returns the segment (unless removed or skipped) and whether recovery cut bytes
 /// from a sealed segment, so that the later ones must go.
@@ -589,7 +923,6 @@ fn recover_segment(
         path,
         shard,
         sequence,
-        mode,
         ..
     } = scan;
     let newest = scan.newest();
@@ -603,73 +936,46 @@ fn recover_segment(
     io.file()
         .read_exact_at(&mut head, 0)
         .map_err(|e| WalError::io("reading segment", path, e))?;
-    let header = match SegmentHeader::decode(&head) {
-        Ok(h) => h,
-        Err(e) => {
-            let data = read_whole(path)?;
-            // A newest segment whose header is torn and that holds no valid record
-            // was being created when the process died; one whose header reads as all
-            // zeros lost its first page in a power cut, and any fsync of the file
-            // would have persisted that page. Either way nothing in it was
-            // acknowledged as durable.
-            let header_lost = data.len() >= SEGMENT_HEADER_LEN
-                && data[..SEGMENT_HEADER_LEN].iter().all(|&b| b == 0);
-            let no_record = find_next_valid(&data, SEGMENT_HEADER_LEN.min(data.len())).is_none();
-            if (header_lost || no_record) && scan.unsynced_seal_possible(None)? {
-                out.report
-                    .truncated
-                    .push((path.to_path_buf(), 0, data.len() as u64));
-                if !newest {
-                    scan.drop_later(out)?;
-                }
-                observed::remove_file(path)
-                    .map_err(|e| WalError::io("removing torn segment", path, e))?;
-                if let Some(dir) = path.parent() {
-                    // fsync the directory: the removal must be durable before new
-                    // segments reuse the sequence range after it.
-                    sync_directory(dir)?;
-                }
-                return Ok((None, !newest));
+    let (codec, created_us, version) = match SegmentHeader::decode(&head) {
+        Ok(header) => {
+            if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&header.version) {
+                return Err(WalError::UnsupportedVersion {
+                    path: path.to_path_buf(),
+                    found: header.version,
+                    supported: FORMAT_VERSION,
+                });
             }
-            return match mode {
-                RecoveryMode::Strict => Err(WalError::corruption(path, 0, e.reason())),
-                RecoveryMode::SkipCorrupted => {
-                    out.report
-                        .skipped
-                        .push((path.to_path_buf(), 0, data.len() as u64));
-                    Ok((None, false))
-                }
-            };
+            if header.shard != shard || header.sequence != sequence {
+                return Err(WalError::ManifestMismatch {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "segment header says shard {} segment {}, but the file is shard {shard} segment {sequence}",
+                        header.shard, header.sequence
+                    ),
+                });
+            }
+            check_salt(path, header.version, header.salt, scan.salt)?;
+            out.versions.insert(sequence, header.version);
+            (header.codec(), header.created_us, Some(header.version))
         }
+        Err(e) => match damaged_header(scan, out, e.reason())? {
+            HeaderVerdict::Removed => return Ok((None, !newest)),
+            HeaderVerdict::Skipped => return Ok((None, false)),
+            HeaderVerdict::Salvaged { codec, created_us } => (codec, created_us, None),
+        },
     };
-    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&header.version) {
-        return Err(WalError::UnsupportedVersion {
-            path: path.to_path_buf(),
-            found: header.version,
-            supported: FORMAT_VERSION,
-        });
-    }
-    out.versions.insert(sequence, header.version);
-    if header.shard != shard || header.sequence != sequence {
-        return Err(WalError::ManifestMismatch {
-            path: path.to_path_buf(),
-            reason: format!(
-                "segment header says shard {} segment {}, but the file is shard {shard} segment {sequence}",
-                header.shard, header.sequence
-            ),
-        });
-    }
     let mut segment = Segment {
         sequence,
         io: io.clone(),
-        created_us: header.created_us,
-        newest_us: header.created_us,
+        created_us,
+        newest_us: created_us,
         len: file_len,
         allocated: file_len,
         // Set below, when the segment is handed to the index.
         published: Default::default(),
         records: 0,
         sealed: !newest,
+        codec,
     };
     let streamed = stream_records(
         io.file(),
@@ -677,56 +983,131 @@ fn recover_segment(
         SEGMENT_HEADER_LEN as u64,
         buf,
         STREAM_CHUNK,
-        |pos, record| take_record(&mut out.staged, &mut out.meta, &mut segment, pos, record),
+        codec,
+        |pos, record| take_record(out, &mut segment, pos, record),
     )
     .map_err(|e| WalError::io("reading segment", path, e))?;
     let mut cut = false;
     if streamed < file_len {
-        // Only the rest of the file is judged, from the start of the page that holds
-        // the first bad byte: page-aligned, so the lost-page rule sees the file's
-        // own page boundaries.
-        let base = streamed - streamed % PAGE as u64;
         buf.clear();
-        buf.resize((file_len - base) as usize, 0);
+        buf.resize((file_len - streamed) as usize, 0);
         io.file()
-            .read_exact_at(buf, base)
+            .read_exact_at(buf, streamed)
             .map_err(|e| WalError::io("reading segment", path, e))?;
         let rest = Rest {
             data: buf,
-            base,
-            from: (streamed - base) as usize,
+            base: streamed,
         };
-        cut = judge_rest(scan, &rest, &io, &mut segment, header.version, out)?;
+        cut = judge_rest(scan, &rest, &io, &mut segment, version, out)?;
     }
     out.report.segments += 1;
     out.report.records += segment.records;
-    segment.published = out.index.add_segment(sequence, io, segment.len);
+    segment.published = out.index.add_segment(sequence, io, segment.len, codec);
     Ok((Some(segment), cut))
 }
 
+/// What recovery does with a segment whose header is damaged.
+enum HeaderVerdict {
+    /// Removed: a crash while it was created (nothing in it verifies).
+    Removed,
+    /// Ignored whole under `SkipCorrupted` (nothing in it verifies).
+    Skipped,
+    /// Records in it verify: kept under `SkipCorrupted`, read with `codec`, its
+    /// creation time taken from its first record.
+    Salvaged { codec: Codec, created_us: u64 },
+}
+
+/// Judges segment `scan.path`, whose header fails with `reason`. If no record in it
+/// verifies and its seal may be unfinished, the process died while creating it (a
+/// torn header), or a power cut lost its first page: nothing in it was acknowledged
+/// as durable, and it is removed. If records verify, the header alone is damaged:
+/// `Strict` refuses (a removal would lose them), `SkipCorrupted` keeps them.
+fn damaged_header(
+    scan: &Scan<'_>,
+    out: &mut RecoveredShard,
+    reason: &str,
+) -> Result<HeaderVerdict> {
+    let &Scan {
+        path,
+        shard,
+        sequence,
+        mode,
+        ..
+    } = scan;
+    let data = read_whole(path)?;
+    let judged = judge_header(&data, scan.salt, shard, sequence, || {
+        scan.unsynced_seal_possible(None)
+    })?;
+    match (judged, mode) {
+        (HeaderJudgment::Lost, _) => {
+            out.report
+                .truncated
+                .push((path.to_path_buf(), 0, data.len() as u64));
+            if !scan.newest() {
+                scan.drop_later(out)?;
+            }
+            observed::remove_file(path)
+                .map_err(|e| WalError::io("removing torn segment", path, e))?;
+            if let Some(dir) = path.parent() {
+                // fsync the directory: the removal must be durable before new
+                // segments reuse the sequence range after it.
+                sync_directory(dir)?;
+            }
+            Ok(HeaderVerdict::Removed)
+        }
+        (HeaderJudgment::Damaged { found: None }, RecoveryMode::Strict) => {
+            Err(WalError::corruption(path, 0, reason))
+        }
+        (
+            HeaderJudgment::Damaged {
+                found: Some((_, at)),
+            },
+            RecoveryMode::Strict,
+        ) => Err(WalError::corruption(
+            path,
+            0,
+            format!("{reason}, and valid records follow at offset {at}"),
+        )),
+        (HeaderJudgment::Damaged { found: None }, RecoveryMode::SkipCorrupted) => {
+            out.report
+                .skipped
+                .push((path.to_path_buf(), 0, data.len() as u64));
+            Ok(HeaderVerdict::Skipped)
+        }
+        (
+            HeaderJudgment::Damaged {
+                found: Some((codec, at)),
+            },
+            RecoveryMode::SkipCorrupted,
+        ) => {
+            out.report
+                .skipped
+                .push((path.to_path_buf(), 0, SEGMENT_HEADER_LEN as u64));
+            let created_us = codec
+                .decode(&data[at..], at as u64)
+                .map_or(0, |r| r.timestamp_us);
+            Ok(HeaderVerdict::Salvaged { codec, created_us })
+        }
+    }
+}
+
 /// Counts and stages one valid record at `pos`; a sync marker or a seal note is
-/// only noted in `meta`.
-fn take_record(
-    staged: &mut Staged,
-    meta: &mut Meta,
-    segment: &mut Segment,
-    pos: u64,
-    record: &Decoded<'_>,
-) {
-    if let Some(synced) = record.synced_through {
-        let newest = meta.markers.entry(segment.sequence).or_default();
+/// only noted in `out.meta`.
+fn take_record(out: &mut RecoveredShard, segment: &mut Segment, pos: u64, record: &Decoded<'_>) {
+    if let Some(synced) = record.synced_through() {
+        let newest = out.meta.markers.entry(segment.sequence).or_default();
         *newest = (*newest).max(marker_vouches(synced, segment.sequence));
         return;
     }
-    if let Some(note) = record.seal_note {
+    if let Some(note) = record.seal_note() {
         // Only where the writer puts one: first in the segment.
         if pos == SEGMENT_HEADER_LEN as u64 {
-            meta.notes.insert(segment.sequence, note);
+            out.meta.notes.insert(segment.sequence, note);
         }
         return;
     }
     stage(
-        staged,
+        &mut out.staged,
         record.key,
         Location {
             segment: segment.sequence,
@@ -734,6 +1115,10 @@ fn take_record(
             len: record.len as u32,
         },
     );
+    match segment.codec {
+        Codec::Legacy => out.legacy_records += 1,
+        Codec::Bound { .. } => out.max_seq = out.max_seq.max(record.seq),
+    }
     segment.records += 1;
     segment.newest_us = segment.newest_us.max(record.timestamp_us);
 }
@@ -748,6 +1133,7 @@ fn stream_records(
     mut pos: u64,
     buf: &mut Vec<u8>,
     chunk: usize,
+    codec: Codec,
     mut each: impl FnMut(u64, &Decoded<'_>),
 ) -> std::io::Result<u64> {
     if buf.len() < chunk {
@@ -757,7 +1143,7 @@ fn stream_records(
     let (mut start, mut filled) = (0, 0);
     loop {
         while start < filled {
-            match decode(&buf[start..filled]) {
+            match codec.decode(&buf[start..filled], pos) {
                 Ok(record) => {
                     each(pos, &record);
                     pos += record.len as u64;
@@ -773,7 +1159,7 @@ fn stream_records(
         buf.copy_within(start..filled, 0);
         filled -= start;
         start = 0;
-        if filled >= RECORD_HEADER_LEN {
+        if filled >= codec.header_len() {
             // A record longer than the buffer: make room for all of it, unless it
             // claims to run past the end of the file (then it is judged as damage).
             let need = record_len(&buf[..filled]);
@@ -794,65 +1180,91 @@ fn stream_records(
 }
 
 /// The end of a segment file where streaming stopped: `data` holds the file from
-/// offset `base` (page-aligned) on, and judging starts at `data[from]`.
+/// offset `base` on, and judging starts at `data[0]`.
 struct Rest<'a> {
     data: &'a [u8],
     base: u64,
-    from: usize,
 }
 
 /// Judges the rest of a segment, where streaming stopped: valid records (after
-/// skipped damage), free space, a torn tail, or corruption. Returns whether it cut
-/// a sealed segment (an unfinished seal), so that the later segments must go.
+/// skipped damage), free space, a torn tail, or damage. Returns whether it cut a
+/// sealed segment (an unfinished seal), so that the later segments must go.
+///
+/// A record that fails its checks is a torn tail only when no valid record follows
+/// it in the file and the segment may hold unsynced bytes (the newest, or an
+/// unfinished seal): then nothing after it can be read back. With a valid record
+/// after it, the bytes between may hold records a sync covered, so they are never
+/// cut: `Strict` refuses, `SkipCorrupted` skips to the next valid record.
 fn judge_rest(
     scan: &Scan<'_>,
     rest: &Rest<'_>,
     io: &FileSegment,
     segment: &mut Segment,
-    version: u32,
+    version: Option<u32>,
     out: &mut RecoveredShard,
 ) -> Result<bool> {
     let &Scan { path, mode, .. } = scan;
     let newest = scan.newest();
-    let &Rest { data, base, from } = rest;
+    let &Rest { data, base } = rest;
+    let codec = segment.codec;
     // File offset of `data[p]`.
     let at = |p: usize| base + p as u64;
-    let mut pos = from;
+    let mut pos = 0;
     while pos < data.len() {
-        match decode(&data[pos..]) {
+        match codec.decode(&data[pos..], at(pos)) {
             Ok(record) => {
-                take_record(&mut out.staged, &mut out.meta, segment, at(pos), &record);
+                take_record(out, segment, at(pos), &record);
                 pos += record.len;
             }
-            Err(_) if newest && data[pos..].iter().all(|&b| b == 0) => {
-                // Space the writer preallocated and had not reached: free, not damage.
-                segment.len = at(pos);
-                break;
-            }
             Err(e) => {
-                let next = find_next_valid(data, pos + 1);
-                let end = next.unwrap_or(data.len());
-                if lost_write(data, pos, next) && scan.unsynced_seal_possible(Some(version))? {
-                    out.report.truncated.push((
-                        path.to_path_buf(),
-                        at(pos),
-                        (data.len() - pos) as u64,
-                    ));
-                    if !newest {
-                        scan.drop_later(out)?;
+                let judged = judge(codec, data, base, pos, newest, || {
+                    scan.unsynced_seal_possible(version)
+                })?;
+                let next = match judged {
+                    Judgment::FreeSpace => {
+                        segment.len = at(pos);
+                        break;
                     }
-                    truncate(io.file(), path, at(pos))?;
-                    segment.len = at(pos);
-                    segment.allocated = at(pos);
-                    // A cut sealed segment becomes the newest: the writer goes on in it.
-                    segment.sealed = false;
-                    return Ok(!newest);
-                }
-                match mode {
-                    RecoveryMode::Strict => {
-                        return Err(WalError::corruption(path, at(pos), e.reason()))
+                    Judgment::Damage { next } => next,
+                    Judgment::TornTail => {
+                        out.report.truncated.push((
+                            path.to_path_buf(),
+                            at(pos),
+                            (data.len() - pos) as u64,
+                        ));
+                        if !newest {
+                            scan.drop_later(out)?;
+                        }
+                        truncate(io.file(), path, at(pos))?;
+                        segment.len = at(pos);
+                        segment.allocated = at(pos);
+                        // A cut sealed segment becomes the newest: the writer goes on
+                        // in it.
+                        segment.sealed = false;
+                        return Ok(!newest);
                     }
-                    RecoveryMode::SkipCorrupted => {
+                };
+                match (mode, next) {
+                    (RecoveryMode::Strict, Some(next)) => {
+                        return Err(WalError::corruption(
+                            path,
+                            at(pos),
+                            format!(
+                                "{}, and a valid record follows at offset {}",
+                                e.reason(),
+                                at(next)
+                            ),
+                        ))
+                    }
+                    (RecoveryMode::Strict, None) => {
+                        return Err(WalError::corruption(
+                            path,
+                            at(pos),
+                            format!("{} in a segment a sync marker shows durable", e.reason()),
+                        ))
+                    }
+                    (RecoveryMode::SkipCorrupted, _) => {
+                        let end = next.unwrap_or(data.len());
                         out.report
                             .skipped
                             .push((path.to_path_buf(), at(pos), (end - pos) as u64));
@@ -863,77 +1275,6 @@ fn judge_rest(
         }
     }
     Ok(false)
-}
-
-/// The page size the rule below assumes: the smallest unit the kernel writes back.
-const PAGE: usize = 4096;
-
-/// Whether the bytes from a record that fails to decode at `data[from]` up to the
-/// next valid record (`next`; `None`: none follows) are what an interrupted write
-/// leaves, rather than damage to written bytes. `data[0]` must sit at a page boundary
-/// of the file. Pages are written back in no guaranteed order, so after a power cut a
-/// torn record can keep its first bytes with a later record on disk and a hole
-/// between them; what the hole holds is a page that did not reach the disk, read as
-/// it last reached it. That is:
-///
-/// - nothing valid follows, or every byte up to the next valid record is zero;
-/// - a whole page-aligned page of zeros lies before it (a page never written back:
-///   new or preallocated blocks read as zeros);
-/// - `from` is inside a page and every byte from it to the page's end is zero: the
-///   page's older version, from a write-back or fsync that ended at `from` (the bytes
-///   of a record are copied into a page in one write, so an older version ends at a
-///   record's end), with the record at `from` and after it lost and later pages on
-///   disk. When fewer than 4 bytes are left in the page, they are part of the
-///   record's checksum and could be zero as written, so the rule also needs the
-///   record's bytes on the next pages to be as written: the checksum of its body
-///   agrees with the stored checksum bytes that follow the zeros. After a power cut
-///   they are: each later page of the record is either a whole page of zeros (the
-///   rule above) or a version written after the record was whole (the version that
-///   ended at a record's end cannot end inside this one).
-///
-/// In each case no fsync covered anything from `from` on, or the page would be
-/// there. The price: damage that zeroes a record's bytes up to a page boundary, or a
-/// whole aligned page, is taken for a torn tail (reported in
-/// `RecoveryReport::truncated`) instead of `Corruption`.
-pub(crate) fn lost_write(data: &[u8], from: usize, next: Option<usize>) -> bool {
-    let Some(to) = next else {
-        return true;
-    };
-    let zero = |range: std::ops::Range<usize>| data[range].iter().all(|&b| b == 0);
-    let page_end = from.div_ceil(PAGE) * PAGE;
-    let rest_of_page_zero = from < page_end
-        && page_end <= to
-        && zero(from..page_end)
-        && (page_end - from >= 4 || body_as_written(data, from, page_end - from));
-    if zero(from..to) || rest_of_page_zero {
-        return true;
-    }
-    let mut page = page_end;
-    while page + PAGE <= to {
-        if zero(page..page + PAGE) {
-            return true;
-        }
-        page += PAGE;
-    }
-    false
-}
-
-/// Whether the record at `data[from]`, whose first `zeroed` (< 4) bytes read as
-/// zero, is as written apart from those bytes: its length field is possible and the
-/// checksum of bytes 4.. agrees with the stored checksum bytes after the zeroed ones.
-/// (The record may end past the next valid-looking record: its value can hold an
-/// encoded record.)
-fn body_as_written(data: &[u8], from: usize, zeroed: usize) -> bool {
-    if data.len() < from.saturating_add(RECORD_HEADER_LEN) {
-        return false;
-    }
-    let len = record_len(&data[from..]);
-    let end = from.saturating_add(len);
-    if len < RECORD_HEADER_LEN || end > data.len() {
-        return false;
-    }
-    let crc = crc32c::crc32c(&data[from + 4..end]).to_le_bytes();
-    crc[zeroed..] == data[from + zeroed..from + 4]
 }
 
 fn truncate(file: &std::fs::File, path: &Path, len: u64) -> Result<()> {
@@ -1022,8 +1363,9 @@ mod tests {
             })
         );
     }
-    use crate::record::encode_into;
     use std::io::Write;
+
+    const CODEC: Codec = Codec::Bound { seed: 0xABCD_0123 };
 
     /// Records of 1 to 700 value bytes: with a 64-byte chunk, most straddle a read and
     /// many are larger than the buffer.
@@ -1033,7 +1375,15 @@ mod tests {
         for i in 0..200usize {
             offsets.push(bytes.len() as u64);
             let value = vec![i as u8; (i * 37) % 700 + 1];
-            encode_into(&mut bytes, i as u64, format!("k{i}").as_bytes(), &value);
+            let at = bytes.len() as u64;
+            CODEC.encode_into(
+                &mut bytes,
+                at,
+                i as u64 + 1,
+                i as u64,
+                format!("k{i}").as_bytes(),
+                &value,
+            );
         }
         (bytes, offsets)
     }
@@ -1045,94 +1395,21 @@ mod tests {
         file.write_all(bytes).expect("write");
         let mut seen = Vec::new();
         let mut buf = Vec::new();
-        let stop = stream_records(&file, bytes.len() as u64, 0, &mut buf, chunk, |pos, r| {
-            assert_eq!(r.key, format!("k{}", r.timestamp_us).as_bytes());
-            seen.push(pos);
-        })
+        let stop = stream_records(
+            &file,
+            bytes.len() as u64,
+            0,
+            &mut buf,
+            chunk,
+            CODEC,
+            |pos, r| {
+                assert_eq!(r.key, format!("k{}", r.timestamp_us).as_bytes());
+                assert_eq!(r.seq, r.timestamp_us + 1);
+                seen.push(pos);
+            },
+        )
         .expect("stream");
         (seen, stop)
-    }
-
-    #[test]
-    fn lost_write_tells_lost_pages_from_damage() {
-        let mut data = vec![0xAA; 3 * PAGE];
-        // Damage inside a page with non-zero bytes after it: corruption.
-        assert!(!lost_write(&data, 1000, Some(2 * PAGE)));
-        // Nothing valid follows: a torn tail.
-        assert!(lost_write(&data, 1000, None));
-        // Zeros from the record to its page's end (the page's older version).
-        data[1000..PAGE].fill(0);
-        assert!(lost_write(&data, 1000, Some(2 * PAGE)));
-        // Not when a non-zero byte is left in that page.
-        data[PAGE - 1] = 1;
-        assert!(!lost_write(&data, 1000, Some(2 * PAGE)));
-        // A page-aligned record: the rest of its page is the whole page, which must
-        // be zero; damaged bytes there are corruption.
-        assert!(!lost_write(&data, PAGE, Some(2 * PAGE + 100)));
-        data[PAGE..2 * PAGE].fill(0);
-        assert!(lost_write(&data, PAGE, Some(2 * PAGE + 100)));
-    }
-
-    /// A record starting 1-3 bytes before a page end has only checksum bytes there,
-    /// which can be zero as written: the rest-of-page rule then also needs the rest
-    /// of the record as written.
-    #[test]
-    fn a_few_zero_checksum_bytes_at_a_page_end_need_the_record_intact() {
-        // Segment bytes with a record starting `k` bytes before a page end, whose
-        // checksum's first `k` bytes are all zero as written (`zero`) or are not,
-        // whose value holds an encoded record if `nested`, and a valid record after
-        // it. Returns the bytes and where the first valid record after it starts.
-        let segment = |k: usize, zero: bool, nested: bool| {
-            let mut inner = Vec::new();
-            if nested {
-                encode_into(&mut inner, 4, b"inner", b"a record as a value");
-            }
-            let record = (0u32..)
-                .map(|i| {
-                    let mut value = inner.clone();
-                    value.extend_from_slice(&i.to_le_bytes().repeat(40));
-                    let mut buf = Vec::new();
-                    encode_into(&mut buf, 5, b"key", &value);
-                    buf
-                })
-                .find(|buf| buf[..k].iter().all(|&b| b == 0) == zero)
-                .expect("some value gives such a checksum");
-            let from = PAGE - k;
-            let mut data = vec![0xAA; from];
-            data.extend_from_slice(&record);
-            encode_into(&mut data, 6, b"next", b"v");
-            let to = find_next_valid(&data, from + 1).expect("a record follows");
-            assert_eq!(to == from + record.len(), !nested);
-            (data, to)
-        };
-
-        for k in 1..=3 {
-            for nested in [false, true] {
-                let from = PAGE - k;
-                if k < 3 {
-                    // Written with zero checksum bytes there, then a bit flipped later
-                    // in the record: damage (before, the zeros alone made it a torn
-                    // tail).
-                    let (mut rotten, to) = segment(k, true, nested);
-                    assert!(decode(&rotten[from..]).is_ok());
-                    rotten[from + 30] ^= 0x10;
-                    assert!(decode(&rotten[from..]).is_err());
-                    assert!(!lost_write(&rotten, from, Some(to)), "k {k}, {nested}");
-                }
-
-                // The page's older version ends at `from` (its last bytes read as
-                // zero), the rest of the record is as written: torn.
-                let (mut lost, to) = segment(k, false, nested);
-                lost[from..PAGE].fill(0);
-                assert!(decode(&lost[from..]).is_err());
-                assert!(lost_write(&lost, from, Some(to)), "k {k}, nested {nested}");
-
-                // The same with a checksum byte after the zeros damaged: damage.
-                let mut bad = lost.clone();
-                bad[PAGE] ^= 0x01;
-                assert!(!lost_write(&bad, from, Some(to)), "k {k}, nested {nested}");
-            }
-        }
     }
 
     #[test]
@@ -1148,7 +1425,7 @@ mod tests {
     #[test]
     fn streaming_stops_at_the_first_damaged_record() {
         let (mut bytes, offsets) = records();
-        bytes[offsets[120] as usize + 25] ^= 0x40;
+        bytes[offsets[120] as usize + 33] ^= 0x40;
         let (seen, stop) = stream(&bytes, 64);
         assert_eq!(seen, offsets[..120]);
         assert_eq!(stop, offsets[120]);

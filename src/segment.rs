@@ -4,25 +4,30 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic       b"NANOWALS"
-//!      8     4  version     format version (3; 1 and 2 are still read)
+//!      8     4  version     format version (4; 1 to 3 are still read)
 //!     12     4  shard       shard id that owns the file
 //!     16     8  sequence    segment sequence number (also the file name)
 //!     24     8  created     creation time, microseconds since the Unix epoch
-//!     32     4  crc32c      CRC32C of bytes 0..32
-//!     36     4  reserved    zero
+//!     32     4  salt        the WAL's salt, as in its manifest (version 4)
+//!     36     4  crc32c      CRC32C of bytes 0..36
 //! ```
+//! Versions 1 to 3 hold the CRC32C of bytes 0..32 at offset 32 and zero at 36.
 //! Records follow from offset 40 to the end of the file.
 
+use crate::record::Codec;
 use crate::storage::SegmentIo;
 use std::sync::Arc;
 
 /// Magic bytes at the start of every segment.
 pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"NANOWALS";
-/// The on-disk format version this build writes: 3 (seal notes). Version 2 segments
-/// (sync markers, deferred seal syncs, no seal notes) and version 1 segments, which
-/// never hold a marker and whose seals were synced before their successors existed,
-/// are read as well.
-pub(crate) const FORMAT_VERSION: u32 = 3;
+/// The on-disk format version this build writes: 4 (records bound to their place,
+/// with sequence numbers). Version 3 segments (seal notes), version 2 segments (sync
+/// markers, deferred seal syncs, no seal notes) and version 1 segments, which never
+/// hold a marker and whose seals were synced before their successors existed, are
+/// read as well.
+pub(crate) const FORMAT_VERSION: u32 = 4;
+/// The first version whose records are bound to their place ([`Codec::Bound`]).
+pub(crate) const BOUND_VERSION: u32 = 4;
 /// The oldest segment format version this build reads.
 pub(crate) const OLDEST_READABLE_VERSION: u32 = 1;
 /// Length of the segment header.
@@ -37,6 +42,8 @@ pub(crate) struct SegmentHeader {
     pub(crate) shard: u32,
     pub(crate) sequence: u64,
     pub(crate) created_us: u64,
+    /// The WAL's salt (version 4; 0 in older headers).
+    pub(crate) salt: u32,
 }
 
 /// Why a header was refused.
@@ -65,9 +72,20 @@ impl SegmentHeader {
         b[12..16].copy_from_slice(&self.shard.to_le_bytes());
         b[16..24].copy_from_slice(&self.sequence.to_le_bytes());
         b[24..32].copy_from_slice(&self.created_us.to_le_bytes());
-        let crc = crc32c::crc32c(&b[0..32]);
-        b[32..36].copy_from_slice(&crc.to_le_bytes());
+        if self.version >= BOUND_VERSION {
+            b[32..36].copy_from_slice(&self.salt.to_le_bytes());
+            let crc = crc32c::crc32c(&b[0..36]);
+            b[36..40].copy_from_slice(&crc.to_le_bytes());
+        } else {
+            let crc = crc32c::crc32c(&b[0..32]);
+            b[32..36].copy_from_slice(&crc.to_le_bytes());
+        }
         b
+    }
+
+    /// How the records after this header are laid out and checked.
+    pub(crate) fn codec(&self) -> Codec {
+        codec_of(self.version, self.salt, self.shard, self.sequence)
     }
 
     /// Decodes a header. The version is returned as found; the caller decides
@@ -79,23 +97,41 @@ impl SegmentHeader {
         if &buf[0..8] != SEGMENT_MAGIC {
             return Err(HeaderError::BadMagic);
         }
-        let crc = u32::from_le_bytes([buf[32], buf[33], buf[34], buf[35]]);
-        if crc32c::crc32c(&buf[0..32]) != crc {
-            return Err(HeaderError::BadChecksum);
-        }
         let u32_at =
             |at: usize| u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+        // The version decides where the checksum is; a damaged version moves it and
+        // fails the check.
+        let version = u32_at(8);
+        let (covered, salt) = if version >= BOUND_VERSION {
+            (36, u32_at(32))
+        } else {
+            (32, 0)
+        };
+        if crc32c::crc32c(&buf[0..covered]) != u32_at(covered) {
+            return Err(HeaderError::BadChecksum);
+        }
         let u64_at = |at: usize| {
             let mut b = [0u8; 8];
             b.copy_from_slice(&buf[at..at + 8]);
             u64::from_le_bytes(b)
         };
         Ok(SegmentHeader {
-            version: u32_at(8),
+            version,
             shard: u32_at(12),
             sequence: u64_at(16),
             created_us: u64_at(24),
+            salt,
         })
+    }
+}
+
+/// The codec of records in segment `sequence` of shard `shard`, written with header
+/// version `version` in a WAL whose salt is `salt`.
+pub(crate) fn codec_of(version: u32, salt: u32, shard: u32, sequence: u64) -> Codec {
+    if version >= BOUND_VERSION {
+        Codec::bound(salt, shard, sequence)
+    } else {
+        Codec::Legacy
     }
 }
 
@@ -130,6 +166,9 @@ pub(crate) struct Segment {
     pub(crate) records: u64,
     /// Fsynced and closed to appends.
     pub(crate) sealed: bool,
+    /// How its records are encoded; the writer appends only to [`Codec::Bound`]
+    /// segments.
+    pub(crate) codec: Codec,
 }
 
 impl std::fmt::Debug for Segment {
@@ -155,14 +194,27 @@ mod tests {
             shard: 3,
             sequence: 17,
             created_us: 123_456,
+            salt: 0xA1B2_C3D4,
         };
         let b = h.encode();
         assert_eq!(SegmentHeader::decode(&b), Ok(h));
+        assert_eq!(&b[32..36], &0xA1B2_C3D4u32.to_le_bytes());
+        assert_eq!(&b[36..40], &crc32c::crc32c(&b[..36]).to_le_bytes());
+        assert_eq!(h.codec(), Codec::bound(0xA1B2_C3D4, 3, 17));
+        let old = SegmentHeader {
+            version: 3,
+            salt: 0,
+            ..h
+        };
+        let ob = old.encode();
+        assert_eq!(SegmentHeader::decode(&ob), Ok(old));
+        assert_eq!(&ob[32..36], &crc32c::crc32c(&ob[..32]).to_le_bytes());
+        assert_eq!(old.codec(), Codec::Legacy);
         assert_eq!(SegmentHeader::decode(&b[..39]), Err(HeaderError::Short));
         let mut bad = b;
         bad[0] = b'X';
         assert_eq!(SegmentHeader::decode(&bad), Err(HeaderError::BadMagic));
-        for at in 8..36 {
+        for at in 8..40 {
             let mut bad = b;
             bad[at] ^= 0x10;
             assert_eq!(

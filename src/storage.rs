@@ -63,6 +63,7 @@ pub(crate) trait Storage: Send + Sync {
         &self,
         shard: u32,
         synced_through: u64,
+        next_seq: u64,
         segments: &[Segment],
         index: &ShardIndex,
     ) -> Result<()>;
@@ -326,11 +327,12 @@ impl Storage for FsStorage {
         &self,
         shard: u32,
         synced_through: u64,
+        next_seq: u64,
         segments: &[Segment],
         index: &ShardIndex,
     ) -> Result<()> {
         let dir = self.shard_dir(shard);
-        crate::checkpoint::write(&dir, shard, synced_through, segments, index)
+        crate::checkpoint::write(&dir, shard, synced_through, next_seq, segments, index)
     }
 }
 
@@ -639,6 +641,7 @@ mod mem {
             &self,
             shard: u32,
             _synced_through: u64,
+            _next_seq: u64,
             _segments: &[Segment],
             _index: &ShardIndex,
         ) -> Result<()> {

@@ -81,6 +81,7 @@ impl Wal {
             opened.shards,
             Some(opened.lock),
             opened.report,
+            opened.salt,
         )
     }
 
@@ -92,6 +93,7 @@ impl Wal {
         recovered: Vec<RecoveredShard>,
         lock_file: Option<DirLock>,
         recovery: RecoveryReport,
+        salt: u32,
     ) -> Result<Wal> {
         let config = ActorConfig {
             segment_duration_us: u64::try_from(options.segment_duration().as_micros())
@@ -99,6 +101,7 @@ impl Wal {
             max_segment_size: options.max_segment_size,
             max_batch: options.max_batch,
             checkpoint: options.index_checkpoint,
+            salt,
         };
         let mut shards = Vec::with_capacity(recovered.len());
         let shard_count = recovered.len();
@@ -125,6 +128,7 @@ impl Wal {
                 },
                 r.segments,
                 r.next_sequence,
+                r.next_seq,
                 r.synced_through,
             );
             let spawned = ThreadBuilder::new()
@@ -501,9 +505,14 @@ impl Wal {
             recovered,
             None,
             RecoveryReport::default(),
+            MEM_SALT,
         )
     }
 }
+
+/// The salt of WALs over in-memory segments.
+#[cfg(any(test, loom))]
+pub(crate) const MEM_SALT: u32 = 0x5A17_5A17;
 
 #[cfg(test)]
 mod tests {
@@ -593,7 +602,11 @@ mod tests {
                 .with_shards(1)
                 .with_max_record_size(100)
                 .with_max_key_size(8)
-                .with_max_segment_size(40 + 36 + 20 + 8 + 100),
+                .with_max_segment_size(
+                    (crate::segment::SEGMENT_HEADER_LEN
+                        + crate::record::SEAL_NOTE_LEN
+                        + crate::record::encoded_len(8, 100)) as u64,
+                ),
         );
         let value = Bytes::from(vec![7u8; 100]);
         wal.append_entry(b"k", value.clone(), false).unwrap();
