@@ -26,9 +26,11 @@ fn value(i: usize, len: usize) -> Bytes {
     Bytes::from(v)
 }
 
-/// Each segment file of shard 0: (path, file length, data records in it, where its
-/// records end).
-fn layout(dir: &Path) -> Result<Vec<(PathBuf, u64, usize, u64)>, Box<dyn std::error::Error>> {
+/// One segment file: path, file length, data records in it, where its records end.
+type SegmentLayout = (PathBuf, u64, usize, u64);
+
+/// Each segment file of shard 0, oldest first.
+fn layout(dir: &Path) -> Result<Vec<SegmentLayout>, Box<dyn std::error::Error>> {
     let mut out = Vec::new();
     for f in segment_files(dir, 0)? {
         let data = std::fs::read(&f)?;
