@@ -26,6 +26,7 @@ use crate::channel::Receiver;
 use crate::completion::{complete_all, Completer};
 use crate::error::{Result, WalError};
 use crate::index::Location;
+use crate::options::MAX_SEGMENT_SIZE;
 use crate::record::{encoded_len, Codec, SealNote, MARKER_LEN};
 use crate::segment::{Segment, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN};
 use crate::shard::{Counters, Request, RetiredSegment, ShardShared};
@@ -115,6 +116,12 @@ pub(crate) struct Actor {
     /// The seal note the active segment must start with and does not hold yet (set
     /// when a segment is sealed, written first into the next one; see `record.rs`).
     note_due: Option<SealNote>,
+    /// Segments whose newest record was found later than the clock (at open, or by
+    /// a compaction after the clock stepped back), by sequence: when this actor
+    /// first saw each, or the time of the newest record it wrote there since.
+    /// Retention takes that for the segment's newest record (see
+    /// [`newest_seen`](Self::newest_seen)). Usually empty.
+    ahead: std::collections::BTreeMap<u64, u64>,
 }
 
 /// Where a record of the current batch goes: request, entry within it, location.
@@ -160,8 +167,9 @@ impl Actor {
             }
             _ => None,
         };
-        Actor {
+        let mut actor = Actor {
             note_due,
+            ahead: Default::default(),
             syncer: SealSyncer::new(shared.clone(), storage.clone(), synced_through),
             marked_through: synced_through,
             shared,
@@ -173,7 +181,9 @@ impl Actor {
             next_seq,
             dirty,
             buf: Vec::new(),
-        }
+        };
+        actor.note_ahead(now_us());
+        actor
     }
 
     /// The thread body. Returns the result of the final sync.
@@ -452,20 +462,31 @@ impl Actor {
                 shard: self.shared.id,
             });
         };
-        let offset = active.len + self.buf.len() as u64;
+        let at = active.len + self.buf.len() as u64;
+        let (Ok(offset), Ok(len32)) = (u32::try_from(at), u32::try_from(len)) else {
+            // Unreachable with validated options (see `ensure_room`); refused rather
+            // than written where the index could not find it.
+            return Err(WalError::invalid(
+                "max_segment_size",
+                format!("a {len}-byte record at offset {at} would end past u32::MAX"),
+            ));
+        };
         active
             .codec
-            .encode_into(&mut self.buf, offset, self.next_seq, now, key, value);
+            .encode_into(&mut self.buf, at, self.next_seq, now, key, value);
         self.next_seq += 1;
         active.records += 1;
         active.newest_us = active.newest_us.max(now);
+        if let Some(seen) = self.ahead.get_mut(&active.sequence) {
+            *seen = (*seen).max(now);
+        }
         pending.push((
             ri,
             ei,
             Location {
                 segment: active.sequence,
-                offset: offset as u32,
-                len: len as u32,
+                offset,
+                len: len32,
             },
         ));
         if self.buf.len() >= WRITE_CHUNK {
@@ -474,16 +495,26 @@ impl Actor {
         Ok(())
     }
 
-    /// Makes sure the active segment can take `len` more bytes, rotating by size or
-    /// age (and creating the first segment lazily).
+    /// Makes sure the active segment can take a record of `len` bytes, rotating by
+    /// size or age (and creating the first segment lazily).
+    ///
+    /// The size rule (`WalOptions::max_segment_size` is a threshold): a segment that
+    /// holds a record is sealed before a record would take it past the threshold; one
+    /// that holds none (a fresh segment: its header, its seal note, perhaps a sync
+    /// marker) takes the record whatever its size, so a record larger than the
+    /// threshold gets a segment of its own. Whatever the threshold, a segment never
+    /// grows past [`MAX_SEGMENT_SIZE`]: the 32-bit offsets of the index could not
+    /// name what lay beyond. A fresh segment always has room for one maximal
+    /// record (validation bounds keys and values), so rotating makes room.
     fn ensure_room(&mut self, len: u64, now: u64) -> Result<()> {
         let buffered = self.buf.len() as u64;
         let rotate = match self.segments.last() {
             // A recovered active segment of an older format version is sealed before
             // the first record: the writer appends only in its own format.
             Some(s) if !s.sealed && s.codec != Codec::Legacy => {
-                s.len + buffered + len > self.config.max_segment_size
-                    || now.saturating_sub(s.created_us) >= self.config.segment_duration_us
+                let end = s.len.saturating_add(buffered).saturating_add(len);
+                (s.records > 0 && end > self.config.max_segment_size.min(MAX_SEGMENT_SIZE))
+                    || self.due_by_age(s, now)
             }
             _ => true,
         };
@@ -561,8 +592,10 @@ impl Actor {
         };
         let end = active.len + self.buf.len() as u64;
         if chunk > 0 && end > active.allocated {
-            // Reserve the next chunk (never past the rotation size) so that the
-            // fdatasyncs of the coming batches only flush data blocks.
+            // Reserve the next chunk (never past the rotation threshold, nor past
+            // the data once a record larger than the threshold took the segment
+            // beyond it) so that the fdatasyncs of the coming batches only flush data
+            // blocks.
             let target = (end + chunk).min(max).max(end);
             active
                 .io
@@ -643,20 +676,55 @@ impl Actor {
         Ok(true)
     }
 
+    /// Whether segment `s` is old enough to be sealed: `segment_duration` after its
+    /// creation, or at once if it was created later than `now` (a clock that stepped
+    /// back, or files from a machine with a fast clock): its age cannot be known,
+    /// and waiting for the clock to catch up could take years. The segment that
+    /// replaces it is dated by the clock as it is, so each step back costs at most
+    /// one rotation.
+    fn due_by_age(&self, s: &Segment, now: u64) -> bool {
+        s.created_us > now || now - s.created_us >= self.config.segment_duration_us
+    }
+
+    /// Notes every segment whose newest record is later than `now`, as first seen
+    /// now (see `ahead`).
+    fn note_ahead(&mut self, now: u64) {
+        for s in &self.segments {
+            if s.newest_us > now {
+                self.ahead.entry(s.sequence).or_insert(now);
+            }
+        }
+    }
+
+    /// The time retention takes for segment `s`'s newest record: its timestamp, or
+    /// if that lay ahead of the clock, when this actor first saw it so (or wrote
+    /// its newest record since). A record from the future thus expires at most
+    /// `entry_retention` after it was first seen, not years later.
+    fn newest_seen(&self, s: &Segment) -> u64 {
+        self.ahead
+            .get(&s.sequence)
+            .map_or(s.newest_us, |&seen| seen.min(s.newest_us))
+    }
+
     /// Compaction's install step (see `compaction.rs`).
     fn retire(&mut self, cutoff_us: u64) -> Result<Vec<RetiredSegment>> {
         let now = now_us();
-        if let Some(active) = self.segments.last() {
-            let due = now.saturating_sub(active.created_us) >= self.config.segment_duration_us;
+        self.note_ahead(now);
+        let seal = self.segments.last().is_some_and(|active| {
             // Not one without records (sync markers and notes at most): retiring it
             // would only make the next durable call start another, and every later
             // compaction of an idle shard retire that one in turn.
-            if !active.sealed && active.records > 0 && (due || active.newest_us < cutoff_us) {
-                self.seal_active()?;
-            }
+            !active.sealed
+                && active.records > 0
+                && (self.due_by_age(active, now) || self.newest_seen(active) < cutoff_us)
+        });
+        if seal {
+            self.seal_active()?;
         }
         let expired = expired_prefix(
-            self.segments.iter().map(|s| (s.sealed, s.newest_us)),
+            self.segments
+                .iter()
+                .map(|s| (s.sealed, self.newest_seen(s))),
             cutoff_us,
         );
         let retired: Vec<RetiredSegment> = self
@@ -669,6 +737,13 @@ impl Actor {
             })
             .collect();
         let sequences: Vec<u64> = retired.iter().map(|r| r.sequence).collect();
+        if let Some(&newest_retired) = sequences.last() {
+            // The retired are the oldest (a prefix, in order).
+            self.ahead = match newest_retired.checked_add(1) {
+                Some(first_kept) => self.ahead.split_off(&first_kept),
+                None => Default::default(),
+            };
+        }
         self.shared.index.remove_segments(&sequences);
         self.shared.cache.forget_segments(&sequences);
         let c = &self.shared.counters;

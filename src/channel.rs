@@ -1,6 +1,8 @@
 //! The bounded request channel between handles and a shard actor.
 //!
-//! Normally a thin wrapper over `crossbeam_channel::bounded`; under `cfg(loom)` a small
+//! Normally crossbeam's unbounded channel with a count of its messages that makes
+//! senders wait at the capacity (crossbeam's bounded channel would allocate every
+//! slot up front, whatever the capacity); under `cfg(loom)` a small
 //! `Mutex` + two `Condvar`s queue with the same interface, because loom cannot model
 //! crossbeam's internals (a blocking crossbeam `recv` inside a loom model hangs it).
 //!
@@ -11,28 +13,138 @@
 
 #[cfg(not(loom))]
 mod imp {
-    pub(crate) struct Sender<T>(crossbeam_channel::Sender<T>);
-    pub(crate) struct Receiver<T>(crossbeam_channel::Receiver<T>);
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
+    /// The capacity bound. crossbeam's bounded channel allocates every slot when it
+    /// is made (a capacity of 2^40 aborts the process, `usize::MAX` panics), so the
+    /// queue itself is crossbeam's unbounded (list) channel, which allocates as it
+    /// fills, and this counts what is in it. A sender takes a slot before it sends
+    /// (one compare-and-swap while there is room); the receiver gives one back per
+    /// message taken. Senders that find it full wait on `room`.
+    struct Gate {
+        capacity: usize,
+        /// Messages sent and not yet received, plus sends that took a slot and have
+        /// not sent yet: never above `capacity`.
+        taken: AtomicUsize,
+        receiver_gone: AtomicBool,
+        lock: Mutex<()>,
+        room: Condvar,
+    }
+
+    impl Gate {
+        /// Takes a slot if one is free.
+        fn try_take(&self) -> bool {
+            let mut taken = self.taken.load(Ordering::Relaxed);
+            while taken < self.capacity {
+                match self.taken.compare_exchange_weak(
+                    taken,
+                    taken + 1,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return true,
+                    Err(now) => taken = now,
+                }
+            }
+            false
+        }
+
+        /// Takes a slot, waiting while the queue is full; false once the receiver
+        /// is gone.
+        fn take(&self) -> bool {
+            if self.receiver_gone.load(Ordering::Acquire) {
+                return false;
+            }
+            if self.try_take() {
+                return true;
+            }
+            let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            loop {
+                if self.receiver_gone.load(Ordering::Acquire) {
+                    return false;
+                }
+                if self.try_take() {
+                    return true;
+                }
+                // A slot given back after this check is announced under the lock,
+                // so the wait cannot miss it.
+                guard = self
+                    .room
+                    .wait(guard)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+
+        /// Gives a slot back; wakes the waiting senders if the queue was full.
+        fn give_back(&self) {
+            if self.taken.fetch_sub(1, Ordering::Release) == self.capacity {
+                self.wake_all();
+            }
+        }
+
+        fn wake_all(&self) {
+            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.room.notify_all();
+        }
+    }
+
+    pub(crate) struct Sender<T> {
+        tx: crossbeam_channel::Sender<T>,
+        gate: Arc<Gate>,
+    }
+    pub(crate) struct Receiver<T> {
+        rx: crossbeam_channel::Receiver<T>,
+        gate: Arc<Gate>,
+    }
+
+    /// A queue of at most `capacity` messages (at least 1), allocating only for the
+    /// messages it holds.
     pub(crate) fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
-        let (tx, rx) = crossbeam_channel::bounded(capacity);
-        (Sender(tx), Receiver(rx))
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let gate = Arc::new(Gate {
+            capacity: capacity.max(1),
+            taken: AtomicUsize::new(0),
+            receiver_gone: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            room: Condvar::new(),
+        });
+        (
+            Sender {
+                tx,
+                gate: gate.clone(),
+            },
+            Receiver { rx, gate },
+        )
     }
 
     impl<T> Sender<T> {
         /// Sends `msg`, blocking while the queue is full; gives it back if the
         /// receiver is gone.
         pub(crate) fn send(&self, msg: T) -> Result<(), T> {
-            self.0.send(msg).map_err(|e| e.into_inner())
+            if !self.gate.take() {
+                return Err(msg);
+            }
+            self.tx.send(msg).map_err(|e| {
+                self.gate.give_back();
+                e.into_inner()
+            })
         }
         pub(crate) fn len(&self) -> usize {
-            self.0.len()
+            self.tx.len()
         }
     }
 
     impl<T> Receiver<T> {
+        /// Hands a received message on, giving its slot back.
+        fn took(&self, msg: Option<T>) -> Option<T> {
+            if msg.is_some() {
+                self.gate.give_back();
+            }
+            msg
+        }
         pub(crate) fn recv(&self) -> Option<T> {
-            self.0.recv().ok()
+            self.took(self.rx.recv().ok())
         }
         /// Like `recv`, but polls for up to `budget` (yielding between polls) before
         /// blocking: a request that arrives soon is taken without a wake-up. If
@@ -45,11 +157,11 @@ mod imp {
             idle_after: std::time::Duration,
             on_idle: impl FnOnce(),
         ) -> Option<T> {
-            if let Some(msg) = crate::sync::poll_for(budget, || self.0.try_recv().ok()) {
-                return Some(msg);
+            if let Some(msg) = crate::sync::poll_for(budget, || self.rx.try_recv().ok()) {
+                return self.took(Some(msg));
             }
-            match self.0.recv_timeout(idle_after) {
-                Ok(msg) => Some(msg),
+            match self.rx.recv_timeout(idle_after) {
+                Ok(msg) => self.took(Some(msg)),
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => None,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                     on_idle();
@@ -58,7 +170,69 @@ mod imp {
             }
         }
         pub(crate) fn try_recv(&self) -> Option<T> {
-            self.0.try_recv().ok()
+            self.took(self.rx.try_recv().ok())
+        }
+    }
+
+    impl<T> Drop for Receiver<T> {
+        /// Releases the senders waiting for room: their sends fail, as they would
+        /// on a crossbeam channel whose receiver is gone.
+        fn drop(&mut self) {
+            self.gate.receiver_gone.store(true, Ordering::Release);
+            self.gate.wake_all();
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::bounded;
+
+        #[test]
+        fn a_huge_capacity_allocates_nothing_up_front() {
+            let (tx, rx) = bounded::<u64>(usize::MAX);
+            for i in 0..100 {
+                tx.send(i).unwrap();
+            }
+            assert_eq!(tx.len(), 100);
+            assert_eq!(
+                (0..100).map(|_| rx.recv()).collect::<Vec<_>>(),
+                (0..100).map(Some).collect::<Vec<_>>()
+            );
+        }
+
+        #[test]
+        fn a_full_queue_blocks_its_sender_until_a_message_is_taken() {
+            let (tx, rx) = bounded::<u32>(2);
+            tx.send(1).unwrap();
+            tx.send(2).unwrap();
+            let sent = std::sync::atomic::AtomicBool::new(false);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    tx.send(3).unwrap();
+                    sent.store(true, std::sync::atomic::Ordering::SeqCst);
+                });
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                assert!(
+                    !sent.load(std::sync::atomic::Ordering::SeqCst),
+                    "sent past the capacity"
+                );
+                assert_eq!(rx.recv(), Some(1));
+            });
+            assert!(sent.load(std::sync::atomic::Ordering::SeqCst));
+            assert_eq!(tx.len(), 2);
+        }
+
+        #[test]
+        fn a_blocked_sender_gets_its_message_back_when_the_receiver_goes() {
+            let (tx, rx) = bounded::<u32>(1);
+            tx.send(1).unwrap();
+            std::thread::scope(|s| {
+                let blocked = s.spawn(|| tx.send(2));
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                drop(rx);
+                assert_eq!(blocked.join().unwrap(), Err(2));
+            });
+            assert_eq!(tx.send(3), Err(3));
         }
     }
 }

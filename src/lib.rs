@@ -90,7 +90,10 @@ mod wal;
 
 pub use compaction::CompactionReport;
 pub use error::{Result, WalError};
-pub use options::{RecoveryMode, WalOptions, MAX_SHARDS};
+pub use options::{
+    RecoveryMode, WalOptions, MAX_BATCH, MAX_CHANNEL_CAPACITY, MAX_KEY_SIZE, MAX_READ_CACHE_BYTES,
+    MAX_RECORD_SIZE, MAX_SEGMENTS, MAX_SEGMENT_SIZE, MAX_SHARDS, MIN_SEGMENT_SIZE,
+};
 pub use recovery::RecoveryReport;
 pub use stats::{ShardStats, WalStats};
 pub use wal::{Keys, Records, Wal};

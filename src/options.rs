@@ -1,12 +1,40 @@
 //! [`WalOptions`]: every knob, its default and its valid range.
 
 use crate::error::{Result, WalError};
-use crate::record::{RECORD_HEADER_LEN, SEAL_NOTE_LEN};
+use crate::record::{MARKER_LEN, SEAL_NOTE_LEN};
 use crate::segment::SEGMENT_HEADER_LEN;
 use std::time::Duration;
 
 /// Largest shard count: shard directories are named `shard-NNN`.
 pub const MAX_SHARDS: usize = 1000;
+
+/// Largest `segments`.
+pub const MAX_SEGMENTS: usize = 1_000_000;
+
+/// Smallest `max_segment_size`: a segment header, the seal note a segment starts
+/// with and one sync marker.
+pub const MIN_SEGMENT_SIZE: u64 = (SEGMENT_HEADER_LEN + SEAL_NOTE_LEN + MARKER_LEN) as u64;
+
+/// Largest `max_segment_size`: index offsets and lengths are 32-bit, so no segment
+/// file may grow past `u32::MAX` bytes.
+pub const MAX_SEGMENT_SIZE: u64 = u32::MAX as u64;
+
+/// Largest `channel_capacity` (2^20 requests). A queue holds memory only for the
+/// requests in it, never for its capacity.
+pub const MAX_CHANNEL_CAPACITY: usize = 1 << 20;
+
+/// Largest `max_batch` (2^20 requests).
+pub const MAX_BATCH: usize = 1 << 20;
+
+/// Largest `max_key_size`: 16 MiB.
+pub const MAX_KEY_SIZE: usize = 16 * 1024 * 1024;
+
+/// Largest `max_record_size`: 1 GiB.
+pub const MAX_RECORD_SIZE: usize = 1024 * 1024 * 1024;
+
+/// Largest `read_cache_bytes`: 1 TiB (the cache allocates only the blocks it
+/// holds, so the bound is a sanity limit, not a reservation).
+pub const MAX_READ_CACHE_BYTES: u64 = 1 << 40;
 
 /// What recovery does with damaged bytes found when a WAL is opened.
 ///
@@ -46,11 +74,24 @@ pub enum RecoveryMode {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalOptions {
-    /// How long records are kept before `compact` may drop them.
-    /// Default 7 days; must be at least 1 ms × `segments`.
+    /// How long records are kept before `compact` may drop them. Default 7 days;
+    /// any duration up to `Duration::MAX` (anything from about 584,000 years on,
+    /// `Duration::MAX` included, keeps records for ever), and at least 1 ms ×
+    /// `segments`.
+    ///
+    /// A record whose timestamp lies ahead of the clock (a clock that stepped back,
+    /// or files written on a machine whose clock was fast) counts as written when
+    /// this process first saw it: it expires at most `entry_retention` after the
+    /// open (or compaction) that found it in the future. See `docs/ARCHITECTURE.md`,
+    /// "Rotation and retention".
     pub entry_retention: Duration,
     /// Segments per retention period: a shard's active segment is sealed once it is
-    /// `entry_retention / segments` old. Default 10; at least 1.
+    /// `entry_retention / segments` old. Default 10; 1 to [`MAX_SEGMENTS`]
+    /// (1,000,000).
+    ///
+    /// A segment whose creation time lies ahead of the clock is due at once: the
+    /// next write to it, or the next compaction if it holds records, seals it and
+    /// starts a segment dated by the clock as it is now.
     pub segments: usize,
     /// Number of shards (actor threads). Default: the machine's available
     /// parallelism; 1 to 1000. Used when the WAL is created; an existing WAL keeps
@@ -58,26 +99,40 @@ pub struct WalOptions {
     /// one thread that waits for each durable append is often faster with 1: its
     /// appends then always find their shard's writer awake (`docs/PERFORMANCE-LOG.md`, W3).
     pub shards: usize,
-    /// A segment is sealed before it would grow past this many bytes.
-    /// Default 64 MiB; at most 4 GiB − 1, and at least one maximal record plus headers.
+    /// Rotation threshold in bytes. Default 64 MiB; [`MIN_SEGMENT_SIZE`] (a segment
+    /// header, a seal note and a sync marker) to [`MAX_SEGMENT_SIZE`]
+    /// (4 GiB − 1).
+    ///
+    /// A segment that already holds a record is sealed before a record (or sync
+    /// marker) would take it past this size, so segments of records smaller than the
+    /// threshold stay within it. A record too large for that goes into a fresh
+    /// segment, alone: such a segment ends past the threshold, with that one record.
+    /// A batch is split across segments record by record. Whatever this value, a
+    /// segment file never grows past `u32::MAX` bytes (one maximal record, 16 MiB of
+    /// key and 1 GiB of value, fits a fresh segment with room to spare).
     pub max_segment_size: u64,
     /// Requests each shard's queue holds before appenders block (backpressure).
-    /// Default 4096; at least 1.
+    /// Default 4096; 1 to [`MAX_CHANNEL_CAPACITY`] (2^20). The queue allocates as
+    /// it fills, not for its capacity up front.
     pub channel_capacity: usize,
     /// Most requests one shard writes in one batch (one write call, one fsync).
-    /// Default 1024; at least 1.
+    /// Default 1024; 1 to [`MAX_BATCH`] (2^20).
     pub max_batch: usize,
-    /// Longest key accepted, in bytes. Default 64 KiB; 1 to 16 MiB.
+    /// Longest key accepted, in bytes. Default 64 KiB; 1 to [`MAX_KEY_SIZE`]
+    /// (16 MiB).
     pub max_key_size: usize,
-    /// Largest value accepted, in bytes. Default 16 MiB; 1 to 1 GiB.
+    /// Largest value accepted, in bytes. Default 16 MiB; 1 to [`MAX_RECORD_SIZE`]
+    /// (1 GiB).
     pub max_record_size: usize,
     /// What recovery does with damage. Default [`RecoveryMode::Strict`].
     pub recovery_mode: RecoveryMode,
     /// Bytes of 64 KiB segment blocks kept in memory for reads, split evenly across
-    /// shards. Default 64 MiB; 0 (or less than one block per shard) turns the cache
-    /// off and every record is read with its own `pread` (see `docs/ARCHITECTURE.md`).
+    /// shards. Default 64 MiB; 0 to [`MAX_READ_CACHE_BYTES`] (1 TiB; the cache
+    /// allocates only the blocks it holds). 0 (or less than one block per shard)
+    /// turns the cache off and every record is read with its own `pread` (see
+    /// `docs/ARCHITECTURE.md`).
     pub read_cache_bytes: usize,
-    /// Fast reopen after a clean close. Default `false`. When set, `close` writes
+    /// Fast reopen after a clean close. Default `false` (either value is valid). When set, `close` writes
     /// each shard's index to `shard-NNN/INDEX`, and the next open with it set loads
     /// that file instead of reading every record, for each shard whose segment files
     /// are exactly as the close left them (same names, lengths, inodes, mtimes and
@@ -175,7 +230,7 @@ impl WalOptions {
         self.entry_retention / segments
     }
 
-    /// Checks every field against its documented range.
+    /// Checks every field against its documented range; the error names the field.
     pub fn validate(&self) -> Result<()> {
         if self.entry_retention.is_zero() {
             return Err(WalError::invalid(
@@ -183,8 +238,11 @@ impl WalOptions {
                 "must be greater than zero",
             ));
         }
-        if self.segments == 0 {
-            return Err(WalError::invalid("segments", "must be at least 1"));
+        if self.segments == 0 || self.segments > MAX_SEGMENTS {
+            return Err(WalError::invalid(
+                "segments",
+                format!("{} is outside 1..={MAX_SEGMENTS}", self.segments),
+            ));
         }
         if self.segment_duration() < Duration::from_millis(1) {
             return Err(WalError::invalid(
@@ -201,35 +259,48 @@ impl WalOptions {
                 format!("{} is outside 1..={MAX_SHARDS}", self.shards),
             ));
         }
-        if self.channel_capacity == 0 {
-            return Err(WalError::invalid("channel_capacity", "must be at least 1"));
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&self.max_segment_size) {
+            return Err(WalError::invalid(
+                "max_segment_size",
+                format!(
+                    "{} is outside {MIN_SEGMENT_SIZE}..={MAX_SEGMENT_SIZE} (a segment header, a seal note and a sync marker, up to the 32-bit offsets of the index)",
+                    self.max_segment_size
+                ),
+            ));
         }
-        if self.max_batch == 0 {
-            return Err(WalError::invalid("max_batch", "must be at least 1"));
+        if self.channel_capacity == 0 || self.channel_capacity > MAX_CHANNEL_CAPACITY {
+            return Err(WalError::invalid(
+                "channel_capacity",
+                format!(
+                    "{} is outside 1..={MAX_CHANNEL_CAPACITY}",
+                    self.channel_capacity
+                ),
+            ));
         }
-        if self.max_key_size == 0 || self.max_key_size > 16 * 1024 * 1024 {
+        if self.max_batch == 0 || self.max_batch > MAX_BATCH {
+            return Err(WalError::invalid(
+                "max_batch",
+                format!("{} is outside 1..={MAX_BATCH}", self.max_batch),
+            ));
+        }
+        if self.max_key_size == 0 || self.max_key_size > MAX_KEY_SIZE {
             return Err(WalError::invalid(
                 "max_key_size",
                 format!("{} is outside 1..=16 MiB", self.max_key_size),
             ));
         }
-        if self.max_record_size == 0 || self.max_record_size > 1024 * 1024 * 1024 {
+        if self.max_record_size == 0 || self.max_record_size > MAX_RECORD_SIZE {
             return Err(WalError::invalid(
                 "max_record_size",
                 format!("{} is outside 1..=1 GiB", self.max_record_size),
             ));
         }
-        // A fresh segment holds its header, a seal note, then the record.
-        let smallest_segment = (SEGMENT_HEADER_LEN + SEAL_NOTE_LEN + RECORD_HEADER_LEN) as u64
-            + self.max_key_size as u64
-            + self.max_record_size as u64;
-        if self.max_segment_size < smallest_segment || self.max_segment_size > u64::from(u32::MAX) {
+        if self.read_cache_bytes as u64 > MAX_READ_CACHE_BYTES {
             return Err(WalError::invalid(
-                "max_segment_size",
+                "read_cache_bytes",
                 format!(
-                    "{} is outside {smallest_segment}..={} (one record of max_key_size + max_record_size must fit after the segment header and a seal note)",
-                    self.max_segment_size,
-                    u32::MAX
+                    "{} is outside 0..={MAX_READ_CACHE_BYTES}",
+                    self.read_cache_bytes
                 ),
             ));
         }
@@ -248,6 +319,27 @@ mod tests {
         assert_eq!(o.entry_retention, Duration::from_secs(604_800));
         assert_eq!(o.segments, 10);
         assert!(o.shards >= 1);
+    }
+
+    #[test]
+    fn small_rotation_thresholds_need_no_other_limit_lowered() {
+        for size in [
+            MIN_SEGMENT_SIZE,
+            4096,
+            64 * 1024,
+            1024 * 1024,
+            MAX_SEGMENT_SIZE,
+        ] {
+            let o = WalOptions::default().with_max_segment_size(size);
+            assert!(o.validate().is_ok(), "{size}");
+        }
+        let widest = WalOptions::default()
+            .with_max_key_size(MAX_KEY_SIZE)
+            .with_max_record_size(MAX_RECORD_SIZE)
+            .with_max_segment_size(MIN_SEGMENT_SIZE)
+            .with_retention(Duration::MAX)
+            .with_segments(MAX_SEGMENTS);
+        assert!(widest.validate().is_ok());
     }
 
     #[test]
@@ -277,8 +369,32 @@ mod tests {
                 "max_record_size",
             ),
             (
-                WalOptions::default().with_max_segment_size(1024),
+                WalOptions::default().with_max_segment_size(MIN_SEGMENT_SIZE - 1),
                 "max_segment_size",
+            ),
+            (
+                WalOptions::default().with_segments(MAX_SEGMENTS + 1),
+                "segments",
+            ),
+            (
+                WalOptions::default().with_channel_capacity(MAX_CHANNEL_CAPACITY + 1),
+                "channel_capacity",
+            ),
+            (
+                WalOptions::default().with_max_batch(MAX_BATCH + 1),
+                "max_batch",
+            ),
+            (
+                WalOptions::default().with_max_key_size(MAX_KEY_SIZE + 1),
+                "max_key_size",
+            ),
+            (
+                WalOptions::default().with_max_record_size(MAX_RECORD_SIZE + 1),
+                "max_record_size",
+            ),
+            (
+                WalOptions::default().with_read_cache_bytes(usize::MAX),
+                "read_cache_bytes",
             ),
             (
                 WalOptions::default().with_max_segment_size(u64::from(u32::MAX) + 1),

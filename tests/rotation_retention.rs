@@ -388,7 +388,9 @@ fn a_batch_larger_than_a_segment_spans_several_segments() -> TestResult {
 
 #[test]
 fn records_of_the_largest_size_fill_the_smallest_segments() -> TestResult {
-    // max_segment_size at its minimum: one segment header plus one maximal record.
+    // max_segment_size exactly one segment header, a seal note and one maximal record
+    // (the smallest size that needed no record past the threshold before it became
+    // a threshold): each record still fills a segment.
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("wal");
     let (key_max, value_max) = (8usize, 100usize);
