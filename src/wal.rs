@@ -73,7 +73,7 @@ impl Wal {
         let path = path.as_ref().to_path_buf();
         let opened = crate::open::open_dir(&path, &options)?;
         let storage: std::sync::Arc<dyn Storage> =
-            std::sync::Arc::new(FsStorage::new(path.clone()));
+            std::sync::Arc::new(FsStorage::new(path.clone(), options.file_mode));
         Wal::start(
             path,
             options,
