@@ -158,6 +158,30 @@ fn check(dir: &Path) -> Result<Checked> {
         .filter(|&n| !present[n])
         .map(shard_dir)
         .collect();
+    if let Some(first_missing) = missing.first() {
+        // Creation makes every shard directory before any shard writes a segment, so
+        // a missing one is an interrupted creation only while every shard directory
+        // there is still empty. Otherwise the manifest is not this directory's.
+        for n in (0..shards).filter(|&n| present[n]) {
+            let sdir = shard_dir(n);
+            let mut listing =
+                std::fs::read_dir(&sdir).map_err(|e| WalError::io("listing", &sdir, e))?;
+            if let Some(entry) = listing.next() {
+                let entry = entry.map_err(|e| WalError::io("listing", &sdir, e))?;
+                return Err(WalError::ManifestMismatch {
+                    path: first_missing.clone(),
+                    reason: format!(
+                        "the manifest says {shards} shards but {} of them {} missing, \
+                         while {} holds {}: the manifest does not match the directory",
+                        missing.len(),
+                        if missing.len() == 1 { "is" } else { "are" },
+                        shard_dir_name(n as u32),
+                        entry.file_name().to_string_lossy()
+                    ),
+                });
+            }
+        }
+    }
     Ok(Checked::Existing {
         manifest,
         missing,
