@@ -229,7 +229,22 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
     }
     // Checked before the lock is taken, so that a refused open does not even create
     // the lock file, and again once it is held: only then is nobody else changing it.
-    check(dir)?;
+    if let Err(e) = check(dir) {
+        // Someone holding the lock may be in the middle of changing the directory (a
+        // shutdown removing it): report that, not the state it is passing through.
+        let lock = dir.join(LOCK_FILE);
+        if let Ok(Some(file)) = crate::owned::open_file_if_exists(&lock, How::ReadWrite, "") {
+            match file.try_lock() {
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(WalError::Locked { path: lock })
+                }
+                // Unlocked explicitly, as `DirLock` does, for copies of the descriptor.
+                Ok(()) => drop(DirLock(file)),
+                Err(std::fs::TryLockError::Error(_)) => {}
+            }
+        }
+        return Err(e);
+    }
     let lock = lock_dir(dir, options.file_mode)?;
     let (manifest, missing) = match check(dir)? {
         Checked::Fresh => {

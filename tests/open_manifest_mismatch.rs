@@ -273,3 +273,25 @@ fn missing_shard_directories_beside_a_foreign_file_in_a_shard_are_refused() -> T
     assert!(!dir.join("LOCK").exists());
     Ok(())
 }
+
+#[test]
+fn a_wal_open_elsewhere_is_reported_locked_even_while_its_directory_looks_wrong() -> TestResult {
+    // A holder may be changing the directory (a shutdown removes it shard by shard):
+    // a second open reports the lock, not the state the directory passes through.
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("wal");
+    wal_with_data(&dir, 2)?;
+    let holder = Wal::new(&dir, options(2))?;
+    let extra = shard_dir(&dir, 2);
+    std::fs::create_dir(&extra)?;
+    match Wal::new(&dir, options(2)) {
+        Err(WalError::Locked { path }) => assert_eq!(path, dir.join("LOCK")),
+        other => panic!("expected Locked, got {:?}", other.err()),
+    }
+    holder.close()?;
+    // Once nobody holds it, the mismatch itself is the answer, and the probe of the
+    // lock left it free.
+    expect_mismatch(Wal::new(&dir, options(2)), &extra)?;
+    std::fs::remove_dir(&extra)?;
+    assert_data_intact(&dir, 2)
+}
