@@ -116,7 +116,9 @@ pub(crate) fn write(
     let mut summaries = Vec::with_capacity(segments.len());
     for s in segments {
         let path = s.io.path();
-        let meta = std::fs::metadata(path).map_err(|e| WalError::io("inspecting", path, e))?;
+        // Of the name itself: a symlink swapped in gives a stamp no file matches.
+        let meta =
+            std::fs::symlink_metadata(path).map_err(|e| WalError::io("inspecting", path, e))?;
         summaries.push(SegmentSummary {
             sequence: s.sequence,
             created_us: s.created_us,
