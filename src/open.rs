@@ -233,7 +233,9 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
         // Someone holding the lock may be in the middle of changing the directory (a
         // shutdown removing it): report that, not the state it is passing through.
         let lock = dir.join(LOCK_FILE);
-        if let Ok(Some(file)) = crate::owned::open_file_if_exists(&lock, How::ReadWrite, "") {
+        if let Ok(Some(file)) =
+            crate::owned::open_file_if_exists(&lock, How::ReadWrite, "probing lock file")
+        {
             match file.try_lock() {
                 Err(std::fs::TryLockError::WouldBlock) => {
                     return Err(WalError::Locked { path: lock })
