@@ -106,7 +106,7 @@ impl std::fmt::Debug for Checkpoint {
 
 /// Writes shard `shard`'s checkpoint into `dir`, its directory: the segments (which
 /// the caller has closed cleanly, so nothing in them changes any more) and every
-/// location of `index`.
+/// location of `index`. The file is created with permission bits `file_mode`.
 pub(crate) fn write(
     dir: &Path,
     shard: u32,
@@ -114,13 +114,15 @@ pub(crate) fn write(
     next_seq: u64,
     segments: &[Segment],
     index: &ShardIndex,
+    file_mode: u32,
 ) -> Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let mut summaries = Vec::with_capacity(segments.len());
     for s in segments {
         let path = s.io.path();
-        let meta = std::fs::metadata(path).map_err(|e| WalError::io("inspecting", path, e))?;
+        // Of the name itself: a symlink swapped in gives a stamp no file matches.
+        let meta =
+            std::fs::symlink_metadata(path).map_err(|e| WalError::io("inspecting", path, e))?;
         summaries.push(SegmentSummary {
             sequence: s.sequence,
             created_us: s.created_us,
@@ -131,14 +133,12 @@ pub(crate) fn write(
     }
     let tmp = dir.join(CHECKPOINT_TMP_FILE);
     let (front, locations) = encode(shard, synced_through, next_seq, &summaries, index)?;
-    // A symlink put in its place is not followed.
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(|e| WalError::io("writing index checkpoint", &tmp, e))?;
+    // A symlink or special file put in its place is refused, never followed.
+    let mut file = crate::owned::open_file(
+        &tmp,
+        crate::owned::How::CreateOrTruncate(file_mode),
+        "writing index checkpoint",
+    )?;
     file.write_all(&front)
         .and_then(|()| file.write_all(&locations))
         .map_err(|e| WalError::io("writing index checkpoint", &tmp, e))?;
@@ -159,23 +159,16 @@ pub(crate) fn write(
 /// is not a regular file was refused as foreign already; it is opened without
 /// following a symlink or waiting on a FIFO all the same.
 pub(crate) fn read(dir: &Path, shard: u32) -> Result<(Option<Checkpoint>, Option<String>)> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    use std::os::unix::fs::FileExt;
     let path = dir.join(CHECKPOINT_FILE);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&path);
-    let file = match file {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, None)),
-        Err(e) => return Err(WalError::io("reading index checkpoint", &path, e)),
+    let how = crate::owned::How::Read;
+    let Some(file) = crate::owned::open_file_if_exists(&path, how, "reading index checkpoint")?
+    else {
+        return Ok((None, None));
     };
     let meta = file
         .metadata()
         .map_err(|e| WalError::io("reading index checkpoint", &path, e))?;
-    if !meta.is_file() {
-        return Err(WalError::ForeignFile { path });
-    }
     let file_len = meta.len();
     let read_err = |e| WalError::io("reading index checkpoint", &path, e);
     let mut header = [0u8; HEADER_LEN];

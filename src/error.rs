@@ -77,7 +77,10 @@ pub enum WalError {
         path: PathBuf,
     },
 
-    /// A file or directory the WAL did not create sits inside its directory.
+    /// A file or directory the WAL did not create sits inside its directory, or one
+    /// of the WAL's own names (`LOCK`, `MANIFEST`, a shard directory, a segment, an
+    /// index checkpoint) is a symlink, FIFO, socket or device instead of a regular
+    /// file or directory.
     #[error("foreign file in the WAL directory: {path}")]
     ForeignFile {
         /// The unexpected entry.

@@ -73,6 +73,7 @@ mod manifest;
 pub mod model;
 mod open;
 mod options;
+mod owned;
 #[cfg(all(test, not(loom)))]
 mod power_cut;
 mod read;

@@ -17,8 +17,9 @@
 
 use crate::error::{Result, WalError};
 use crate::hash::HASH_ALGORITHM_ID;
+use crate::owned::{open_file, open_file_if_exists, How};
 use crate::storage::sync_directory;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 pub(crate) const MANIFEST_FILE: &str = "MANIFEST";
@@ -74,17 +75,38 @@ impl Manifest {
         b
     }
 
-    /// Reads and checks `dir/MANIFEST`.
+    /// Reads and checks `dir/MANIFEST` (a regular file: a symlink or special file
+    /// under the name is [`WalError::ForeignFile`]).
     pub(crate) fn read(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST_FILE);
-        let b = std::fs::read(&path).map_err(|e| WalError::io("reading manifest", &path, e))?;
+        let file = open_file(&path, How::Read, "reading manifest")?;
+        Self::read_from(file, &path)
+    }
+
+    /// [`read`](Self::read), with `None` if there is no `dir/MANIFEST`.
+    pub(crate) fn read_if_exists(dir: &Path) -> Result<Option<Manifest>> {
+        let path = dir.join(MANIFEST_FILE);
+        match open_file_if_exists(&path, How::Read, "reading manifest")? {
+            Some(file) => Self::read_from(file, &path).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn read_from(file: std::fs::File, path: &Path) -> Result<Manifest> {
+        let path = path.to_path_buf();
+        // One byte more than the longest manifest, to tell a longer file.
+        let mut b = Vec::with_capacity(MANIFEST_LEN + 1);
+        file.take(MANIFEST_LEN as u64 + 1)
+            .read_to_end(&mut b)
+            .map_err(|e| WalError::io("reading manifest", &path, e))?;
         if b.len() != MANIFEST_LEN && b.len() != LEGACY_MANIFEST_LEN {
             return Err(WalError::corruption(
                 &path,
                 0,
                 format!(
-                    "manifest is {} bytes, expected {MANIFEST_LEN} (or {LEGACY_MANIFEST_LEN} for version 1)",
-                    b.len()
+                    "manifest is {}{} bytes, expected {MANIFEST_LEN} (or {LEGACY_MANIFEST_LEN} for version 1)",
+                    if b.len() > MANIFEST_LEN { "more than " } else { "" },
+                    b.len().min(MANIFEST_LEN)
                 ),
             ));
         }
@@ -136,12 +158,18 @@ impl Manifest {
         Ok(Manifest { shards, salt })
     }
 
-    /// Writes `dir/MANIFEST` atomically (version 2).
+    /// Writes `dir/MANIFEST` atomically (version 2), with the default file mode
+    /// (tests).
+    #[cfg(test)]
     pub(crate) fn write(&self, dir: &Path) -> Result<()> {
+        self.write_with_mode(dir, crate::owned::DEFAULT_FILE_MODE)
+    }
+
+    /// Writes `dir/MANIFEST` atomically, created with permission bits `mode`.
+    pub(crate) fn write_with_mode(&self, dir: &Path, mode: u32) -> Result<()> {
         let tmp = dir.join(MANIFEST_TMP_FILE);
         let path = dir.join(MANIFEST_FILE);
-        let mut f =
-            std::fs::File::create(&tmp).map_err(|e| WalError::io("creating manifest", &tmp, e))?;
+        let mut f = open_file(&tmp, How::CreateOrTruncate(mode), "creating manifest")?;
         f.write_all(&self.encode())
             .map_err(|e| WalError::io("writing manifest", &tmp, e))?;
         // fsync the temporary file: its bytes must be on disk before the rename makes

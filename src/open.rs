@@ -6,16 +6,23 @@
 //! DIR/shard-NNN/SSSS…SSSS.seg   segments of shard NNN, 20-digit sequence numbers
 //! ```
 //! Order on creation: the manifest first (its rename is the commit point), then the
-//! shard directories, which a reopen creates if a crash left them missing. A directory
+//! shard directories, which a reopen creates if a crash left them missing: only then,
+//! while no shard directory holds anything yet. Once a shard holds a segment, the
+//! directory must agree with the manifest exactly (one `shard-NNN` per shard, none
+//! beyond), or the open fails with [`WalError::ManifestMismatch`] and changes
+//! nothing: routing keys by a wrong shard count would hide most records. A directory
 //! without a manifest is adopted only if it holds nothing but our lock file, so a
-//! wrong path never gets files written into it.
+//! wrong path never gets files written into it. Every name the WAL owns is a regular
+//! file or directory, never followed through a symlink (`owned.rs`).
 
 use crate::error::{Result, WalError};
 use crate::manifest::{Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
 use crate::options::WalOptions;
+use crate::owned::{dir_mode, open_file, How};
 use crate::recovery::{recover_shard, RecoveredShard, RecoveryReport};
 use crate::storage::{shard_dir_name, sync_directory};
-use std::fs::File;
+use std::fs::{File, FileType};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 pub(crate) const LOCK_FILE: &str = "LOCK";
@@ -45,27 +52,26 @@ pub(crate) struct Opened {
     pub(crate) salt: u32,
 }
 
-fn entry_names(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>> {
+/// The entries of `dir`, sorted by name, each with its type as the directory lists
+/// it (a symlink is a symlink, not what it points to).
+fn entry_names(dir: &Path) -> Result<Vec<(String, PathBuf, FileType)>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| WalError::io("listing", dir, e))? {
         let entry = entry.map_err(|e| WalError::io("listing", dir, e))?;
-        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|e| WalError::io("inspecting", &path, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        out.push((name, entry.path(), is_dir));
+        out.push((name, path, kind));
     }
-    out.sort();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
-fn lock_dir(dir: &Path) -> Result<DirLock> {
+fn lock_dir(dir: &Path, file_mode: u32) -> Result<DirLock> {
     let path = dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| WalError::io("opening lock file", &path, e))?;
+    let file = open_file(&path, How::OpenOrCreate(file_mode), "opening lock file")?;
     match file.try_lock() {
         Ok(()) => Ok(DirLock(file)),
         Err(std::fs::TryLockError::WouldBlock) => Err(WalError::Locked { path }),
@@ -73,31 +79,36 @@ fn lock_dir(dir: &Path) -> Result<DirLock> {
     }
 }
 
-/// Opens (creating if needed) the WAL at `dir`.
-pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
-    match std::fs::metadata(dir) {
-        Ok(m) if !m.is_dir() => {
-            return Err(WalError::NotADirectory {
-                path: dir.to_path_buf(),
-            })
+/// What `dir` is, found without changing anything in it.
+enum Checked {
+    /// No manifest, and nothing but a lock file and a manifest's temporary file: a
+    /// WAL to create.
+    Fresh,
+    /// A WAL whose directory agrees with its manifest.
+    Existing {
+        manifest: Manifest,
+        /// Shard directories to create (a creation was interrupted before them).
+        missing: Vec<PathBuf>,
+        /// A `MANIFEST.tmp` a crash left behind, to remove.
+        stale_tmp: Option<PathBuf>,
+    },
+}
+
+/// Reads `dir`'s manifest and checks the directory against it, changing nothing.
+fn check(dir: &Path) -> Result<Checked> {
+    let entries = entry_names(dir)?;
+    // The names the WAL owns at the top are regular files or directories of the WAL.
+    for (name, path, kind) in &entries {
+        let owned_file = [LOCK_FILE, MANIFEST_FILE, MANIFEST_TMP_FILE].contains(&name.as_str());
+        if owned_file && !kind.is_file() {
+            return Err(WalError::ForeignFile { path: path.clone() });
         }
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(|e| WalError::io("creating directory", dir, e))?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                // fsync the parent: the new WAL directory's name must survive a power loss.
-                sync_directory(parent)?;
-            }
-        }
-        Err(e) => return Err(WalError::io("inspecting", dir, e)),
     }
-    let fresh = !dir.join(MANIFEST_FILE).exists();
-    if fresh {
+    let Some(manifest) = Manifest::read_if_exists(dir)? else {
         // Refuse before writing anything: a directory that is not ours stays untouched.
-        let entries = entry_names(dir)?;
         if entries
             .iter()
-            .any(|(name, _, is_dir)| *is_dir && name.starts_with("shard-"))
+            .any(|(name, _, kind)| kind.is_dir() && name.starts_with("shard-"))
         {
             return Err(WalError::ManifestMismatch {
                 path: dir.join(MANIFEST_FILE),
@@ -110,48 +121,158 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
         {
             return Err(WalError::ForeignFile { path });
         }
-    }
-    let lock = lock_dir(dir)?;
-    let manifest = if fresh {
-        let m = Manifest::new(options.shards as u32);
-        m.write(dir)?;
-        m
-    } else {
-        Manifest::read(dir)?
+        return Ok(Checked::Fresh);
     };
     let shards = manifest.shards as usize;
-    let mut created = false;
-    for (name, path, is_dir) in entry_names(dir)? {
-        if name == LOCK_FILE || name == MANIFEST_FILE {
-            continue;
+    let mut present = vec![false; shards];
+    let mut stale_tmp = None;
+    for (name, path, kind) in entries {
+        match name.as_str() {
+            LOCK_FILE | MANIFEST_FILE => continue,
+            MANIFEST_TMP_FILE => {
+                // Left by a crash while a manifest was written; MANIFEST itself is whole.
+                stale_tmp = Some(path);
+                continue;
+            }
+            _ => {}
         }
-        if name == MANIFEST_TMP_FILE {
-            // Left by a crash while a manifest was written; MANIFEST itself is whole.
-            std::fs::remove_file(&path).map_err(|e| WalError::io("removing", &path, e))?;
-            continue;
-        }
-        match name
+        let shard = name
             .strip_prefix("shard-")
             .and_then(|n| n.parse::<usize>().ok())
-        {
-            Some(n) if is_dir && name == shard_dir_name(n as u32) && n < shards => {}
-            Some(n) if is_dir && name == shard_dir_name(n as u32) => {
+            .filter(|&n| u32::try_from(n).is_ok_and(|n| name == shard_dir_name(n)));
+        match shard {
+            Some(_) if !kind.is_dir() => return Err(WalError::ForeignFile { path }),
+            Some(n) if n < shards => present[n] = true,
+            Some(_) => {
                 return Err(WalError::ManifestMismatch {
-                    path: path.clone(),
-                    reason: format!("{name} exists but the manifest says {shards} shards"),
+                    path,
+                    reason: format!(
+                        "{name} exists but the manifest says {shards} shard{}",
+                        if shards == 1 { "" } else { "s" }
+                    ),
                 });
             }
-            _ => return Err(WalError::ForeignFile { path }),
+            None => return Err(WalError::ForeignFile { path }),
         }
     }
-    for shard in 0..shards {
-        let sdir = dir.join(shard_dir_name(shard as u32));
-        if !sdir.exists() {
-            std::fs::create_dir(&sdir).map_err(|e| WalError::io("creating directory", &sdir, e))?;
-            created = true;
+    let shard_dir = |n: usize| dir.join(shard_dir_name(n as u32));
+    let missing: Vec<PathBuf> = (0..shards)
+        .filter(|&n| !present[n])
+        .map(shard_dir)
+        .collect();
+    if let Some(first_missing) = missing.first() {
+        // Creation makes every shard directory before any shard writes a segment, so
+        // a missing one is an interrupted creation only while every shard directory
+        // there is still empty. Otherwise the manifest is not this directory's.
+        for n in (0..shards).filter(|&n| present[n]) {
+            let sdir = shard_dir(n);
+            let mut listing =
+                std::fs::read_dir(&sdir).map_err(|e| WalError::io("listing", &sdir, e))?;
+            if let Some(entry) = listing.next() {
+                let entry = entry.map_err(|e| WalError::io("listing", &sdir, e))?;
+                return Err(WalError::ManifestMismatch {
+                    path: first_missing.clone(),
+                    reason: format!(
+                        "the manifest says {shards} shards but {} of them {} missing, \
+                         while {} holds {}: the manifest does not match the directory",
+                        missing.len(),
+                        if missing.len() == 1 { "is" } else { "are" },
+                        shard_dir_name(n as u32),
+                        entry.file_name().to_string_lossy()
+                    ),
+                });
+            }
         }
     }
-    if created {
+    Ok(Checked::Existing {
+        manifest,
+        missing,
+        stale_tmp,
+    })
+}
+
+/// Creates the WAL directory `dir` (mode from `file_mode`), and its parents as a
+/// plain `mkdir -p` would, if it does not exist.
+fn create_wal_dir(dir: &Path, file_mode: u32) -> Result<()> {
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| WalError::io("creating directory", parent, e))?;
+    }
+    match std::fs::DirBuilder::new()
+        .mode(dir_mode(file_mode))
+        .create(dir)
+    {
+        Ok(()) => {}
+        // Made by someone else since we looked; the checks below judge what it is.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(WalError::io("creating directory", dir, e)),
+    }
+    if let Some(parent) = parent {
+        // fsync the parent: the new WAL directory's name must survive a power loss.
+        sync_directory(parent)?;
+    }
+    Ok(())
+}
+
+/// Opens (creating if needed) the WAL at `dir`.
+pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => {
+            return Err(WalError::NotADirectory {
+                path: dir.to_path_buf(),
+            })
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            create_wal_dir(dir, options.file_mode)?;
+        }
+        Err(e) => return Err(WalError::io("inspecting", dir, e)),
+    }
+    // Checked before the lock is taken, so that a refused open does not even create
+    // the lock file, and again once it is held: only then is nobody else changing it.
+    if let Err(e) = check(dir) {
+        // Someone holding the lock may be in the middle of changing the directory (a
+        // shutdown removing it): report that, not the state it is passing through.
+        let lock = dir.join(LOCK_FILE);
+        if let Ok(Some(file)) =
+            crate::owned::open_file_if_exists(&lock, How::ReadWrite, "probing lock file")
+        {
+            match file.try_lock() {
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(WalError::Locked { path: lock })
+                }
+                // Unlocked explicitly, as `DirLock` does, for copies of the descriptor.
+                Ok(()) => drop(DirLock(file)),
+                Err(std::fs::TryLockError::Error(_)) => {}
+            }
+        }
+        return Err(e);
+    }
+    let lock = lock_dir(dir, options.file_mode)?;
+    let (manifest, missing) = match check(dir)? {
+        Checked::Fresh => {
+            let m = Manifest::new(options.shards as u32);
+            m.write_with_mode(dir, options.file_mode)?;
+            let missing = (0..m.shards).map(|n| dir.join(shard_dir_name(n))).collect();
+            (m, missing)
+        }
+        Checked::Existing {
+            manifest,
+            missing,
+            stale_tmp,
+        } => {
+            if let Some(path) = stale_tmp {
+                std::fs::remove_file(&path).map_err(|e| WalError::io("removing", &path, e))?;
+            }
+            (manifest, missing)
+        }
+    };
+    let shards = manifest.shards as usize;
+    for sdir in &missing {
+        crate::owned::create_dir(sdir, dir_mode(options.file_mode))?;
+    }
+    if !missing.is_empty() {
         // fsync the WAL directory: new shard directories must survive a power loss
         // before segments are created in them.
         sync_directory(dir)?;
@@ -189,7 +310,7 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
         Some(salt) => salt,
         None => {
             let upgraded = Manifest::new(manifest.shards);
-            upgraded.write(dir)?;
+            upgraded.write_with_mode(dir, options.file_mode)?;
             upgraded.salt.unwrap_or(0)
         }
     };

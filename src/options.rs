@@ -142,6 +142,15 @@ pub struct WalOptions {
     /// not see it. An open that succeeds removes the file, so after a crash every
     /// shard is scanned as usual. See `docs/FORMAT.md`, "Index checkpoint".
     pub index_checkpoint: bool,
+    /// Permission bits of the files the WAL creates (segments, `MANIFEST`, `LOCK`,
+    /// index checkpoints). Default `0o600`: a log holds its users' data, so only the
+    /// owner may read it. Directories the WAL creates (the WAL directory, if it does
+    /// not exist, and `shard-NNN/`) get the same bits plus search (x) wherever read
+    /// (r) is set: `0o700` by default, `0o750` for `0o640`. Valid: bits within
+    /// `0o666`, owner read and write included (`0o600` to `0o666`); no execute bits.
+    /// The process's umask still applies on top (a umask of `0o027` turns `0o666`
+    /// into `0o640`). Existing files and directories keep their modes.
+    pub file_mode: u32,
 }
 
 impl Default for WalOptions {
@@ -161,6 +170,7 @@ impl Default for WalOptions {
             recovery_mode: RecoveryMode::Strict,
             read_cache_bytes: 64 * 1024 * 1024,
             index_checkpoint: false,
+            file_mode: crate::owned::DEFAULT_FILE_MODE,
         }
     }
 }
@@ -215,6 +225,12 @@ impl WalOptions {
     /// Sets `index_checkpoint`.
     pub fn with_index_checkpoint(mut self, on: bool) -> Self {
         self.index_checkpoint = on;
+        self
+    }
+
+    /// Sets `file_mode`.
+    pub fn with_file_mode(mut self, mode: u32) -> Self {
+        self.file_mode = mode;
         self
     }
 
@@ -295,6 +311,15 @@ impl WalOptions {
                 format!("{} is outside 1..=1 GiB", self.max_record_size),
             ));
         }
+        if self.file_mode & !0o666 != 0 || self.file_mode & 0o600 != 0o600 {
+            return Err(WalError::invalid(
+                "file_mode",
+                format!(
+                    "{:#o} is not a mode of 0o600..=0o666 (owner read and write, no execute bits, nothing outside 0o777)",
+                    self.file_mode
+                ),
+            ));
+        }
         if self.read_cache_bytes as u64 > MAX_READ_CACHE_BYTES {
             return Err(WalError::invalid(
                 "read_cache_bytes",
@@ -319,6 +344,13 @@ mod tests {
         assert_eq!(o.entry_retention, Duration::from_secs(604_800));
         assert_eq!(o.segments, 10);
         assert!(o.shards >= 1);
+        assert_eq!(o.file_mode, 0o600);
+        for mode in [0o600, 0o640, 0o660, 0o644, 0o666] {
+            assert!(
+                o.clone().with_file_mode(mode).validate().is_ok(),
+                "{mode:o}"
+            );
+        }
     }
 
     #[test]
@@ -400,6 +432,11 @@ mod tests {
                 WalOptions::default().with_max_segment_size(u64::from(u32::MAX) + 1),
                 "max_segment_size",
             ),
+            (WalOptions::default().with_file_mode(0o400), "file_mode"),
+            (WalOptions::default().with_file_mode(0o200), "file_mode"),
+            (WalOptions::default().with_file_mode(0o700), "file_mode"),
+            (WalOptions::default().with_file_mode(0o4600), "file_mode"),
+            (WalOptions::default().with_file_mode(0o1000), "file_mode"),
         ];
         for (options, field) in cases {
             match options.validate() {

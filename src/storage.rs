@@ -5,7 +5,7 @@
 use crate::error::{Result, WalError};
 use crate::index::ShardIndex;
 use crate::segment::{segment_file_name, Segment};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -209,13 +209,11 @@ pub(crate) struct FileSegment {
 }
 
 impl FileSegment {
-    /// Opens an existing segment for reading and appending (recovery).
+    /// Opens an existing segment for reading and appending (recovery). A symlink,
+    /// FIFO or other special file under its name is [`WalError::ForeignFile`]: it is
+    /// neither followed nor waited on (`owned.rs`).
     pub(crate) fn open(path: PathBuf) -> Result<FileSegment> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| WalError::io("opening segment", &path, e))?;
+        let file = crate::owned::open_file(&path, crate::owned::How::ReadWrite, "opening segment")?;
         Ok(FileSegment { file, path })
     }
 
@@ -272,14 +270,16 @@ impl SegmentIo for FileSegment {
     }
 }
 
-/// Segments as files under `root/shard-NNN/`.
+/// Segments as files under `root/shard-NNN/`, created with permission bits
+/// `file_mode` (`WalOptions::file_mode`).
 pub(crate) struct FsStorage {
     root: PathBuf,
+    file_mode: u32,
 }
 
 impl FsStorage {
-    pub(crate) fn new(root: PathBuf) -> FsStorage {
-        FsStorage { root }
+    pub(crate) fn new(root: PathBuf, file_mode: u32) -> FsStorage {
+        FsStorage { root, file_mode }
     }
 
     pub(crate) fn shard_dir(&self, shard: u32) -> PathBuf {
@@ -299,12 +299,11 @@ impl Storage for FsStorage {
         header: &[u8],
     ) -> Result<Arc<dyn SegmentIo>> {
         let path = self.segment_path(shard, sequence);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| WalError::io("creating segment", &path, e))?;
+        let file = crate::owned::open_file(
+            &path,
+            crate::owned::How::CreateNew(self.file_mode),
+            "creating segment",
+        )?;
         file.write_all_at(header, 0)
             .map_err(|e| WalError::io("writing segment header", &path, e))?;
         Ok(Arc::new(FileSegment { file, path }))
@@ -332,7 +331,15 @@ impl Storage for FsStorage {
         index: &ShardIndex,
     ) -> Result<()> {
         let dir = self.shard_dir(shard);
-        crate::checkpoint::write(&dir, shard, synced_through, next_seq, segments, index)
+        crate::checkpoint::write(
+            &dir,
+            shard,
+            synced_through,
+            next_seq,
+            segments,
+            index,
+            self.file_mode,
+        )
     }
 }
 

@@ -65,15 +65,18 @@ impl Wal {
     ///
     /// Fails with [`WalError::Locked`] if the directory is open elsewhere, with
     /// [`WalError::InvalidOptions`] for bad options, and with
-    /// [`WalError::ForeignFile`] if the directory holds files that are not a WAL's.
-    /// An existing WAL keeps the shard count in its manifest; `options.shards` is
-    /// used only when the WAL is created.
+    /// [`WalError::ForeignFile`] if the directory holds files that are not a WAL's
+    /// (a symlink, FIFO, socket or device under one of the WAL's own names counts:
+    /// none is ever followed or opened), and with [`WalError::ManifestMismatch`] if
+    /// the shard directories do not match the manifest's shard count. An existing WAL
+    /// keeps the shard count in its manifest; `options.shards` is used only when the
+    /// WAL is created. What it creates is private (`WalOptions::file_mode`).
     pub fn new(path: impl AsRef<Path>, options: WalOptions) -> Result<Wal> {
         options.validate()?;
         let path = path.as_ref().to_path_buf();
         let opened = crate::open::open_dir(&path, &options)?;
         let storage: std::sync::Arc<dyn Storage> =
-            std::sync::Arc::new(FsStorage::new(path.clone()));
+            std::sync::Arc::new(FsStorage::new(path.clone(), options.file_mode));
         Wal::start(
             path,
             options,
