@@ -11,7 +11,7 @@
 //! - [`SegmentFile::read_records`] returns the valid records of one segment, in file
 //!   order, for dumping.
 //!
-//! **Read-only.** Files are opened read-only ([`File::open`]); nothing is ever
+//! **Read-only.** Files are opened read-only, never through a symlink; nothing is ever
 //! written, truncated, renamed or removed, and the directory's `LOCK` is **not**
 //! taken. So the tools may run next to an open [`Wal`](crate::Wal), in this process
 //! or another, but they see whatever is on disk at that moment: the writer may be in
@@ -52,7 +52,6 @@ use crate::segment::{
 use crate::storage::shard_dir_name;
 use std::collections::HashSet;
 use std::fmt;
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -1062,7 +1061,7 @@ fn list_shard(dir: &Path) -> Result<ShardListing> {
 /// Reads a whole segment file, read-only, with its stamp if the file was the same
 /// before and after the read.
 fn read_file_stamped(path: &Path) -> Result<(Vec<u8>, Option<crate::checkpoint::FileStamp>)> {
-    let file = File::open(path).map_err(|e| WalError::io("opening segment", path, e))?;
+    let file = crate::owned::open_file(path, crate::owned::How::Read, "opening segment")?;
     let stamp = || {
         file.metadata()
             .ok()
@@ -1094,7 +1093,7 @@ static CHANGED_WHILE_READ: crate::test_hooks::PathHook = crate::test_hooks::Path
 
 /// Reads a whole file, read-only.
 fn read_file(path: &Path) -> Result<Vec<u8>> {
-    let mut file = File::open(path).map_err(|e| WalError::io("opening segment", path, e))?;
+    let mut file = crate::owned::open_file(path, crate::owned::How::Read, "opening segment")?;
     let mut data = Vec::new();
     file.read_to_end(&mut data)
         .map_err(|e| WalError::io("reading segment", path, e))?;

@@ -35,6 +35,7 @@ use crate::checkpoint;
 use crate::error::{Result, WalError};
 use crate::index::{stage, Location, ShardIndex, Staged};
 use crate::options::RecoveryMode;
+use crate::owned::{open_file, How};
 use crate::record::{marker_vouches, record_len, Codec, DecodeError, Decoded, SealNote};
 use crate::segment::{
     codec_of, parse_segment_file_name, segment_file_name, Segment, SegmentHeader, BOUND_VERSION,
@@ -408,7 +409,7 @@ fn first_seal_note(
     shard: u32,
     sequence: u64,
 ) -> Result<Option<SealNote>> {
-    let file = std::fs::File::open(path).map_err(|e| WalError::io("opening segment", path, e))?;
+    let file = open_file(path, How::Read, "opening segment")?;
     let mut head = vec![0u8; SEGMENT_HEADER_LEN + crate::record::SEAL_NOTE_LEN];
     let n = read_up_to(&file, &mut head).map_err(|e| WalError::io("reading segment", path, e))?;
     head.truncate(n);
@@ -719,7 +720,7 @@ fn synced_before_successor(own: Option<u32>, successor: Option<u32>) -> bool {
 
 /// The format version in the header of `path`, if the header is valid.
 fn header_version(path: &Path) -> Result<Option<u32>> {
-    let file = std::fs::File::open(path).map_err(|e| WalError::io("opening segment", path, e))?;
+    let file = open_file(path, How::Read, "opening segment")?;
     let mut head = [0u8; SEGMENT_HEADER_LEN];
     match file.read_exact_at(&mut head, 0) {
         Ok(()) => Ok(SegmentHeader::decode(&head).ok().map(|h| h.version)),
@@ -758,7 +759,7 @@ fn newest_marker(data: &[u8], own: u64, codec: Codec) -> u64 {
 fn drop_segments(files: &[(u64, PathBuf)], out: &mut RecoveredShard) -> Result<()> {
     let mut dropped = Vec::with_capacity(files.len());
     for (_, path) in files.iter().rev() {
-        let len = std::fs::metadata(path)
+        let len = std::fs::symlink_metadata(path)
             .map_err(|e| WalError::io("reading segment", path, e))?
             .len();
         observed::remove_file(path).map_err(|e| WalError::io("removing segment", path, e))?;
@@ -782,7 +783,12 @@ fn drop_segments(files: &[(u64, PathBuf)], out: &mut RecoveredShard) -> Result<(
 const STREAM_CHUNK: usize = 4 * 1024 * 1024;
 
 fn read_whole(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| WalError::io("reading segment", path, e))
+    use std::io::Read;
+    let mut data = Vec::new();
+    open_file(path, How::Read, "opening segment")?
+        .read_to_end(&mut data)
+        .map_err(|e| WalError::io("reading segment", path, e))?;
+    Ok(data)
 }
 
 /// How a segment reads from a record that fails its checks: the one rule recovery

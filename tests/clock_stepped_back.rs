@@ -5,15 +5,16 @@
 //! expires at most `entry_retention` after that (docs/ARCHITECTURE.md, "Rotation
 //! and retention").
 //!
-//! The files are rewritten by the documented format (docs/FORMAT.md): the segment
-//! header's `created` (offset 24, u64 LE microseconds) with its CRC32C (offset 32,
-//! over bytes 0..32), and each data record's timestamp (offset 8 of the record)
-//! with its CRC32C (offset 0, over bytes 4..len).
+//! The files are rewritten by the documented format (docs/FORMAT.md, version 4):
+//! the segment header's `created` (offset 24, u64 LE microseconds) with its CRC32C
+//! (offset 36, over bytes 0..36), and each data record's timestamp (offset 16 of
+//! the record) with its checksum (offset 0, over the record's binding and bytes
+//! 4..len: `common::reseal_record`).
 
 mod common;
 
 use bytes::Bytes;
-use common::{records_of_file, segment_files, TestResult};
+use common::{records_of_file, reseal_record, segment_files, TestResult};
 use nano_wal::{Wal, WalOptions};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,8 +38,8 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 fn set_created(path: &Path, created_us: u64) -> TestResult {
     let mut data = std::fs::read(path)?;
     data[24..32].copy_from_slice(&created_us.to_le_bytes());
-    let crc = crc32c::crc32c(&data[0..32]);
-    data[32..36].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32c::crc32c(&data[0..36]);
+    data[36..40].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(path, &data)?;
     Ok(())
 }
@@ -53,11 +54,10 @@ fn shift_record_times(path: &Path, shift_us: u64) -> Result<usize, Box<dyn std::
     let records = records_of_file(path)?;
     let mut data = std::fs::read(path)?;
     for r in &records {
-        let (at, len) = (r.offset as usize, r.len as usize);
-        let stamp = u64_at(&data, at + 8) + shift_us;
-        data[at + 8..at + 16].copy_from_slice(&stamp.to_le_bytes());
-        let crc = crc32c::crc32c(&data[at + 4..at + len]);
-        data[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+        let at = r.offset as usize;
+        let stamp = u64_at(&data, at + 16) + shift_us;
+        data[at + 16..at + 24].copy_from_slice(&stamp.to_le_bytes());
+        reseal_record(&mut data, at);
     }
     std::fs::write(path, &data)?;
     // Still valid by the format: the walk finds every record again.

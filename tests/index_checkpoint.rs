@@ -14,6 +14,13 @@ use std::time::Duration;
 
 type Model = BTreeMap<Vec<u8>, Vec<Bytes>>;
 
+/// Length of a checkpoint's front header (version 2: magic, version, shard,
+/// synced_through, segment count, key count, location count, directory length,
+/// next_seq); the 80-byte segment entries follow it.
+const INDEX_HEADER_LEN: usize = 64;
+/// Length of one segment entry of a checkpoint's front.
+const INDEX_SEGMENT_ENTRY_LEN: usize = 80;
+
 const SHARDS: usize = 2;
 
 /// Small segments, so each shard has several (sealed ones and an active one).
@@ -231,7 +238,8 @@ fn every_difference_from_the_checkpoint_is_caught() -> TestResult {
         ("checksum", true, |dir| {
             let index = shard_dir(dir, 0).join("INDEX");
             let mut bytes = std::fs::read(&index)?;
-            bytes[60] ^= 1;
+            // The first segment entry's sequence number.
+            bytes[INDEX_HEADER_LEN + 4] ^= 1;
             std::fs::write(&index, bytes)
         }),
     ];
@@ -494,15 +502,19 @@ fn a_scan_checks_the_checkpoint_the_next_open_would_load() -> TestResult {
     ));
 
     // Record counts moved between two segments, the front's checksum made to match
-    // (offsets from docs/FORMAT.md): the open's checks pass, the scan's counts not.
+    // (offsets of checkpoint version 2, `src/checkpoint.rs`): the open's checks
+    // pass, the scan's counts not.
     let mut bytes = good.clone();
     let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
-    let (first, second) = (56 + 24, 56 + 80 + 24);
+    let (first, second) = (
+        INDEX_HEADER_LEN + 24,
+        INDEX_HEADER_LEN + INDEX_SEGMENT_ENTRY_LEN + 24,
+    );
     let moved = (u64_at(&bytes, first) + 1, u64_at(&bytes, second) - 1);
     bytes[first..first + 8].copy_from_slice(&moved.0.to_le_bytes());
     bytes[second..second + 8].copy_from_slice(&moved.1.to_le_bytes());
     // And segment 1's newest record a microsecond newer.
-    let newest = 56 + 16;
+    let newest = INDEX_HEADER_LEN + 16;
     let later = u64_at(&bytes, newest) + 1;
     bytes[newest..newest + 8].copy_from_slice(&later.to_le_bytes());
     reseal(&mut bytes);
@@ -578,7 +590,7 @@ fn a_scan_checks_the_checkpoint_the_next_open_would_load() -> TestResult {
     Ok(())
 }
 
-/// A checkpoint's key directory, parsed (offsets from docs/FORMAT.md): per key,
+/// A checkpoint's key directory, parsed (offsets of checkpoint version 2): per key,
 /// where its entry is, the key, its group count and where its locations are.
 struct Directory {
     /// Bytes of the front before its checksum.
@@ -590,8 +602,9 @@ fn directory(bytes: &[u8]) -> Directory {
     let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
     let (segments, keys, directory) = (u64_at(24) as usize, u64_at(32), u64_at(48) as usize);
-    let front = 56 + 80 * segments + directory;
-    let (mut entry, mut run) = (56 + 80 * segments, front + 4);
+    let table = INDEX_HEADER_LEN + INDEX_SEGMENT_ENTRY_LEN * segments;
+    let front = table + directory;
+    let (mut entry, mut run) = (table, front + 4);
     let mut out = Vec::new();
     for _ in 0..keys {
         let (len, count, groups) = (u32_at(entry), u32_at(entry + 4), u32_at(entry + 8));
@@ -662,7 +675,7 @@ fn a_scan_checks_the_checkpoint_s_front_sync_figure_and_counts() -> TestResult {
 
     // A flipped bit in the front: the open ignores the checkpoint, the scan says why.
     let mut bytes = good.clone();
-    bytes[60] ^= 0x01;
+    bytes[INDEX_HEADER_LEN + 4] ^= 0x01;
     std::fs::write(&index, &bytes)?;
     let scan = inspect::scan(dir.path())?;
     assert!(scan.is_clean());
@@ -726,11 +739,12 @@ fn a_scan_refuses_a_checkpoint_over_bytes_after_the_last_record() -> TestResult 
         .open(&newest)?
         .write_all(&[0u8; 4096])?;
     let meta = std::fs::metadata(&newest)?;
-    // The newest segment's entry is the front's last (offsets from docs/FORMAT.md).
+    // The newest segment's entry is the front's last (offsets of checkpoint
+    // version 2).
     let index = shard_dir(dir.path(), 0).join("INDEX");
     let mut bytes = std::fs::read(&index)?;
     let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
-    let entry = 56 + 80 * (u64_at(&bytes, 24) as usize - 1);
+    let entry = INDEX_HEADER_LEN + INDEX_SEGMENT_ENTRY_LEN * (u64_at(&bytes, 24) as usize - 1);
     for (at, v) in [
         (32, meta.len() as i64),
         (48, meta.mtime()),

@@ -9,7 +9,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{segment_files, shard_dir, TestResult};
+use common::{salt_of, segment_files, shard_dir, TestResult};
 use nano_wal::{Wal, WalError, WalOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,17 +22,22 @@ fn options(shards: usize) -> WalOptions {
         .with_max_segment_size(64 * 1024)
 }
 
-/// The 24 bytes of a manifest for `shards` shards, encoded from `docs/FORMAT.md`.
-fn manifest_bytes(shards: u32) -> Vec<u8> {
-    let mut b = Vec::with_capacity(24);
+/// The 28 bytes of a version-2 manifest for `shards` shards with salt `salt`,
+/// encoded from the layout at the top of `src/manifest.rs`.
+fn manifest_bytes(shards: u32, salt: u32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(28);
     b.extend_from_slice(b"NANOWALM");
-    b.extend_from_slice(&1u32.to_le_bytes()); // manifest version
+    b.extend_from_slice(&2u32.to_le_bytes()); // manifest version
     b.extend_from_slice(&shards.to_le_bytes());
     b.extend_from_slice(&1u32.to_le_bytes()); // routing hash: XXH3-64 seed 0
+    b.extend_from_slice(&salt.to_le_bytes());
     let crc = crc32c::crc32c(&b);
     b.extend_from_slice(&crc.to_le_bytes());
     b
 }
+
+/// A salt for the manifests these tests write before any WAL exists.
+const SALT: u32 = 0x5a17_c0de;
 
 /// Every entry under `dir`, with contents (`<dir>` for directories).
 fn tree(dir: &Path) -> Result<BTreeMap<PathBuf, Vec<u8>>, Box<dyn std::error::Error>> {
@@ -116,12 +121,14 @@ fn a_manifest_with_more_shards_than_the_directory_is_refused_and_creates_nothing
     wal_with_data(&dir, 2)?;
     let manifest = dir.join("MANIFEST");
     let good = std::fs::read(&manifest)?;
+    // The WAL's own salt: the only field the test cannot know in advance.
+    let salt = salt_of(&dir)?;
     assert_eq!(
         good,
-        manifest_bytes(2),
+        manifest_bytes(2, salt),
         "the test encodes manifests as the WAL does"
     );
-    std::fs::write(&manifest, manifest_bytes(4))?;
+    std::fs::write(&manifest, manifest_bytes(4, salt))?;
     // Without its lock file, too: a refused open does not even create that.
     std::fs::remove_file(dir.join("LOCK"))?;
     let before = tree(&dir)?;
@@ -177,8 +184,14 @@ fn a_manifest_with_fewer_shards_than_the_directory_is_refused() -> TestResult {
     wal_with_data(&dir, 4)?;
     let manifest = dir.join("MANIFEST");
     let good = std::fs::read(&manifest)?;
+    let salt = salt_of(&dir)?;
+    assert_eq!(
+        good,
+        manifest_bytes(4, salt),
+        "the test encodes manifests as the WAL does"
+    );
     for (count, first_extra) in [(1u32, 1usize), (2, 2), (3, 3)] {
-        std::fs::write(&manifest, manifest_bytes(count))?;
+        std::fs::write(&manifest, manifest_bytes(count, salt))?;
         let before = tree(&dir)?;
         let reason = expect_mismatch(Wal::new(&dir, options(4)), &shard_dir(&dir, first_extra))?;
         assert!(
@@ -210,7 +223,7 @@ fn an_interrupted_creation_without_shard_directories_is_completed() -> TestResul
     // manifest, no shard directory.
     std::fs::create_dir(&dir)?;
     std::fs::write(dir.join("LOCK"), b"")?;
-    std::fs::write(dir.join("MANIFEST"), manifest_bytes(4))?;
+    std::fs::write(dir.join("MANIFEST"), manifest_bytes(4, SALT))?;
     // The options' count is not used: the manifest's is.
     let wal = Wal::new(&dir, options(2))?;
     assert_eq!(wal.stats()?.shards.len(), 4);
@@ -222,7 +235,11 @@ fn an_interrupted_creation_without_shard_directories_is_completed() -> TestResul
         wal.append_entry(format!("k{}", i % 10), Bytes::from(format!("v{i}")), true)?;
     }
     wal.close()?;
-    assert_eq!(std::fs::read(dir.join("MANIFEST"))?, manifest_bytes(4));
+    // The manifest is the one the interrupted creation wrote, salt and all.
+    assert_eq!(
+        std::fs::read(dir.join("MANIFEST"))?,
+        manifest_bytes(4, SALT)
+    );
     assert_data_intact(&dir, 4)
 }
 
@@ -233,8 +250,8 @@ fn an_interrupted_creation_with_some_shard_directories_is_completed() -> TestRes
     // A crash part way through making the shard directories: 0 and 2 exist (empty),
     // 1 and 3 do not; a stale MANIFEST.tmp is left from a retried creation.
     std::fs::create_dir(&dir)?;
-    std::fs::write(dir.join("MANIFEST"), manifest_bytes(4))?;
-    std::fs::write(dir.join("MANIFEST.tmp"), manifest_bytes(4))?;
+    std::fs::write(dir.join("MANIFEST"), manifest_bytes(4, SALT))?;
+    std::fs::write(dir.join("MANIFEST.tmp"), manifest_bytes(4, SALT))?;
     std::fs::create_dir(shard_dir(&dir, 0))?;
     std::fs::create_dir(shard_dir(&dir, 2))?;
     let wal = Wal::new(&dir, options(4))?;
@@ -264,7 +281,7 @@ fn missing_shard_directories_beside_a_foreign_file_in_a_shard_are_refused() -> T
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("wal");
     std::fs::create_dir(&dir)?;
-    std::fs::write(dir.join("MANIFEST"), manifest_bytes(2))?;
+    std::fs::write(dir.join("MANIFEST"), manifest_bytes(2, SALT))?;
     std::fs::create_dir(shard_dir(&dir, 0))?;
     std::fs::write(shard_dir(&dir, 0).join("notes.txt"), b"hi")?;
     let before = tree(&dir)?;

@@ -5,8 +5,11 @@
 mod common;
 
 use bytes::Bytes;
-use common::{noise, records_of_file, segment_files, RecordPos, TestResult, RECORD_HEADER_LEN};
-use nano_wal::{Wal, WalOptions};
+use common::{
+    noise, records_of_file, segment_files, snapshot, RecordPos, TestResult, RECORD_HEADER_LEN,
+    SEGMENT_HEADER_LEN,
+};
+use nano_wal::{RecoveryMode, Wal, WalError, WalOptions};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -190,9 +193,15 @@ fn garbage_that_looks_like_a_record_header() -> TestResult {
     let mut fake = Vec::new();
     fake.extend_from_slice(&0x1234_5678u32.to_le_bytes()); // wrong crc
     fake.extend_from_slice(&60u32.to_le_bytes()); // len
+    fake.extend_from_slice(&1u64.to_le_bytes()); // seq
     fake.extend_from_slice(&1u64.to_le_bytes()); // timestamp
     fake.extend_from_slice(&7u32.to_le_bytes()); // key_len
     fake.extend_from_slice(b"torn-0\0");
+    assert_eq!(
+        fake.len(),
+        RECORD_HEADER_LEN + 7,
+        "the version-4 header layout"
+    );
     fake.extend(noise(5, 60 - fake.len()));
     OpenOptions::new()
         .append(true)
@@ -344,12 +353,41 @@ fn cut_in_the_first_record_of_the_newest_segment() -> TestResult {
     continue_after_repair(&dir, kept)
 }
 
+/// A Strict open of `dir` fails with `Corruption` naming `file` at `offset` because
+/// valid records follow the damage, and leaves every byte of `dir` as it was.
+fn assert_strict_refuses(dir: &Path, options: &WalOptions, file: &Path, offset: u64) -> TestResult {
+    let before = snapshot(dir)?;
+    match Wal::new(
+        dir,
+        options.clone().with_recovery_mode(RecoveryMode::Strict),
+    ) {
+        Err(WalError::Corruption {
+            path,
+            offset: at,
+            reason,
+        }) => {
+            assert_eq!((path.as_path(), at), (file, offset), "{reason}");
+            assert!(
+                reason.contains("valid record follows") || reason.contains("valid records follow"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected Corruption, got {:?}", other.map(|_| ())),
+    }
+    assert!(
+        snapshot(dir)? == before,
+        "a refused open changed the directory"
+    );
+    Ok(())
+}
+
 /// A power cut can persist pages out of order: the first bytes of an unsynced record
 /// and a later record reach the disk, a page in between does not (preallocated blocks
-/// read back as zeros). No fsync covered anything from that record on, so it is a torn
-/// tail, not corruption: cut there, nothing reported as damage.
+/// read back as zeros). Damage before a valid record may as well be bit rot in synced
+/// data, so it is never cut: Strict refuses, naming the damaged record, and changes
+/// nothing; SkipCorrupted skips it and keeps every record that verifies.
 #[test]
-fn a_page_lost_inside_an_unsynced_record_is_a_torn_tail() -> TestResult {
+fn a_page_lost_inside_a_record_before_a_valid_one_is_refused_then_skipped() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("wal");
     let options = WalOptions::default()
@@ -375,21 +413,78 @@ fn a_page_lost_inside_an_unsynced_record_is_a_torn_tail() -> TestResult {
     data[page..page + 4096].fill(0);
     std::fs::write(&newest, &data)?;
 
+    assert_strict_refuses(&dir, &options, &newest, torn.offset)?;
+
+    let salvage = options.with_recovery_mode(RecoveryMode::SkipCorrupted);
+    let wal = Wal::new(&dir, salvage.clone())?;
+    let report = wal.recovery_report().clone();
+    assert!(report.truncated.is_empty(), "{report:?}");
+    assert_eq!(
+        report.skipped,
+        vec![(newest.clone(), torn.offset, records[2].offset - torn.offset)]
+    );
+    assert_eq!(report.records, 2);
+    assert_eq!(
+        wal.enumerate_records("a")?.collect::<Vec<_>>(),
+        vec![Bytes::from("synced")]
+    );
+    assert_eq!(wal.enumerate_records("b")?.count(), 0, "nothing invented");
+    assert_eq!(
+        wal.enumerate_records("c")?.collect::<Vec<_>>(),
+        vec![Bytes::from("after")],
+        "the valid record after the damage is kept"
+    );
+    wal.log_entry("d", Bytes::from("goes on"))?;
+    wal.close()?;
+    let wal = Wal::new(&dir, salvage)?;
+    assert!(wal.recovery_report().truncated.is_empty());
+    assert_eq!(wal.enumerate_records("c")?.count(), 1);
+    assert_eq!(wal.enumerate_records("d")?.count(), 1);
+    wal.close()?;
+    Ok(())
+}
+
+/// The same lost page inside the newest segment's last record, nothing valid after
+/// it: no fsync covered anything from that record on, so it is a torn tail, cut
+/// there, nothing reported as damage.
+#[test]
+fn a_page_lost_inside_the_last_unsynced_record_is_a_torn_tail() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("wal");
+    let options = WalOptions::default()
+        .with_shards(1)
+        .with_max_key_size(64)
+        .with_max_record_size(64 * 1024);
+    let wal = Wal::new(&dir, options.clone())?;
+    wal.log_entry("a", Bytes::from("synced"))?;
+    let big = Bytes::from(vec![b'x'; 12 * 1024]);
+    wal.append_entry("b", big, false)?;
+    wal.close()?;
+
+    let newest = segment_files(&dir, 0)?.pop().ok_or("no segment")?;
+    let records = records_of_file(&newest)?;
+    assert_eq!(records.len(), 2);
+    let torn = &records[1];
+    let page = (torn.offset as usize).div_ceil(4096) * 4096 + 4096;
+    assert!(page + 4096 <= (torn.offset + torn.len) as usize);
+    let mut data = std::fs::read(&newest)?;
+    data[page..page + 4096].fill(0);
+    // Whatever followed the record (the close's marker) never reached the disk.
+    data.truncate((torn.offset + torn.len) as usize);
+    std::fs::write(&newest, &data)?;
+
     let wal = Wal::new(&dir, options.clone())?;
     assert_eq!(
         wal.recovery_report().truncated,
         vec![(newest.clone(), torn.offset, data.len() as u64 - torn.offset)]
     );
+    assert!(wal.recovery_report().skipped.is_empty());
+    assert_eq!(std::fs::metadata(&newest)?.len(), torn.offset);
     assert_eq!(
         wal.enumerate_records("a")?.collect::<Vec<_>>(),
         vec![Bytes::from("synced")]
     );
     assert_eq!(wal.enumerate_records("b")?.count(), 0);
-    assert_eq!(
-        wal.enumerate_records("c")?.count(),
-        0,
-        "nothing after the cut"
-    );
     wal.log_entry("d", Bytes::from("goes on"))?;
     wal.close()?;
     let wal = Wal::new(&dir, options)?;
@@ -399,11 +494,50 @@ fn a_page_lost_inside_an_unsynced_record_is_a_torn_tail() -> TestResult {
     Ok(())
 }
 
-/// A power cut that lost the first page of the newest segment (its header reads as
-/// zeros) while later pages of it reached the disk: any fsync of that file would have
+/// The first page of the newest segment lost (its header reads as zeros) while later
+/// pages holding valid records reached the disk. Damage before valid records may be
+/// bit rot in synced data, so the segment is never removed: Strict refuses at offset
+/// 0 and changes nothing; SkipCorrupted keeps every record in it that verifies.
+#[test]
+fn a_newest_segment_whose_header_page_was_lost_is_refused_then_its_records_kept() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let n = 120;
+    let dir = write_and_close(tmp.path(), n)?;
+    let files = segment_files(&dir, 0)?;
+    assert!(files.len() > 1);
+    let newest = files.last().ok_or("no segment")?.clone();
+    let in_newest = records_of_file(&newest)?;
+    assert!(!in_newest.is_empty());
+    let mut data = std::fs::read(&newest)?;
+    data[..SEGMENT_HEADER_LEN].fill(0);
+    std::fs::write(&newest, &data)?;
+
+    assert_strict_refuses(&dir, &options(), &newest, 0)?;
+
+    let salvage = options().with_recovery_mode(RecoveryMode::SkipCorrupted);
+    let wal = Wal::new(&dir, salvage.clone())?;
+    let report = wal.recovery_report().clone();
+    assert!(report.truncated.is_empty(), "{report:?}");
+    assert_eq!(
+        report.skipped,
+        vec![(newest.clone(), 0, SEGMENT_HEADER_LEN as u64)]
+    );
+    assert_eq!(report.records, n as u64);
+    assert!(newest.exists());
+    assert_prefix(&wal, n)?;
+    wal.close()?;
+    let wal = Wal::new(&dir, salvage)?;
+    assert!(wal.recovery_report().truncated.is_empty());
+    assert_prefix(&wal, n)?;
+    wal.close()?;
+    Ok(())
+}
+
+/// A power cut that lost the whole first page of the newest segment, header and
+/// records alike, with nothing valid after it: any fsync of that file would have
 /// persisted its first page, so nothing in it was acknowledged; it is removed.
 #[test]
-fn a_newest_segment_whose_header_page_was_lost_is_removed() -> TestResult {
+fn a_newest_segment_whose_only_page_was_lost_is_removed() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let n = 120;
     let dir = write_and_close(tmp.path(), n)?;
@@ -411,8 +545,7 @@ fn a_newest_segment_whose_header_page_was_lost_is_removed() -> TestResult {
     assert!(files.len() > 1);
     let newest = files.last().ok_or("no segment")?.clone();
     let in_newest = records_of_file(&newest)?.len();
-    let mut data = std::fs::read(&newest)?;
-    data[..40].fill(0);
+    let data = vec![0u8; 4096];
     std::fs::write(&newest, &data)?;
 
     let wal = Wal::new(&dir, options())?;

@@ -10,14 +10,18 @@ mod common;
 
 use bytes::Bytes;
 use common::{
-    numbers, records_of_file, seal_note_of, segment_files, walk_markers, TestResult,
-    SEGMENT_HEADER_LEN,
+    encode_record, numbers, records_of_file, reseal_record, seal_note_of, segment_files,
+    walk_markers, Layout, TestResult, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use nano_wal::inspect::{self, DamageKind};
 use nano_wal::{RecoveryMode, Wal, WalError, WalOptions};
 use std::path::{Path, PathBuf};
 
 const RECORDS: usize = 300;
+
+/// Length of a seal note of format version 4: a record header, then the sequence
+/// number and sealed length of the segment before (two u64).
+const SEAL_NOTE_LEN: usize = RECORD_HEADER_LEN + 16;
 
 fn options(mode: RecoveryMode) -> WalOptions {
     WalOptions::default()
@@ -122,8 +126,9 @@ fn drop_markers_for(files: &[PathBuf], sequence: u64) -> TestResult {
     Ok(())
 }
 
-/// Rewrites `files` as version 1 wrote them: records back to back, no sync
-/// markers, and version 1 in the header (whose checksum is redone).
+/// Rewrites `files` as version 1 wrote them: records back to back in the 20-byte
+/// layout of versions 1 to 3, no sync markers, and version 1 in the header (whose
+/// checksum is redone where those versions keep it).
 fn make_version_1(files: &[PathBuf]) -> TestResult {
     for f in files {
         rewrite_without_markers(f, Some(1))?;
@@ -132,24 +137,45 @@ fn make_version_1(files: &[PathBuf]) -> TestResult {
 }
 
 /// Rewrites segment `file` as its header, then its records back to back: no sync
-/// markers. With `version`, the header says that version (checksum redone) and the
-/// seal note goes too (versions before 3 have none); without, the note stays.
+/// markers. With `version` (1 to 3), the header says that version (its checksum at
+/// 32 over bytes 0..32, zero at 36), the records are re-encoded in the 20-byte layout
+/// of those versions (timestamps kept), and the seal note goes too (versions before 3
+/// have none); without, the note stays and each record keeps its bytes, its checksum
+/// redone for the offset it moves to (version-4 records are bound to their place).
 fn rewrite_without_markers(file: &Path, version: Option<u32>) -> TestResult {
     let data = std::fs::read(file)?;
+    let layout = Layout::of(&data);
+    let records = records_of_file(file)?;
     let mut out = data[..SEGMENT_HEADER_LEN].to_vec();
     match version {
         Some(v) => {
+            assert!(v < 4, "only the legacy header layout is rebuilt here");
             out[8..12].copy_from_slice(&v.to_le_bytes());
+            out[32..40].fill(0);
             let crc = crc32c::crc32c(&out[0..32]);
             out[32..36].copy_from_slice(&crc.to_le_bytes());
+            // The timestamp: at 16 in a version-4 record header, at 8 before.
+            let timestamp_at = if layout.seed.is_some() { 16 } else { 8 };
+            for r in &records {
+                let at = out.len();
+                let from = r.offset as usize + timestamp_at;
+                let mut record = encode_record(None, at as u64, 0, &r.key, &r.value);
+                record[8..16].copy_from_slice(&data[from..from + 8]);
+                out.extend_from_slice(&record);
+                reseal_record(&mut out, at);
+            }
         }
-        None if seal_note_of(&data).is_some() => {
-            out.extend_from_slice(&data[SEGMENT_HEADER_LEN..SEGMENT_HEADER_LEN + 36]);
+        None => {
+            if seal_note_of(&data).is_some() {
+                let note_len = layout.header + 16;
+                out.extend_from_slice(&data[SEGMENT_HEADER_LEN..SEGMENT_HEADER_LEN + note_len]);
+            }
+            for r in &records {
+                let at = out.len();
+                out.extend_from_slice(&data[r.offset as usize..(r.offset + r.len) as usize]);
+                reseal_record(&mut out, at);
+            }
         }
-        None => {}
-    }
-    for r in records_of_file(file)? {
-        out.extend_from_slice(&data[r.offset as usize..(r.offset + r.len) as usize]);
     }
     std::fs::write(file, &out)?;
     Ok(())
@@ -300,10 +326,11 @@ fn version_1_segments_are_read_and_written_after() -> TestResult {
     let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
     assert_eq!(numbers(&wal, "k")?, (0..more.end).collect::<Vec<_>>());
     wal.close()?;
-    // The segments created since are version 3 and carry markers.
+    // The segments created since are version 4 (the format this build writes) and
+    // carry markers.
     let files = segment_files(&dir, 0)?;
     let newest = std::fs::read(files.last().ok_or("no segment")?)?;
-    assert_eq!(u32::from_le_bytes(newest[8..12].try_into()?), 3);
+    assert_eq!(u32::from_le_bytes(newest[8..12].try_into()?), 4);
     assert!(!walk_markers(&newest).is_empty());
     Ok(())
 }
@@ -311,7 +338,8 @@ fn version_1_segments_are_read_and_written_after() -> TestResult {
 #[test]
 fn segments_filled_exactly_by_durable_records_still_get_their_markers() -> TestResult {
     // Each 1000-byte record fills a segment to the byte after its seal note (the
-    // first segment, which has none, keeps 36 bytes): no room for a marker after it. Every durable answer must still leave a marker for every sealed segment
+    // first segment, which has none, keeps a note's 44 bytes): no room for a marker
+    // after it. Every durable answer must still leave a marker for every sealed segment
     // before it, or a flipped bit at a segment's end would pass for an unfinished
     // seal and take the acknowledged records of every later segment with it.
     let tmp = tempfile::tempdir()?;
@@ -321,7 +349,9 @@ fn segments_filled_exactly_by_durable_records_still_get_their_markers() -> TestR
             .with_shards(1)
             .with_max_key_size(1)
             .with_max_record_size(1000)
-            .with_max_segment_size(40 + 36 + 20 + 1 + 1000)
+            .with_max_segment_size(
+                (SEGMENT_HEADER_LEN + SEAL_NOTE_LEN + RECORD_HEADER_LEN + 1 + 1000) as u64,
+            )
             .with_recovery_mode(mode)
     };
     let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
@@ -488,10 +518,10 @@ fn a_whole_seal_without_a_marker_keeps_the_later_segments() -> TestResult {
     let (dir, files) = write(&tmp.path().join("off"))?;
     strip_markers(&files[n - 1])?;
     let mut data = std::fs::read(&files[n - 1])?;
-    let at = SEGMENT_HEADER_LEN + 28;
+    // The note's length field: after its record header and the sequence number.
+    let at = SEGMENT_HEADER_LEN + RECORD_HEADER_LEN + 8;
     data[at] ^= 1;
-    let crc = crc32c::crc32c(&data[SEGMENT_HEADER_LEN + 4..SEGMENT_HEADER_LEN + 36]);
-    data[SEGMENT_HEADER_LEN..SEGMENT_HEADER_LEN + 4].copy_from_slice(&crc.to_le_bytes());
+    reseal_record(&mut data, SEGMENT_HEADER_LEN);
     std::fs::write(&files[n - 1], &data)?;
     let sealed_len = std::fs::metadata(&files[n - 2])?.len();
     assert_eq!(
@@ -687,7 +717,7 @@ fn a_record_less_segment_after_a_missing_one_goes_too_and_a_durable_append_then_
     for f in &files[2..] {
         std::fs::remove_file(f)?;
     }
-    let note_end = SEGMENT_HEADER_LEN as u64 + 36;
+    let note_end = (SEGMENT_HEADER_LEN + SEAL_NOTE_LEN) as u64;
     std::fs::OpenOptions::new()
         .write(true)
         .open(&files[1])?

@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{all_segment_files, segment_files, TestResult};
+use common::{all_segment_files, segment_files, TestResult, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use nano_wal::{Wal, WalOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -13,6 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
+
+/// Length of a seal note (format version 4): a record header and its 16-byte payload.
+const SEAL_NOTE_LEN: usize = RECORD_HEADER_LEN + 16;
+/// Length of a sync marker (format version 4): a record header and its 8-byte payload.
+const MARKER_LEN: usize = RECORD_HEADER_LEN + 8;
 
 fn value_of(i: usize) -> Bytes {
     Bytes::from(format!("{i:06}:{}", "r".repeat(100 + i % 50)))
@@ -398,7 +403,9 @@ fn records_of_the_largest_size_fill_the_smallest_segments() -> TestResult {
         .with_shards(1)
         .with_max_key_size(key_max)
         .with_max_record_size(value_max)
-        .with_max_segment_size((40 + 36 + 20 + key_max + value_max) as u64);
+        .with_max_segment_size(
+            (SEGMENT_HEADER_LEN + SEAL_NOTE_LEN + RECORD_HEADER_LEN + key_max + value_max) as u64,
+        );
     let wal = Wal::new(&dir, options.clone())?;
     let values: Vec<Bytes> = (0..6u8)
         .map(|i| Bytes::from(vec![b'a' + i; value_max]))
@@ -416,19 +423,23 @@ fn records_of_the_largest_size_fill_the_smallest_segments() -> TestResult {
         values
     );
     wal.close()?;
-    // Six segments, each one record (the first 40 + 128 bytes, the others full at 40
-    // + 36 + 128 after their seal note), and a seventh that close started for the
-    // sync marker vouching for them (no room left in the sixth): a header, its seal
-    // note and one 28-byte marker, written once the sixth segment's seal was synced.
+    // Six segments, each one record (the first a header and the record, the others
+    // full with a header, their seal note and the record), and a seventh that close
+    // started for the sync marker vouching for them (no room left in the sixth): a
+    // header, its seal note and one marker, written once the sixth segment's seal was
+    // synced.
+    let record = RECORD_HEADER_LEN + key_max + value_max;
+    let first = (SEGMENT_HEADER_LEN + record) as u64;
+    let full = (SEGMENT_HEADER_LEN + SEAL_NOTE_LEN + record) as u64;
     let files = segment_files(&dir, 0)?;
     assert_eq!(files.len(), 7);
-    assert_eq!(std::fs::metadata(&files[0])?.len(), 168);
+    assert_eq!(std::fs::metadata(&files[0])?.len(), first);
     for f in &files[1..6] {
-        assert_eq!(std::fs::metadata(f)?.len(), 204);
+        assert_eq!(std::fs::metadata(f)?.len(), full);
     }
     let last = std::fs::read(&files[6])?;
-    assert_eq!(last.len(), 40 + 36 + 28);
-    assert_eq!(common::seal_note_of(&last), Some((6, 204)));
+    assert_eq!(last.len(), SEGMENT_HEADER_LEN + SEAL_NOTE_LEN + MARKER_LEN);
+    assert_eq!(common::seal_note_of(&last), Some((6, full)));
     let vouched: Vec<u64> = common::walk_markers(&last)
         .iter()
         .map(|m| m.synced_through)
@@ -585,7 +596,7 @@ fn the_segment_after_one_retention_sealed_and_dropped_names_it_in_its_seal_note(
     wal.stats()?;
     let files = segment_files(&dir, 0)?;
     assert_eq!(files.len(), 1, "{files:?}");
-    let sealed_len = 40 + 3 * (20 + 1 + 100);
+    let sealed_len = (SEGMENT_HEADER_LEN + 3 * (RECORD_HEADER_LEN + 1 + 100)) as u64;
     assert_eq!(
         common::seal_note_of(&std::fs::read(&files[0])?),
         Some((1, sealed_len))

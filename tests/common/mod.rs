@@ -8,10 +8,13 @@ use std::path::{Path, PathBuf};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// Segment header length (magic, version, shard, sequence, created, crc, reserved).
+/// Segment header length (magic, version, shard, sequence, created, salt, crc; in
+/// versions 1 to 3: crc, reserved).
 pub const SEGMENT_HEADER_LEN: usize = 40;
-/// Record header length (crc, len, timestamp, key_len).
-pub const RECORD_HEADER_LEN: usize = 20;
+/// Record header length of format version 4 (crc, len, seq, timestamp, key_len).
+pub const RECORD_HEADER_LEN: usize = 28;
+/// Record header length of format versions 1 to 3 (crc, len, timestamp, key_len).
+pub const LEGACY_RECORD_HEADER_LEN: usize = 20;
 
 /// One record found by walking a segment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +27,64 @@ pub struct RecordPos {
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+/// How the records of a segment are laid out, read from its header's version: the
+/// header length, where the key length is, and for version 4 the checksum's seed
+/// (CRC32C of salt, shard, segment), which each record's offset extends.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub header: usize,
+    pub key_len_at: usize,
+    pub seed: Option<u32>,
+}
+
+impl Layout {
+    /// The layout of the segment whose bytes (header first) are `data`.
+    pub fn of(data: &[u8]) -> Layout {
+        if u32_at(data, 8) >= 4 {
+            let mut binding = Vec::with_capacity(16);
+            binding.extend_from_slice(&data[32..36]);
+            binding.extend_from_slice(&data[12..16]);
+            binding.extend_from_slice(&data[16..24]);
+            Layout {
+                header: RECORD_HEADER_LEN,
+                key_len_at: 24,
+                seed: Some(crc32c::crc32c(&binding)),
+            }
+        } else {
+            Layout {
+                header: LEGACY_RECORD_HEADER_LEN,
+                key_len_at: 16,
+                seed: None,
+            }
+        }
+    }
+
+    /// The checksum a record at file offset `offset` with bytes 4.. `body` must have.
+    pub fn crc(&self, offset: u64, body: &[u8]) -> u32 {
+        match self.seed {
+            None => crc32c::crc32c(body),
+            Some(seed) => {
+                crc32c::crc32c_append(crc32c::crc32c_append(seed, &offset.to_le_bytes()), body)
+            }
+        }
+    }
+}
+
+/// Recomputes the checksum of the record at `offset` of a segment's bytes `data`
+/// after a test edited it (so that only the edit it means remains).
+pub fn reseal_record(data: &mut [u8], offset: usize) {
+    let layout = Layout::of(data);
+    let len = u32_at(data, offset + 4) as usize;
+    let crc = layout.crc(offset as u64, &data[offset + 4..offset + len]);
+    data[offset..offset + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Directory of shard `shard` inside the WAL directory `wal`.
@@ -101,28 +162,28 @@ fn walk_segment(data: &[u8]) -> (Vec<RecordPos>, Vec<MarkerPos>, usize) {
         "segment shorter than its header"
     );
     assert_eq!(&data[0..8], b"NANOWALS", "segment magic");
+    let layout = Layout::of(data);
+    let header = layout.header;
     let mut out = Vec::new();
     let mut markers = Vec::new();
     let mut pos = SEGMENT_HEADER_LEN;
-    while pos + RECORD_HEADER_LEN <= data.len() {
+    while pos + header <= data.len() {
         let len = u32_at(data, pos + 4) as usize;
-        if len < RECORD_HEADER_LEN || pos + len > data.len() {
+        if len < header || pos + len > data.len() {
             break;
         }
-        let marker = u32_at(data, pos + 16) == MARKER_KEY_LEN;
-        let note = u32_at(data, pos + 16) == SEAL_NOTE_KEY_LEN;
+        let key_len_field = u32_at(data, pos + layout.key_len_at);
+        let marker = key_len_field == MARKER_KEY_LEN;
+        let note = key_len_field == SEAL_NOTE_KEY_LEN;
         let key_len = if marker || note {
             0
         } else {
-            u32_at(data, pos + 16) as usize
+            key_len_field as usize
         };
-        if (marker && len != RECORD_HEADER_LEN + 8)
-            || (note && len != RECORD_HEADER_LEN + 16)
-            || key_len > len - RECORD_HEADER_LEN
-        {
+        if (marker && len != header + 8) || (note && len != header + 16) || key_len > len - header {
             break;
         }
-        if crc32c::crc32c(&data[pos + 4..pos + len]) != u32_at(data, pos) {
+        if layout.crc(pos as u64, &data[pos + 4..pos + len]) != u32_at(data, pos) {
             break;
         }
         if note {
@@ -130,20 +191,18 @@ fn walk_segment(data: &[u8]) -> (Vec<RecordPos>, Vec<MarkerPos>, usize) {
             continue;
         }
         if marker {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&data[pos + RECORD_HEADER_LEN..pos + len]);
             markers.push(MarkerPos {
                 offset: pos as u64,
-                synced_through: u64::from_le_bytes(b),
+                synced_through: u64_at(data, pos + header),
             });
             pos += len;
             continue;
         }
-        let key_end = pos + RECORD_HEADER_LEN + key_len;
+        let key_end = pos + header + key_len;
         out.push(RecordPos {
             offset: pos as u64,
             len: len as u64,
-            key: data[pos + RECORD_HEADER_LEN..key_end].to_vec(),
+            key: data[pos + header..key_end].to_vec(),
             value: data[key_end..pos + len].to_vec(),
         });
         pos += len;
@@ -160,17 +219,14 @@ pub fn records_of_file(path: &Path) -> std::io::Result<Vec<RecordPos>> {
 /// `(sequence, length)` of the segment sealed before it (docs/FORMAT.md).
 pub fn seal_note_of(data: &[u8]) -> Option<(u64, u64)> {
     let pos = SEGMENT_HEADER_LEN;
-    let len = RECORD_HEADER_LEN + 16;
+    let layout = Layout::of(data.get(..SEGMENT_HEADER_LEN)?);
+    let header = layout.header;
+    let len = header + 16;
     let note = data.get(pos..pos + len)?;
     let ok = u32_at(note, 4) as usize == len
-        && u32_at(note, 16) == SEAL_NOTE_KEY_LEN
-        && crc32c::crc32c(&note[4..]) == u32_at(note, 0);
-    let u64_at = |at: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&note[at..at + 8]);
-        u64::from_le_bytes(b)
-    };
-    ok.then(|| (u64_at(RECORD_HEADER_LEN), u64_at(RECORD_HEADER_LEN + 8)))
+        && u32_at(note, layout.key_len_at) == SEAL_NOTE_KEY_LEN
+        && layout.crc(pos as u64, &note[4..]) == u32_at(note, 0);
+    ok.then(|| (u64_at(note, header), u64_at(note, header + 8)))
 }
 
 /// Recovery's rule for a sealed segment that no sync marker vouches for (a power cut
@@ -317,4 +373,54 @@ pub fn numbers(wal: &nano_wal::Wal, key: &str) -> Result<Vec<usize>, Box<dyn std
     wal.enumerate_records(key)?
         .map(|v| Ok(std::str::from_utf8(&v[..5])?.parse::<usize>()?))
         .collect()
+}
+
+/// The checksum seed of version-4 records in segment `segment` of shard `shard` of a
+/// WAL whose salt is `salt`: CRC32C of the three, little-endian.
+pub fn seed_of(salt: u32, shard: u32, segment: u64) -> u32 {
+    let mut b = Vec::with_capacity(16);
+    b.extend_from_slice(&salt.to_le_bytes());
+    b.extend_from_slice(&shard.to_le_bytes());
+    b.extend_from_slice(&segment.to_le_bytes());
+    crc32c::crc32c(&b)
+}
+
+/// A data record encoded by the documented format: version 4 with checksum seed
+/// `seed` for file offset `offset` (`Some`), or the 20-byte layout of versions 1 to
+/// 3 (`None`).
+pub fn encode_record(
+    seed: Option<u32>,
+    offset: u64,
+    seq: u64,
+    key: &[u8],
+    value: &[u8],
+) -> Vec<u8> {
+    let layout = Layout {
+        header: if seed.is_some() {
+            RECORD_HEADER_LEN
+        } else {
+            LEGACY_RECORD_HEADER_LEN
+        },
+        key_len_at: if seed.is_some() { 24 } else { 16 },
+        seed,
+    };
+    let len = layout.header + key.len() + value.len();
+    let mut b = vec![0u8; 4];
+    b.extend_from_slice(&(len as u32).to_le_bytes());
+    if seed.is_some() {
+        b.extend_from_slice(&seq.to_le_bytes());
+    }
+    b.extend_from_slice(&7u64.to_le_bytes());
+    b.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    b.extend_from_slice(key);
+    b.extend_from_slice(value);
+    let crc = layout.crc(offset, &b[4..]);
+    b[0..4].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// The salt in the manifest of the WAL at `wal` (version 2).
+pub fn salt_of(wal: &Path) -> std::io::Result<u32> {
+    let m = std::fs::read(wal.join("MANIFEST"))?;
+    Ok(u32_at(&m, 20))
 }
