@@ -135,17 +135,32 @@ impl Drop for ExitGuard<'_> {
     }
 }
 
+/// Where a shard's writer takes up its work: what recovery found.
+pub(crate) struct Resume {
+    /// Live segments, oldest first; the last one, if unsealed, is written on.
+    pub(crate) segments: Vec<Segment>,
+    /// The sequence number of the next segment file.
+    pub(crate) next_sequence: u64,
+    /// The sequence number of the next record.
+    pub(crate) next_seq: u64,
+    /// Segments up to this one are vouched for by a sync marker on disk.
+    pub(crate) synced_through: u64,
+}
+
 impl Actor {
     pub(crate) fn new(
         shared: Arc<ShardShared>,
         storage: std::sync::Arc<dyn Storage>,
         rx: Receiver<Request>,
         config: ActorConfig,
-        segments: Vec<Segment>,
-        next_sequence: u64,
-        next_seq: u64,
-        synced_through: u64,
+        resume: Resume,
     ) -> Actor {
+        let Resume {
+            segments,
+            next_sequence,
+            next_seq,
+            synced_through,
+        } = resume;
         // A recovered active segment may hold bytes a killed process wrote but never
         // synced (still in the page cache, readable now): the first sync or seal of
         // this process must cover them.
@@ -310,7 +325,7 @@ impl Actor {
         let mut pending = Vec::with_capacity(batch.len());
         self.buf.clear();
         self.buffer_due_note(now);
-        // Vouch for seals that finished since the last batch (cheap: 28 bytes).
+        // Vouch for seals that finished since the last batch (cheap: 36 bytes).
         let synced = self.syncer.synced_through()?;
         if self.marker_fits() {
             self.buffer_marker(synced, now);

@@ -44,16 +44,20 @@ pub const MAX_READ_CACHE_BYTES: u64 = 1 << 40;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum RecoveryMode {
-    /// Damage anywhere other than the torn tail fails `Wal::new` with
-    /// [`WalError::Corruption`] naming the file and offset. Nothing in the damaged
-    /// shard is modified (other shards, recovered in parallel, may already have cut
-    /// their torn tails, as any later open would).
+    /// Damage anywhere other than the torn tail (a failing record with valid records
+    /// after it, a damaged header over valid records, a hole: a durable segment
+    /// missing or cut short) fails `Wal::new` with [`WalError::Corruption`] naming
+    /// the file and offset. Nothing in the damaged shard is modified (other shards,
+    /// recovered in parallel, may already have cut their torn tails, as any later
+    /// open would).
     #[default]
     Strict,
-    /// Damaged records are skipped (up to the next record whose checksum holds), and
-    /// segments whose header is damaged are ignored; what was skipped is listed in
-    /// [`Wal::recovery_report`](crate::Wal::recovery_report). Use it to salvage a
-    /// WAL that `Strict` refuses.
+    /// Damaged records are skipped (up to the next record whose checksum holds), a
+    /// damaged header is skipped and the records after it kept (a segment in which
+    /// nothing verifies is ignored), and holes are opened over; what was skipped is
+    /// listed in [`Wal::recovery_report`](crate::Wal::recovery_report) (`skipped`,
+    /// `holes`). Every record that verifies is kept. Use it to salvage a WAL that
+    /// `Strict` refuses.
     SkipCorrupted,
 }
 

@@ -715,6 +715,15 @@ fn shard_of(dir: &Path, path: &Path) -> Option<u32> {
     (0..SHARDS as u32).find(|&s| path.starts_with(dir.join(shard_dir_name(s))))
 }
 
+/// What a reopen after a cut at `cut` must hold: the run's `appends`, of which
+/// those marked in `removable` may be gone with a segment compaction removed.
+#[derive(Clone, Copy)]
+struct Expected<'a> {
+    appends: &'a [Append],
+    removable: &'a [bool],
+    cut: usize,
+}
+
 /// Checks a disk state that `Strict` refused for damage in `path`: the damaged
 /// shard's files are left as they were (other shards may have cut their torn tails,
 /// as any open does); `skipping` (`SkipCorrupted`) opens it, reports what it skipped
@@ -725,11 +734,14 @@ fn after_refusal(
     path: &Path,
     disk: &BTreeMap<FileId, Vec<u8>>,
     skipping: &WalOptions,
-    appends: &[Append],
-    removable: &[bool],
-    cut: usize,
+    expected: &Expected<'_>,
     case: &str,
 ) {
+    let Expected {
+        appends,
+        removable,
+        cut,
+    } = *expected;
     let damaged = |((s, _), _): &(&FileId, &Vec<u8>)| shard_of(dir, path) == Some(*s);
     let now = read_wal(dir);
     assert!(
@@ -812,7 +824,12 @@ fn power_cuts(
                         .clone()
                         .with_recovery_mode(RecoveryMode::SkipCorrupted);
                     let removable = removable(&done, &placed, cut);
-                    after_refusal(&dir, &path, &disk, &skipping, &done, &removable, cut, &case);
+                    let expected = Expected {
+                        appends: &done,
+                        removable: &removable,
+                        cut,
+                    };
+                    after_refusal(&dir, &path, &disk, &skipping, &expected, &case);
                     continue;
                 }
                 Err(e) => reopen_failed(&ops[..cut], &disk, &e, &case),
@@ -1069,8 +1086,12 @@ fn crash_then_power_cuts(seed: u64, crash: Crash, firsts: usize, cuts: usize) ->
                     if ambiguous(&reason) || salvaged =>
                 {
                     covered.refused += 1;
-                    let none = &none_removable;
-                    after_refusal(&dir, &path, &disk, &skipping, &appends, none, cut, &case);
+                    let expected = Expected {
+                        appends: &appends,
+                        removable: &none_removable,
+                        cut,
+                    };
+                    after_refusal(&dir, &path, &disk, &skipping, &expected, &case);
                 }
                 Err(e) => reopen_failed(&whole[..cut], &disk, &e, &case),
             }

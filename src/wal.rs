@@ -4,7 +4,7 @@
 //! (see `hash.rs`) and talks to that shard only: appends go through the shard's
 //! bounded queue, reads go straight to its index and files.
 
-use crate::actor::{Actor, ActorConfig};
+use crate::actor::{Actor, ActorConfig, Resume};
 use crate::channel::bounded;
 use crate::compaction::{self, CompactionReport};
 use crate::completion::completion;
@@ -129,10 +129,12 @@ impl Wal {
                     checkpoint: config.checkpoint && !r.damaged,
                     ..config
                 },
-                r.segments,
-                r.next_sequence,
-                r.next_seq,
-                r.synced_through,
+                Resume {
+                    segments: r.segments,
+                    next_sequence: r.next_sequence,
+                    next_seq: r.next_seq,
+                    synced_through: r.synced_through,
+                },
             );
             let spawned = ThreadBuilder::new()
                 .name(format!("nano-wal-shard-{id}"))

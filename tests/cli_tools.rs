@@ -9,7 +9,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{records_of_file, segment_files, RecordPos, TestResult};
+use common::{records_of_file, segment_files, RecordPos, TestResult, RECORD_HEADER_LEN};
 use nano_wal::{Wal, WalError, WalOptions};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -589,7 +589,8 @@ fn preallocated_zeros_and_several_damages_at_once() -> TestResult {
         .pop()
         .filter(|m| m.offset > last.offset);
     let (last_at, last_end) = match marker {
-        Some(m) => (m.offset, m.offset + 28),
+        // A sync marker is a record header and its 8-byte payload.
+        Some(m) => (m.offset, m.offset + RECORD_HEADER_LEN as u64 + 8),
         None => (last.offset, last.offset + last.len),
     };
     flip(&newest, last_end - 1)?;

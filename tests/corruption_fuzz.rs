@@ -640,7 +640,7 @@ fn damaged_segment_headers_give_specific_errors() -> TestResult {
 /// already on disk (each valid at its own offset only), the same in the layout of
 /// versions 1 to 3, and version-4 records bound with guessed salts, all under keys
 /// nobody appends to. Returns the closed WAL and every appended (key, value) in order.
-fn hostile_wal(root: &Path) -> AnyResult<(Snapshot, Vec<(Vec<u8>, Bytes)>)> {
+fn hostile_wal(root: &Path) -> AnyResult<(Snapshot, Appended)> {
     let dir = root.join("hostile");
     let wal = Wal::new(&dir, options(RecoveryMode::Strict))?;
     let mut appended = Vec::new();
@@ -677,6 +677,9 @@ fn hostile_wal(root: &Path) -> AnyResult<(Snapshot, Vec<(Vec<u8>, Bytes)>)> {
 }
 
 const PLANTED: usize = 40;
+
+/// Every appended (key, value), in append order.
+type Appended = Vec<(Vec<u8>, Bytes)>;
 
 /// Where each appended record lies in `snap`: (file, offset, len), by its number.
 fn places(snap: &Snapshot) -> BTreeMap<usize, (PathBuf, u64, u64)> {

@@ -270,7 +270,7 @@ fn two_damaged_records_in_two_segments_are_both_reported() -> TestResult {
     let files = segment_files(&dir, 0)?;
     let a = records_of_file(&files[0])?[4].clone();
     let b = records_of_file(&files[2])?[0].clone();
-    flip_bit(&files[0], a.offset + 30, 7)?;
+    flip_bit(&files[0], a.offset + RECORD_HEADER_LEN as u64 + 10, 7)?; // a value byte
     flip_bit(&files[2], b.offset + 17, 2)?; // the timestamp (at 16 in a version-4 header)
 
     // Strict names the first damage found: the oldest segment's.

@@ -525,10 +525,16 @@ fn a_newest_segment_whose_header_page_was_lost_is_refused_then_its_records_kept(
     assert_eq!(report.records, n as u64);
     assert!(newest.exists());
     assert_prefix(&wal, n)?;
+    // Appends go on and survive a reopen, with the kept records before them.
+    let more = 10;
+    for i in n..n + more {
+        wal.append_entry(key_of(i), value_of(i), i % 2 == 0)?;
+    }
+    assert_prefix(&wal, n + more)?;
     wal.close()?;
     let wal = Wal::new(&dir, salvage)?;
     assert!(wal.recovery_report().truncated.is_empty());
-    assert_prefix(&wal, n)?;
+    assert_prefix(&wal, n + more)?;
     wal.close()?;
     Ok(())
 }

@@ -733,3 +733,69 @@ fn a_record_less_segment_after_a_missing_one_goes_too_and_a_durable_append_then_
     wal.close()?;
     Ok(())
 }
+
+/// A page lost in the middle of an unfinished seal (no marker vouches for it) while
+/// later pages of it reached the disk: damage before valid records may be bit rot in
+/// synced data, so it is never taken for a torn tail. Strict refuses, naming the first
+/// record it hits, and changes nothing; SkipCorrupted keeps every record that
+/// verifies, in that segment and in the later ones.
+#[test]
+fn a_page_lost_inside_an_unfinished_seal_before_valid_records_is_refused_not_cut() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (dir, files) = write(tmp.path())?;
+    let n = files.len();
+    let victim = n - 2;
+    drop_markers_for(&files[victim + 1..], victim as u64 + 1)?;
+    assert!(!vouched(&files, victim as u64 + 1)?);
+    let mut data = std::fs::read(&files[victim])?;
+    let records = records_of_file(&files[victim])?;
+    let page = (records[0].offset / 4096 + 1) * 4096;
+    let hole = page..page + 4096;
+    let first_hit = records
+        .iter()
+        .find(|r| r.offset + r.len > hole.start)
+        .ok_or("a record over the page")?
+        .clone();
+    assert!(
+        records.iter().any(|r| r.offset >= hole.end),
+        "a valid record must follow the lost page"
+    );
+    // Every record the lost page misses, in every segment (walked before the damage).
+    let mut want = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        for r in records_of_file(f)? {
+            let hit = i == victim && r.offset < hole.end && r.offset + r.len > hole.start;
+            if !hit {
+                want.push(std::str::from_utf8(&r.value[..5])?.parse::<usize>()?);
+            }
+        }
+    }
+    assert!(want.len() < RECORDS, "the lost page hits records");
+    data[hole.start as usize..hole.end as usize].fill(0);
+    std::fs::write(&files[victim], &data)?;
+
+    assert_eq!(
+        damage_found(&dir)?,
+        vec![(files[victim].clone(), first_hit.offset, DamageKind::Corrupt)],
+        "inspect agrees: damage, not a torn tail"
+    );
+    let before = common::snapshot(&dir)?;
+    strict_open_fails_at(&dir, &files[victim], first_hit.offset);
+    assert!(
+        common::snapshot(&dir)? == before,
+        "a refused open changed the directory"
+    );
+
+    let wal = Wal::new(&dir, options(RecoveryMode::SkipCorrupted))?;
+    let report = wal.recovery_report().clone();
+    assert!(report.truncated.is_empty(), "{report:?}");
+    assert_eq!(report.skipped.len(), 1, "{report:?}");
+    assert_eq!(
+        (report.skipped[0].0.as_path(), report.skipped[0].1),
+        (files[victim].as_path(), first_hit.offset)
+    );
+    assert!(files.iter().all(|f| f.exists()), "no segment removed");
+    assert_eq!(numbers(&wal, "k")?, want);
+    wal.close()?;
+    Ok(())
+}
