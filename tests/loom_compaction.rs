@@ -18,7 +18,7 @@ fn options() -> WalOptions {
         .with_segments(10)
         .with_max_key_size(8)
         .with_max_record_size(8)
-        .with_max_segment_size(40 + 36 + 20 + 8 + 8)
+        .with_max_segment_size(40 + 44 + 28 + 8 + 8)
 }
 
 /// A reader racing compaction sees the old state or the new one, whole: never an

@@ -7,16 +7,16 @@ use bytes::Bytes;
 use nano_wal::model::{mem_wal_with_syncer_thread, small_options, MemHandle};
 use nano_wal::{WalError, WalOptions};
 
-/// Segments of 161 bytes (40 + 36 + 20 + 1 + 64: the smallest these limits allow).
-/// Segment 1 holds the first record, with a 64-byte value (40 + 85 = 125 bytes); the
-/// second, with a 19-byte value (40 bytes), does not fit after it, so the second
-/// append seals segment 1. In segment 2 it follows the 36-byte seal note, and the
-/// 28-byte sync marker for segment 1 fits after it (40 + 36 + 40 + 28 = 144).
+/// Segments of 168 bytes (40 + 44 + 48 + 36: a header, a seal note, the second
+/// record and a sync marker). Segment 1 holds the first record, with a 64-byte value
+/// (40 + 93 = 133 bytes); the second, with a 19-byte value (48 bytes), would take it
+/// past 168, so the second append seals segment 1. In segment 2 it follows the
+/// 44-byte seal note, and the 36-byte sync marker for segment 1 fits after it.
 fn options() -> WalOptions {
     small_options(2)
         .with_max_key_size(1)
         .with_max_record_size(64)
-        .with_max_segment_size(40 + 36 + 20 + 1 + 64)
+        .with_max_segment_size(40 + 44 + 48 + 36)
 }
 
 fn first() -> Bytes {

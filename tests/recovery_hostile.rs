@@ -189,8 +189,8 @@ fn a_resync_after_damage_never_lands_inside_a_value() -> TestResult {
     let dir = tmp.path().join("wal");
     Wal::new(&dir, strict())?.close()?;
     let salt = salt_of(&dir)?;
-    // Records whose values hold planted records (for where they land), then plain
-    // ones; then a bit flipped in the first record.
+    // Records whose values hold planted records (for where they land); then a bit
+    // flipped in a record's header, so that the resync starts inside its value.
     let wal = Wal::new(&dir, strict())?;
     let mut at = SEGMENT_HEADER_LEN as u64;
     for i in 0..30u64 {
@@ -212,7 +212,8 @@ fn a_resync_after_damage_never_lands_inside_a_value() -> TestResult {
         common::restore(&snapshot(&dir)?, &copy)?;
         let r = &records[damaged];
         data = std::fs::read(&file)?;
-        data[(r.offset + r.len - 1) as usize] ^= 0x01;
+        // A header byte: the planted records in its value stay intact.
+        data[(r.offset + 10) as usize] ^= 0x01;
         let copied = copy.join("shard-000").join(file.file_name().unwrap());
         std::fs::write(&copied, &data)?;
         if damaged < 29 {
