@@ -18,27 +18,31 @@
 //! the middle of a write, so the last record of a shard's newest segment may appear
 //! torn, and retention may remove a segment between listing and reading it (an I/O
 //! error). Close the WAL first for an exact picture. Each segment is read whole into
-//! memory, one at a time per shard (at most `max_segment_size` bytes each).
+//! memory, one at a time per shard (about `max_segment_size` bytes each, more for a
+//! segment holding one larger record).
 //!
-//! **Classification.** Damage is classified by the recovery rules of
-//! `docs/FORMAT.md`, so a report says what the next [`Wal::new`](crate::Wal::new)
+//! **Classification.** Damage is classified by recovery's own rules (the functions
+//! `recovery::judge`, `judge_header`, `vouched_gaps` and `shortened_by`, which
+//! `Wal::new` uses too), so a report says what the next [`Wal::new`](crate::Wal::new)
 //! would do:
 //! - In a shard's **newest** segment, a record that fails its checks with nothing
-//!   valid after it, or with only zero bytes between it and the next valid record, is
-//!   a [`DamageKind::TornTail`]: an interrupted write that recovery truncates. A newest
-//!   segment whose header is damaged and that holds no valid record (a crash while it
-//!   was created) is a torn tail too: recovery removes it.
+//!   valid after it is a [`DamageKind::TornTail`]: an interrupted write that recovery
+//!   truncates. A newest segment whose header is damaged and in which no record
+//!   verifies (a crash while it was created) is a torn tail too: recovery removes it.
 //! - In the newest segment, zero bytes from some offset to the end of the file are
 //!   **free space**: the writer preallocates ahead of its write position and a clean
 //!   close truncates it. They are counted in [`SegmentScan::free_len`], not as damage.
 //!   In an older (sealed) segment they are [`DamageKind::Corrupt`].
-//! - Anything else is damage that makes `Wal::new` fail under
-//!   [`RecoveryMode::Strict`](crate::RecoveryMode::Strict) (or be skipped under
-//!   `SkipCorrupted`): [`DamageKind::Corrupt`], [`DamageKind::BadHeader`], ...
+//! - A failing record with a valid record after it, anywhere, is
+//!   [`DamageKind::Corrupt`]: `Wal::new` fails under
+//!   [`RecoveryMode::Strict`](crate::RecoveryMode::Strict) and skips it under
+//!   `SkipCorrupted`. So is [`DamageKind::BadHeader`], and a [`DamageKind::Hole`]
+//!   (a durable segment missing or cut short).
 //!
 //! The records of a segment whose header is damaged (but whose version is readable)
 //! are still checked, counted and returned by [`SegmentFile::read_records`], so they
-//! can be salvaged, although recovery would refuse or ignore that segment.
+//! can be salvaged; recovery refuses such a segment (`Strict`) or keeps its records
+//! (`SkipCorrupted`).
 
 use crate::error::{Result, WalError};
 use crate::hash::shard_for;
@@ -65,10 +69,10 @@ const LOCK_FILE: &str = "LOCK";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DamageKind {
-    /// The end of a shard's newest segment does not decode and nothing valid follows
-    /// (or only zero bytes before the next valid record): an interrupted write.
+    /// The end of a shard's newest segment does not decode and nothing valid follows:
+    /// an interrupted write.
     /// Recovery truncates the file at [`Damage::offset`]. Also a newest segment whose
-    /// header is damaged and that holds no valid record, which recovery removes.
+    /// header is damaged and in which no record verifies, which recovery removes.
     /// Nothing in it was acknowledged as durable.
     TornTail,
     /// A record fails its checks (length fields, checksum) somewhere other than a
