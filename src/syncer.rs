@@ -39,7 +39,7 @@
 //!   What deferring costs: the first durable call after a burst waits for the
 //!   deferred fsyncs (at most [`DEFERRED_JOBS`] jobs: four sealed segments per
 //!   shard), and a `kill -9` leaves more sealed segments no sync marker vouches for,
-//!   which recovery keeps when their seal notes show them whole (`recovery.rs`).
+//!   which recovery keeps when their seal notes show them whole (`recovery/`).
 //! - At most [`MAX_PENDING_JOBS`] jobs wait at a time (a seal and the next segment's
 //!   directory fsync are two); a further one waits for the oldest, which bounds both
 //!   the unsynced data and the work after a crash.

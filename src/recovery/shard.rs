@@ -31,6 +31,11 @@
 //! therefore end in zeros: an all-zero remainder is free space, kept for the writer
 //! to continue into, and neither a torn tail nor damage.
 
+use super::report::RecoveryReport;
+use super::rules::{
+    first_dropped, judge, judge_header, later_proof, read_whole, seal_may_be_unfinished,
+    seal_note_shows_whole, shortened_by, vouched_gaps, Dropped, HeaderJudgment, Judgment,
+};
 use crate::checkpoint;
 use crate::error::{Result, WalError};
 use crate::index::{stage, Location, ShardIndex, Staged};
@@ -46,43 +51,6 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// What recovery changed or skipped, for operators (see `Wal::recovery_report`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RecoveryReport {
-    /// Segments opened.
-    pub segments: u64,
-    /// Valid records loaded.
-    pub records: u64,
-    /// Torn tails cut off: (file, offset of the cut, bytes removed).
-    pub truncated: Vec<(PathBuf, u64, u64)>,
-    /// Damaged ranges skipped under `RecoveryMode::SkipCorrupted`: (file, offset, bytes).
-    pub skipped: Vec<(PathBuf, u64, u64)>,
-    /// Holes opened over under `RecoveryMode::SkipCorrupted` (under `Strict` a hole is
-    /// an error): (file, offset, bytes missing). A segment missing between two others
-    /// is its would-be file with offset 0 and bytes 0 (its length is unknown); a
-    /// sealed segment shorter than its successor's seal note records is that file,
-    /// its length, and the bytes it lacks.
-    pub holes: Vec<(PathBuf, u64, u64)>,
-    /// Shards whose index was loaded from the checkpoint the last clean close wrote
-    /// (`WalOptions::index_checkpoint`) instead of by reading their records.
-    pub checkpoints_loaded: u64,
-    /// Checkpoints found and not used, with the reason; those shards were scanned.
-    pub checkpoints_ignored: Vec<(PathBuf, String)>,
-}
-
-impl RecoveryReport {
-    pub(crate) fn merge(&mut self, other: RecoveryReport) {
-        self.segments += other.segments;
-        self.records += other.records;
-        self.truncated.extend(other.truncated);
-        self.skipped.extend(other.skipped);
-        self.holes.extend(other.holes);
-        self.checkpoints_loaded += other.checkpoints_loaded;
-        self.checkpoints_ignored.extend(other.checkpoints_ignored);
-    }
-}
 
 /// A recovered shard, ready for its actor.
 pub(crate) struct RecoveredShard {
@@ -531,82 +499,6 @@ fn drop_after_unvouched_seal(files: &[(u64, PathBuf)], out: &mut RecoveredShard)
     Ok(())
 }
 
-/// Whether `note`, the seal note first in a sealed segment's successor (if it has
-/// one), shows that segment (`sequence`, scanned whole to `len` bytes: every byte a
-/// valid record) as the writer sealed it. Shared with `inspect`.
-pub(crate) fn seal_note_shows_whole(note: Option<&SealNote>, sequence: u64, len: u64) -> bool {
-    note.is_some_and(|n| n.sequence == sequence && n.len == len)
-}
-
-/// Where recovery cuts a shard off for a seal whose fsync may not have finished
-/// (see [`first_dropped`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Dropped {
-    /// Index of the first segment dropped; every later one goes too.
-    pub(crate) from: usize,
-    /// The segment that the seal note of segment `from` names and that is missing,
-    /// when that is the reason.
-    pub(crate) missing: Option<u64>,
-}
-
-/// Where recovery drops a shard's segments (`sequences`, oldest first, the last one
-/// active), for a seal whose fsync may not have finished; `proven` is the highest
-/// segment the sync markers found vouch for. The first of:
-///
-/// - **A missing segment**: segment `k` begins with a seal note naming a segment
-///   between its predecessor on disk (if any) and itself, which is therefore missing,
-///   and no marker vouches for it (one a marker vouches for is a hole:
-///   [`vouched_gaps`]). A power cut lost its name while a later name
-///   reached the disk (a marker for an *earlier* seal proves nothing about it: the
-///   syncer runs a seal's fsync before the next segment's directory fsync). Segment
-///   `k` goes, with every later one, even if none holds a record: a kept note naming
-///   a segment nothing can vouch for any more would drop the shard at every later
-///   open. Compaction removes segments only once a marker vouches for them
-///   (`compaction.rs`), so a removed one is never taken for a lost one.
-/// - **An unvouched seal**: the segment after the oldest sealed segment that no
-///   marker vouches for and no seal note shows whole: above `proven`; not synced
-///   before its successor existed (`version(i)`: the header version of segment `i`,
-///   if readable); and not `whole(i)` (see [`seal_note_shows_whole`]; asked only of
-///   segments scanned without damage). Only if a record follows (`records_from(i +
-///   1)`): otherwise nothing can come after lost records, and the writer goes on in
-///   the newest segment, re-syncing that seal and then vouching for it.
-///
-/// `note(i)` is the sequence named by the seal note segment `i` begins with, if any.
-/// Shared with `inspect`, which reports what recovery will do.
-pub(crate) fn first_dropped(
-    sequences: &[u64],
-    proven: u64,
-    note: impl Fn(usize) -> Option<u64>,
-    version: impl Fn(usize) -> Option<u32>,
-    whole: impl Fn(usize) -> bool,
-    records_from: impl Fn(usize) -> bool,
-) -> Option<Dropped> {
-    let missing = (0..sequences.len()).find_map(|k| {
-        let after = k.checked_sub(1).map_or(0, |p| sequences[p]);
-        let named = note(k)?;
-        (named > after && named < sequences[k] && named > proven).then_some(Dropped {
-            from: k,
-            missing: Some(named),
-        })
-    });
-    let unvouched = (0..sequences.len().saturating_sub(1))
-        .find(|&i| {
-            sequences[i] > proven
-                && !synced_before_successor(version(i), version(i + 1))
-                && !whole(i)
-        })
-        .map(|i| Dropped {
-            from: i + 1,
-            missing: None,
-        })
-        .filter(|u| records_from(u.from));
-    match (missing, unvouched) {
-        (Some(m), Some(u)) if u.from <= m.from => Some(u),
-        (Some(m), _) => Some(m),
-        (None, u) => u,
-    }
-}
-
 /// One segment file to recover.
 struct Scan<'a> {
     path: &'a Path,
@@ -661,96 +553,6 @@ impl Scan<'_> {
     }
 }
 
-/// Whether sealed segment `sequence` (header version `own_version`, `None` when its
-/// header is unreadable), followed by the segment files `later`, may have been cut
-/// off by a crash before its seal's fsync returned: see
-/// [`Scan::unsynced_seal_possible`]. Shared with `inspect`, which classifies damage
-/// by the same rule.
-/// `proof` gives [`later_proof`] of `later` (read only when needed).
-pub(crate) fn seal_may_be_unfinished(
-    sequence: u64,
-    own_version: Option<u32>,
-    later: &[&Path],
-    proof: impl FnOnce() -> Result<u64>,
-) -> Result<bool> {
-    let Some(successor) = later.first() else {
-        return Ok(true);
-    };
-    if synced_before_successor(own_version, header_version(successor)?) {
-        return Ok(false);
-    }
-    Ok(proof()? < sequence)
-}
-
-/// The highest segment that the valid sync markers in the files `later` of shard
-/// `shard` vouch for (0: none); `salt` is the manifest's.
-pub(crate) fn later_proof(later: &[&Path], salt: Option<u32>, shard: u32) -> Result<u64> {
-    let mut proof = 0;
-    for path in later {
-        let own = path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .and_then(parse_segment_file_name)
-            .unwrap_or(0);
-        let data = read_whole(path)?;
-        let codec = file_codec(&data, salt, shard, own);
-        proof = proof.max(newest_marker(&data, own, codec));
-    }
-    Ok(proof)
-}
-
-/// How the records of segment `sequence` of shard `shard`, whose bytes are `data`,
-/// are read: by its header, or, if the header is damaged, as version 4 when the
-/// manifest has a salt (the only format a writer of such a WAL appends in) and as
-/// an older version otherwise.
-pub(crate) fn file_codec(data: &[u8], salt: Option<u32>, shard: u32, sequence: u64) -> Codec {
-    match SegmentHeader::decode(data) {
-        Ok(h) => codec_of(h.version, h.salt, shard, sequence),
-        Err(_) => salt.map_or(Codec::Legacy, |s| Codec::bound(s, shard, sequence)),
-    }
-}
-
-/// Whether a sealed segment of header version `own` was synced before its
-/// successor (of version `successor`) existed: a version-1 writer synced each
-/// segment before starting the next, so a version-1 successor proves it (`None`: a
-/// header that cannot be read).
-fn synced_before_successor(own: Option<u32>, successor: Option<u32>) -> bool {
-    own.is_none_or(|v| v < 2) && successor == Some(1)
-}
-
-/// The format version in the header of `path`, if the header is valid.
-fn header_version(path: &Path) -> Result<Option<u32>> {
-    let file = open_file(path, How::Read, "opening segment")?;
-    let mut head = [0u8; SEGMENT_HEADER_LEN];
-    match file.read_exact_at(&mut head, 0) {
-        Ok(()) => Ok(SegmentHeader::decode(&head).ok().map(|h| h.version)),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-        Err(e) => Err(WalError::io("reading segment", path, e)),
-    }
-}
-
-/// The highest segment a valid sync marker in the bytes `data` of segment `own`
-/// vouches for (0: none; see [`marker_vouches`]). Markers past damage count too: a
-/// marker is written only after the fsync it reports has returned, so a valid one
-/// anywhere is proof.
-fn newest_marker(data: &[u8], own: u64, codec: Codec) -> u64 {
-    let mut newest = 0;
-    let mut pos = SEGMENT_HEADER_LEN.min(data.len());
-    while pos < data.len() {
-        match codec.decode(&data[pos..], pos as u64) {
-            Ok(record) => {
-                newest = newest.max(marker_vouches(record.synced_through().unwrap_or(0), own));
-                pos += record.len;
-            }
-            Err(_) => match codec.find_next_valid(data, 0, pos + 1) {
-                Some(next) => pos = next,
-                None => break,
-            },
-        }
-    }
-    newest
-}
-
 /// Removes the segment files after an unfinished seal (listed as truncated), newest
 /// first, each removal made durable before the next. Called before the unfinished
 /// seal itself is cut or removed: a crash in between then leaves a shard that ends
@@ -781,136 +583,6 @@ fn drop_segments(files: &[(u64, PathBuf)], out: &mut RecoveredShard) -> Result<(
 
 /// Bytes read at a time while every record checks out.
 const STREAM_CHUNK: usize = 4 * 1024 * 1024;
-
-fn read_whole(path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let mut data = Vec::new();
-    open_file(path, How::Read, "opening segment")?
-        .read_to_end(&mut data)
-        .map_err(|e| WalError::io("reading segment", path, e))?;
-    Ok(data)
-}
-
-/// How a segment reads from a record that fails its checks: the one rule recovery
-/// applies and `inspect` reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Judgment {
-    /// Zero bytes to the end of the newest segment: preallocated space the writer had
-    /// not reached. Kept for the writer to continue into.
-    FreeSpace,
-    /// No valid record follows, and the segment may hold bytes no fsync covered (the
-    /// newest, or a sealed one whose seal's fsync may not have finished): an
-    /// interrupted write. Cut here.
-    TornTail,
-    /// Anything else: damage, with the index of the next valid record, if any. Never
-    /// cut: a sync may have covered the records up to and after it.
-    Damage { next: Option<usize> },
-}
-
-/// Judges `data` (a segment's bytes from file offset `base` on) from index `pos`,
-/// where a record fails its checks. `crash_possible` says whether the segment may
-/// hold unsynced bytes (asked only when needed: it may read later segments).
-pub(crate) fn judge(
-    codec: Codec,
-    data: &[u8],
-    base: u64,
-    pos: usize,
-    newest: bool,
-    crash_possible: impl FnOnce() -> Result<bool>,
-) -> Result<Judgment> {
-    if newest && data[pos..].iter().all(|&b| b == 0) {
-        return Ok(Judgment::FreeSpace);
-    }
-    let next = codec.find_next_valid(data, base, pos + 1);
-    if next.is_none() && crash_possible()? {
-        return Ok(Judgment::TornTail);
-    }
-    Ok(Judgment::Damage { next })
-}
-
-/// How a segment whose header fails its checks reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HeaderJudgment {
-    /// No record in it verifies and it may hold unsynced bytes: the process died
-    /// while creating it, or a power cut lost its first page. Removed.
-    Lost,
-    /// Damage; `found` is the codec under which a record verifies and that record's
-    /// offset, if one does (then the records are kept under `SkipCorrupted`).
-    Damaged { found: Option<(Codec, usize)> },
-}
-
-/// Judges segment `sequence` of shard `shard`, whose bytes are `data` and whose
-/// header fails its checks. Records of either layout are looked for (a WAL upgraded
-/// to version 4 still holds older segments), version 4 first, whose records cannot
-/// be found inside a value.
-pub(crate) fn judge_header(
-    data: &[u8],
-    salt: Option<u32>,
-    shard: u32,
-    sequence: u64,
-    crash_possible: impl FnOnce() -> Result<bool>,
-) -> Result<HeaderJudgment> {
-    let from = SEGMENT_HEADER_LEN.min(data.len());
-    let codecs = [
-        salt.map(|s| Codec::bound(s, shard, sequence)),
-        Some(Codec::Legacy),
-    ];
-    let found = codecs
-        .into_iter()
-        .flatten()
-        .find_map(|codec| codec.find_next_valid(data, 0, from).map(|at| (codec, at)));
-    if found.is_none() && crash_possible()? {
-        return Ok(HeaderJudgment::Lost);
-    }
-    Ok(HeaderJudgment::Damaged { found })
-}
-
-/// The segments missing between two of `sequences` (a shard's, oldest first) that
-/// existed and were durable, each with the index of the segment after its gap: the
-/// seal note that segment begins with (`note(k)`) names a segment in the gap (the
-/// writer sealed it before starting this one), and a sync marker in it or a later
-/// segment (`proof_from(k)`: the highest segment they vouch for) vouches for it.
-/// Compaction removes only the oldest segments, so that segment held records in
-/// the middle of the shard: a hole. (A gap whose successor's note names the segment
-/// before the gap is recovery's own: it removed a torn newest segment, and the writer
-/// went on after it.)
-pub(crate) fn vouched_gaps(
-    sequences: &[u64],
-    note: impl Fn(usize) -> Result<Option<u64>>,
-    mut proof_from: impl FnMut(usize) -> Result<u64>,
-) -> Result<Vec<(u64, usize)>> {
-    let mut out = Vec::new();
-    for k in 1..sequences.len() {
-        let (before, after) = (sequences[k - 1], sequences[k]);
-        if after == before + 1 {
-            continue;
-        }
-        let Some(named) = note(k)? else { continue };
-        if named > before && named < after && named <= proof_from(k)? {
-            out.push((named, k));
-        }
-    }
-    Ok(out)
-}
-
-/// How many bytes sealed segment `sequence`, `len` bytes long, lacks when `note`
-/// (the seal note its successor begins with) says it was sealed longer and a sync
-/// marker (`proof`: the highest segment the markers from the successor on vouch
-/// for) shows it was durable: a hole. (Without a marker, a power cut may have cut it
-/// short before its seal's fsync returned: [`first_dropped`] handles that.)
-pub(crate) fn shortened_by(
-    note: Option<SealNote>,
-    sequence: u64,
-    len: u64,
-    proof: impl FnOnce() -> Result<u64>,
-) -> Result<Option<u64>> {
-    match note {
-        Some(n) if n.sequence == sequence && n.len > len && proof()? >= sequence => {
-            Ok(Some(n.len - len))
-        }
-        _ => Ok(None),
-    }
-}
 
 /// Recovers one segment. Records are read through `buf` (reused across the shard's
 /// segments, so a reopen does not fault in a fresh segment-sized buffer per file)
@@ -1296,79 +968,6 @@ fn truncate(file: &std::fs::File, path: &Path, len: u64) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// `first_dropped` over segments `sequences` whose seal notes name `notes` (by
-    /// index), none synced before its successor, none shown whole, and records in
-    /// segment `i` when `records[i]`.
-    fn dropped(
-        sequences: &[u64],
-        notes: &[Option<u64>],
-        proven: u64,
-        records: &[bool],
-    ) -> Option<Dropped> {
-        first_dropped(
-            sequences,
-            proven,
-            |i| notes[i],
-            |_| Some(3),
-            |_| false,
-            |from| records[from..].iter().any(|&r| r),
-        )
-    }
-
-    #[test]
-    fn a_segment_whose_note_names_a_missing_unvouched_segment_is_dropped() {
-        let missing = |from, named| {
-            Some(Dropped {
-                from,
-                missing: Some(named),
-            })
-        };
-        // The oldest segment names a lost one: dropped even without a record (a kept
-        // note naming a segment nothing can vouch for would drop the shard later).
-        assert_eq!(dropped(&[2], &[Some(1)], 0, &[false]), missing(0, 1));
-        // Vouched for: compaction removed it.
-        assert_eq!(dropped(&[2], &[Some(1)], 1, &[true]), None);
-        // In the middle, after a segment a marker vouches for (so the unvouched-seal
-        // rule says nothing): segment 3 names the lost 2.
-        assert_eq!(
-            dropped(&[1, 3], &[None, Some(2)], 1, &[true, true]),
-            missing(1, 2)
-        );
-        // Naming its predecessor on disk is the unvouched-seal rule's business.
-        assert_eq!(dropped(&[1, 2], &[None, Some(1)], 1, &[true, true]), None);
-        assert_eq!(
-            dropped(&[1, 2], &[None, Some(1)], 0, &[true, true]),
-            Some(Dropped {
-                from: 1,
-                missing: None
-            })
-        );
-        // An unvouched seal with no record after it keeps everything, but a lost
-        // segment named later still drops from there.
-        assert_eq!(dropped(&[1, 2], &[None, Some(1)], 0, &[true, false]), None);
-        assert_eq!(
-            dropped(
-                &[1, 2, 4],
-                &[None, Some(1), Some(3)],
-                0,
-                &[true, false, false]
-            ),
-            missing(2, 3)
-        );
-        // The earlier of the two rules wins.
-        assert_eq!(
-            dropped(
-                &[1, 2, 4],
-                &[None, Some(1), Some(3)],
-                0,
-                &[true, true, true]
-            ),
-            Some(Dropped {
-                from: 1,
-                missing: None
-            })
-        );
-    }
     use std::io::Write;
 
     const CODEC: Codec = Codec::Bound { seed: 0xABCD_0123 };
