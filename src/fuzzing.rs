@@ -20,6 +20,9 @@
 //! - walking the bytes as a segment (header, then records with the scanner over
 //!   damage, as recovery does) always moves forward and ends inside the input.
 
+// A fuzz entry point: it panics, by design, when an invariant breaks.
+#![allow(clippy::expect_used)]
+
 use crate::record::{
     record_len, Codec, DecodeError, Kind, LEGACY_HEADER_LEN, MARKER_KEY_LEN, SEAL_NOTE_KEY_LEN,
 };

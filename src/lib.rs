@@ -54,6 +54,10 @@
 //!   swapped for loom-modelled versions under `cfg(loom)`.
 //! - `options`, `error`, `stats`, `hash`: configuration, errors, figures, routing.
 #![deny(missing_docs)]
+// Input or I/O can reach any path of the library, so it never unwraps; tests may
+// (Cargo's `[lints]` table cannot tell the library from its tests: `Cargo.toml`).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![warn(unreachable_pub, missing_debug_implementations)]
 
 mod actor;
 mod cache;
