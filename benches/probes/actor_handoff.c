@@ -1,4 +1,4 @@
-// ho2: a caller hands each durable append to worker threads and waits, as with shard actors (see README.md).
+// actor_handoff: a caller hands each durable append to worker threads and waits, as with shard actors (see README.md).
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>

@@ -1,4 +1,4 @@
-// spin: append + fdatasync with 0, 1 or 2 threads spinning beside it, taking turns (see README.md).
+// spinning_neighbours: append + fdatasync with 0, 1 or 2 threads spinning beside it, taking turns (see README.md).
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>

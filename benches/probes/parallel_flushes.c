@@ -1,4 +1,4 @@
-// par: 1, 2 and 4 threads, each appending + fdatasyncing its own file, taking turns; total fdatasyncs/s (see README.md).
+// parallel_flushes: 1, 2 and 4 threads, each appending + fdatasyncing its own file, taking turns; total fdatasyncs/s (see README.md).
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>

@@ -1,4 +1,4 @@
-// mig: append + fdatasync with one or two files, on one vCPU or moving between them (see README.md).
+// vcpu_migration: append + fdatasync with one or two files, on one vCPU or moving between them (see README.md).
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <sched.h>

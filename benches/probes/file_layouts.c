@@ -1,4 +1,4 @@
-// fz: append + fdatasync into a fallocated, a zero-filled and a growing file, taking turns (see README.md).
+// file_layouts: append + fdatasync into a fallocated, a zero-filled and a growing file, taking turns (see README.md).
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
