@@ -48,11 +48,8 @@ use crate::error::{Result, WalError};
 use crate::hash::shard_for;
 use crate::manifest::{Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
 use crate::record::{marker_vouches, Codec, Decoded};
-use crate::recovery::{judge, judge_header, list_segments, HeaderJudgment, Judgment};
-use crate::segment::{
-    parse_segment_file_name, SegmentHeader, FORMAT_VERSION, OLDEST_READABLE_VERSION,
-    SEGMENT_HEADER_LEN,
-};
+use crate::recovery::{judge, judge_header, read_shard_dir, HeaderJudgment, Judgment};
+use crate::segment::{SegmentHeader, FORMAT_VERSION, OLDEST_READABLE_VERSION, SEGMENT_HEADER_LEN};
 use crate::storage::shard_dir_name;
 use std::collections::HashSet;
 use std::fmt;
@@ -1026,40 +1023,21 @@ type ShardListing = (Vec<(u64, PathBuf)>, Vec<Damage>);
 
 /// The segment files of a shard directory, oldest first, and its foreign entries.
 ///
-/// Uses the engine's listing; when it refuses the directory because of a foreign
-/// entry, lists again tolerantly so every foreign entry is reported and the segments
-/// are still checked.
+/// The engine's own reading of the directory (`recovery::read_shard_dir`): every
+/// foreign entry is reported, and the segments are still checked.
 fn list_shard(dir: &Path) -> Result<ShardListing> {
-    match list_segments(dir) {
-        Ok(files) => Ok((files, Vec::new())),
-        Err(WalError::ForeignFile { .. }) => {
-            let mut files = Vec::new();
-            let mut damage = Vec::new();
-            let entries = std::fs::read_dir(dir).map_err(|e| WalError::io("listing", dir, e))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| WalError::io("listing", dir, e))?;
-                let path = entry.path();
-                let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
-                let name = entry.file_name();
-                match name.to_str().and_then(parse_segment_file_name) {
-                    Some(sequence) if is_file => files.push((sequence, path)),
-                    None if is_file && crate::checkpoint::is_checkpoint_name(&name) => {}
-                    _ => damage.push(Damage {
-                        len: entry_len(&path),
-                        path,
-                        offset: 0,
-                        kind: DamageKind::ForeignFile,
-                        reason: "not a segment file; Wal::new refuses a shard directory holding it"
-                            .into(),
-                    }),
-                }
-            }
-            files.sort_unstable();
-            damage.sort_by(|a, b| a.path.cmp(&b.path));
-            Ok((files, damage))
-        }
-        Err(e) => Err(e),
-    }
+    let (files, foreign) = read_shard_dir(dir)?;
+    let damage = foreign
+        .into_iter()
+        .map(|path| Damage {
+            len: entry_len(&path),
+            path,
+            offset: 0,
+            kind: DamageKind::ForeignFile,
+            reason: "not a segment file; Wal::new refuses a shard directory holding it".into(),
+        })
+        .collect();
+    Ok((files, damage))
 }
 
 /// Reads a whole segment file, read-only, with its stamp if the file was the same

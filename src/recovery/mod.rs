@@ -8,5 +8,5 @@ mod shard;
 pub use report::RecoveryReport;
 pub(crate) use rules::*;
 #[cfg(test)]
-pub(crate) use shard::scan_shard;
-pub(crate) use shard::{list_segments, recover_shard, RecoveredShard};
+pub(crate) use shard::{list_segments, scan_shard};
+pub(crate) use shard::{read_shard_dir, recover_shard, RecoveredShard};

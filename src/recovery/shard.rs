@@ -92,11 +92,15 @@ struct Meta {
     notes: BTreeMap<u64, SealNote>,
 }
 
-/// Lists the segment files of a shard directory, oldest first. Anything else in the
-/// directory is a foreign file, except the index checkpoint (`checkpoint.rs`).
-pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+/// A shard directory's segment files (sequence, path), oldest first, and its
+/// foreign entries.
+pub(crate) type ShardDir = (Vec<(u64, PathBuf)>, Vec<PathBuf>);
+
+/// Reads a shard directory: its segment files, oldest first, and every other entry
+/// but the index checkpoint (`checkpoint.rs`), which are foreign, by path.
+pub(crate) fn read_shard_dir(dir: &Path) -> Result<ShardDir> {
     let entries = std::fs::read_dir(dir).map_err(|e| WalError::io("listing", dir, e))?;
-    let mut found = Vec::new();
+    let (mut found, mut foreign) = (Vec::new(), Vec::new());
     for entry in entries {
         let entry = entry.map_err(|e| WalError::io("listing", dir, e))?;
         let path = entry.path();
@@ -105,11 +109,22 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         match name.to_str().and_then(parse_segment_file_name) {
             Some(seq) if is_file => found.push((seq, path)),
             None if is_file && checkpoint::is_checkpoint_name(&name) => {}
-            _ => return Err(WalError::ForeignFile { path }),
+            _ => foreign.push(path),
         }
     }
     found.sort_unstable();
-    Ok(found)
+    foreign.sort();
+    Ok((found, foreign))
+}
+
+/// Lists the segment files of a shard directory, oldest first; a foreign entry (see
+/// [`read_shard_dir`]) is [`WalError::ForeignFile`].
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let (found, foreign) = read_shard_dir(dir)?;
+    match foreign.into_iter().next() {
+        Some(path) => Err(WalError::ForeignFile { path }),
+        None => Ok(found),
+    }
 }
 
 impl RecoveredShard {
