@@ -13,10 +13,10 @@
 //! the install still hold open handles, so their reads succeed. Other shards keep
 //! ingesting throughout; this shard keeps queueing requests behind the install step.
 
-use crate::completion::completion;
 use crate::error::Result;
+use crate::io::Storage;
 use crate::shard::{Request, ShardHandle};
-use crate::storage::Storage;
+use crate::sync::completion::completion;
 use crate::sync::now_us;
 
 /// What one `compact()` removed.

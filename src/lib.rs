@@ -59,39 +59,31 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![warn(unreachable_pub, missing_debug_implementations)]
 
-mod actor;
-mod cache;
-mod channel;
-mod checkpoint;
 mod compaction;
-mod completion;
 mod error;
-#[doc(hidden)]
-pub mod fuzzing;
+mod format;
 mod hash;
 mod index;
 pub mod inspect;
-mod manifest;
-#[cfg(loom)]
-#[doc(hidden)]
-pub mod model;
+mod io;
 mod open;
 mod options;
-mod owned;
-#[cfg(all(test, not(loom)))]
-mod power_cut;
 mod read;
-mod record;
 mod recovery;
-mod segment;
 mod shard;
 mod stats;
-mod storage;
 mod sync;
-mod syncer;
-#[cfg(test)]
-mod test_hooks;
+#[cfg(any(test, loom, feature = "fuzzing"))]
+mod testing;
 mod wal;
+mod writer;
+
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use testing::fuzzing;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use testing::model;
 
 pub use compaction::CompactionReport;
 pub use error::{Result, WalError};

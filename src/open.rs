@@ -16,11 +16,11 @@
 //! file or directory, never followed through a symlink (`owned.rs`).
 
 use crate::error::{Result, WalError};
-use crate::manifest::{Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
+use crate::format::manifest::{Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
+use crate::io::owned::{dir_mode, open_file, How};
+use crate::io::{shard_dir_name, sync_directory};
 use crate::options::WalOptions;
-use crate::owned::{dir_mode, open_file, How};
 use crate::recovery::{recover_shard, RecoveredShard, RecoveryReport};
-use crate::storage::{shard_dir_name, sync_directory};
 use std::fs::{File, FileType};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -236,7 +236,7 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
         // shutdown removing it): report that, not the state it is passing through.
         let lock = dir.join(LOCK_FILE);
         if let Ok(Some(file)) =
-            crate::owned::open_file_if_exists(&lock, How::ReadWrite, "probing lock file")
+            crate::io::owned::open_file_if_exists(&lock, How::ReadWrite, "probing lock file")
         {
             match file.try_lock() {
                 Err(std::fs::TryLockError::WouldBlock) => {
@@ -270,7 +270,7 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
     };
     let shards = manifest.shards as usize;
     for sdir in &missing {
-        crate::owned::create_dir(sdir, dir_mode(options.file_mode))?;
+        crate::io::owned::create_dir(sdir, dir_mode(options.file_mode))?;
     }
     if !missing.is_empty() {
         // fsync the WAL directory: new shard directories must survive a power loss
@@ -300,7 +300,7 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
         // pages from the page cache, about 0.3 ms for a million records' worth.
         use rayon::prelude::*;
         (0..shards).into_par_iter().try_for_each(|shard| {
-            crate::checkpoint::remove(&dir.join(shard_dir_name(shard as u32)))
+            crate::format::checkpoint::remove(&dir.join(shard_dir_name(shard as u32)))
         })?;
     }
     // A WAL written before format version 4 has no salt yet: it gets one now, after

@@ -1,8 +1,8 @@
 //! [`WalOptions`]: every knob, its default and its valid range.
 
 use crate::error::{Result, WalError};
-use crate::record::{MARKER_LEN, SEAL_NOTE_LEN};
-use crate::segment::SEGMENT_HEADER_LEN;
+use crate::format::record::{MARKER_LEN, SEAL_NOTE_LEN};
+use crate::format::segment_header::SEGMENT_HEADER_LEN;
 use std::time::Duration;
 
 /// Largest shard count: shard directories are named `shard-NNN`.
@@ -174,7 +174,7 @@ impl Default for WalOptions {
             recovery_mode: RecoveryMode::Strict,
             read_cache_bytes: 64 * 1024 * 1024,
             index_checkpoint: false,
-            file_mode: crate::owned::DEFAULT_FILE_MODE,
+            file_mode: crate::io::owned::DEFAULT_FILE_MODE,
         }
     }
 }

@@ -4,20 +4,20 @@
 //! (see `hash.rs`) and talks to that shard only: appends go through the shard's
 //! bounded queue, reads go straight to its index and files.
 
-use crate::actor::{Actor, ActorConfig, Resume};
-use crate::channel::bounded;
 use crate::compaction::{self, CompactionReport};
-use crate::completion::completion;
 use crate::error::{Result, WalError};
 use crate::hash::shard_for;
+use crate::io::{FsStorage, Storage};
 use crate::open::DirLock;
 use crate::options::WalOptions;
-use crate::read::read_records;
+use crate::read::records::read_records;
 use crate::recovery::{RecoveredShard, RecoveryReport};
 use crate::shard::{Counters, Request, ShardHandle, ShardShared};
 use crate::stats::{ShardStats, WalStats};
-use crate::storage::{FsStorage, Storage};
+use crate::sync::channel::bounded;
+use crate::sync::completion::completion;
 use crate::sync::{lock, Arc, AtomicBool, Mutex, Ordering, ThreadBuilder};
+use crate::writer::actor::{Actor, ActorConfig, Resume};
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
 
@@ -497,7 +497,7 @@ impl Wal {
     /// A WAL over in-memory segments (loom models and fault-injection tests).
     pub(crate) fn with_mem_storage(
         options: WalOptions,
-        storage: std::sync::Arc<crate::storage::MemStorage>,
+        storage: std::sync::Arc<crate::testing::mem_storage::MemStorage>,
     ) -> Result<Wal> {
         options.validate()?;
         let recovered = (0..options.shards)
@@ -522,7 +522,7 @@ pub(crate) const MEM_SALT: u32 = 0x5A17_5A17;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::MemStorage;
+    use crate::testing::mem_storage::MemStorage;
     use std::sync::atomic::Ordering as StdOrdering;
     use std::time::Duration;
 
@@ -608,9 +608,9 @@ mod tests {
                 .with_max_record_size(100)
                 .with_max_key_size(8)
                 .with_max_segment_size(
-                    (crate::segment::SEGMENT_HEADER_LEN
-                        + crate::record::SEAL_NOTE_LEN
-                        + crate::record::encoded_len(8, 100)) as u64,
+                    (crate::format::segment_header::SEGMENT_HEADER_LEN
+                        + crate::format::record::SEAL_NOTE_LEN
+                        + crate::format::record::encoded_len(8, 100)) as u64,
                 ),
         );
         let value = Bytes::from(vec![7u8; 100]);
@@ -732,7 +732,7 @@ mod tests {
     #[test]
     #[cfg(not(loom))]
     fn compaction_unlinks_oldest_first_with_a_directory_fsync_after_each() {
-        use crate::storage::{Op, OpLog};
+        use crate::testing::mem_storage::{Op, OpLog};
         let log = OpLog::default();
         let storage = std::sync::Arc::new(MemStorage::recording(log.clone(), 0));
         let wal = Wal::with_mem_storage(expiring_small_segments(2), storage).unwrap();
@@ -796,7 +796,7 @@ mod tests {
     /// last record, and what lists the segments removed so far (from the log).
     #[cfg(not(loom))]
     fn slow_unlinks() -> (Wal, impl Fn() -> Vec<u64>) {
-        use crate::storage::{Op, OpLog};
+        use crate::testing::mem_storage::{Op, OpLog};
         let log = OpLog::default();
         let storage = std::sync::Arc::new(MemStorage::recording(log.clone(), 0));
         storage

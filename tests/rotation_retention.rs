@@ -464,13 +464,32 @@ fn small_segments() -> WalOptions {
         .with_max_segment_size(4096)
 }
 
-/// How long the seal syncer leaves a job unasked (`syncer::DEFER_LIMIT`; these two
-/// copies are checked against the crate's by a unit test in `syncer.rs`, so keep
-/// their declarations as they are spelled).
+/// How long the seal syncer leaves a job unasked (`writer::syncer::DEFER_LIMIT`;
+/// these two copies of crate-private limits are checked against the crate's source
+/// by `the_copies_of_the_crates_limits_match`).
 const DEFER_LIMIT: Duration = Duration::from_secs(1);
 /// How long a shard's actor waits without a request before its seal syncer runs what
 /// it deferred (`actor::IDLE_SYNC_AFTER`).
 const IDLE_SYNC_AFTER: Duration = Duration::from_millis(10);
+
+#[test]
+fn the_copies_of_the_crates_limits_match() {
+    let syncer = include_str!("../src/writer/syncer.rs");
+    let actor = include_str!("../src/writer/actor.rs");
+    let defer = format!(
+        "const DEFER_LIMIT: std::time::Duration = std::time::Duration::from_secs({});",
+        DEFER_LIMIT.as_secs()
+    );
+    let idle = format!(
+        "const IDLE_SYNC_AFTER: std::time::Duration = std::time::Duration::from_millis({});",
+        IDLE_SYNC_AFTER.as_millis()
+    );
+    assert!(
+        syncer.contains(&defer),
+        "src/writer/syncer.rs lacks {defer}"
+    );
+    assert!(actor.contains(&idle), "src/writer/actor.rs lacks {idle}");
+}
 
 #[test]
 fn seal_fsyncs_wait_until_a_durable_call_needs_them() -> TestResult {

@@ -4,14 +4,14 @@
 
 use super::{error_reason, CheckpointCheck, Damage, DamageKind, SegmentScan};
 use crate::error::WalError;
-use crate::segment::SEGMENT_HEADER_LEN;
+use crate::format::segment_header::SEGMENT_HEADER_LEN;
 use std::path::{Path, PathBuf};
 
 /// What the scan of one segment saw, for the check of the index checkpoint.
 pub(super) struct Seen {
     /// The file's stamp, the same before and after it was read (`None` if it was
     /// not: a writer changed it meanwhile).
-    pub(super) stamp: Option<crate::checkpoint::FileStamp>,
+    pub(super) stamp: Option<crate::format::checkpoint::FileStamp>,
     /// Its header's bytes.
     pub(super) head: Option<[u8; SEGMENT_HEADER_LEN]>,
     /// Its valid records, in file order.
@@ -42,7 +42,7 @@ pub(super) fn check_checkpoint(
     seen: &[Seen],
     damage: &mut Vec<Damage>,
 ) -> CheckpointCheck {
-    let path = dir.join(crate::checkpoint::CHECKPOINT_FILE);
+    let path = dir.join(crate::format::checkpoint::CHECKPOINT_FILE);
     let bad = |offset: u64, len: u64, reason: String| Damage {
         path: path.clone(),
         offset,
@@ -50,7 +50,7 @@ pub(super) fn check_checkpoint(
         kind: DamageKind::BadCheckpoint,
         reason: format!("{reason}{REMOVE_INDEX}"),
     };
-    let cp = match crate::checkpoint::read(dir, shard) {
+    let cp = match crate::format::checkpoint::read(dir, shard) {
         Ok((Some(cp), _)) => cp,
         Ok((None, None)) => return CheckpointCheck::Absent,
         Ok((None, Some(reason))) => return CheckpointCheck::Ignored { reason },
@@ -91,7 +91,7 @@ pub(super) fn check_checkpoint(
         let seen = by_path.get(file)?;
         Some((seen.stamp?, seen.head?))
     };
-    if let Err(reason) = crate::checkpoint::describes(&cp, &files, stamp_of, shard) {
+    if let Err(reason) = crate::format::checkpoint::describes(&cp, &files, stamp_of, shard) {
         return CheckpointCheck::Ignored { reason };
     }
     let damaged_before = damage.len();

@@ -4,9 +4,11 @@
 //! these functions, so they never disagree on what a file holds.
 
 use crate::error::{Result, WalError};
-use crate::owned::{open_file, How};
-use crate::record::{marker_vouches, Codec, SealNote};
-use crate::segment::{codec_of, parse_segment_file_name, SegmentHeader, SEGMENT_HEADER_LEN};
+use crate::format::record::{marker_vouches, Codec, SealNote};
+use crate::format::segment_header::{
+    codec_of, parse_segment_file_name, SegmentHeader, SEGMENT_HEADER_LEN,
+};
+use crate::io::owned::{open_file, How};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 

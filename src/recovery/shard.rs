@@ -36,17 +36,18 @@ use super::rules::{
     first_dropped, judge, judge_header, later_proof, read_whole, seal_may_be_unfinished,
     seal_note_shows_whole, shortened_by, vouched_gaps, Dropped, HeaderJudgment, Judgment,
 };
-use crate::checkpoint;
 use crate::error::{Result, WalError};
-use crate::index::{stage, Location, ShardIndex, Staged};
-use crate::options::RecoveryMode;
-use crate::owned::{open_file, How};
-use crate::record::{marker_vouches, record_len, Codec, DecodeError, Decoded, SealNote};
-use crate::segment::{
-    codec_of, parse_segment_file_name, segment_file_name, Segment, SegmentHeader, BOUND_VERSION,
+use crate::format::checkpoint;
+use crate::format::record::{marker_vouches, record_len, Codec, DecodeError, Decoded, SealNote};
+use crate::format::segment_header::{
+    codec_of, parse_segment_file_name, segment_file_name, SegmentHeader, BOUND_VERSION,
     FORMAT_VERSION, OLDEST_READABLE_VERSION, SEGMENT_HEADER_LEN,
 };
-use crate::storage::{observed, sync_directory, FileSegment};
+use crate::index::{stage, Location, ShardIndex, Staged};
+use crate::io::owned::{open_file, How};
+use crate::io::{observed, sync_directory, FileSegment};
+use crate::options::RecoveryMode;
+use crate::writer::active_segment::Segment;
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -231,7 +232,7 @@ fn from_checkpoint(
         .zip(segment_codecs)
         .enumerate()
     {
-        let io: Arc<dyn crate::storage::SegmentIo> = io;
+        let io: Arc<dyn crate::io::SegmentIo> = io;
         let len = s.stamp.len;
         out.report.segments += 1;
         out.report.records += s.records;
@@ -393,7 +394,7 @@ fn first_seal_note(
     sequence: u64,
 ) -> Result<Option<SealNote>> {
     let file = open_file(path, How::Read, "opening segment")?;
-    let mut head = vec![0u8; SEGMENT_HEADER_LEN + crate::record::SEAL_NOTE_LEN];
+    let mut head = vec![0u8; SEGMENT_HEADER_LEN + crate::format::record::SEAL_NOTE_LEN];
     let n = read_up_to(&file, &mut head).map_err(|e| WalError::io("reading segment", path, e))?;
     head.truncate(n);
     let Ok(header) = SegmentHeader::decode(&head) else {

@@ -12,7 +12,7 @@
 //! No map guard ever leaves this module: values are cloned out. Under `cfg(loom)` the
 //! dashmap is replaced by an `RwLock<HashMap>` that loom can model.
 
-use crate::storage::SegmentIo;
+use crate::io::SegmentIo;
 use crate::sync::{read, write, RwLock};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -149,7 +149,7 @@ impl Run {
             for b in bytes[at..end].chunks_exact(FROZEN_LOCATION_LEN) {
                 let offset = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
                 let len = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-                if (offset as usize) < crate::segment::SEGMENT_HEADER_LEN
+                if (offset as usize) < crate::format::segment_header::SEGMENT_HEADER_LEN
                     || u64::from(offset) + u64::from(len) > seg_len
                 {
                     return Err(format!(
@@ -354,7 +354,7 @@ pub(crate) struct SegmentEntry {
     pub(crate) io: Arc<dyn SegmentIo>,
     pub(crate) published: PublishedLen,
     /// How its records are checked when read.
-    pub(crate) codec: crate::record::Codec,
+    pub(crate) codec: crate::format::record::Codec,
 }
 
 /// What a reader needs to read one key: its locations and a handle to each segment
@@ -379,7 +379,7 @@ impl ShardIndex {
         sequence: u64,
         io: Arc<dyn SegmentIo>,
         len: u64,
-        codec: crate::record::Codec,
+        codec: crate::format::record::Codec,
     ) -> PublishedLen {
         let published = PublishedLen::new(std::sync::atomic::AtomicU64::new(len));
         let entry = SegmentEntry {
@@ -579,11 +579,11 @@ mod tests {
         };
         let index = ShardIndex::default();
         // Live segments 3, 5 and 7 (their bytes do not matter here).
-        let storage = crate::storage::MemStorage::default();
+        let storage = crate::testing::mem_storage::MemStorage::default();
         for sequence in [3, 5, 7] {
-            let io = crate::storage::Storage::create_segment(&storage, 0, sequence, b"header")
+            let io = crate::io::Storage::create_segment(&storage, 0, sequence, b"header")
                 .expect("created");
-            index.add_segment(sequence, io, 1000, crate::record::Codec::Legacy);
+            index.add_segment(sequence, io, 1000, crate::format::record::Codec::Legacy);
         }
         index.load_frozen(vec![
             (b"a"[..].into(), run(0, 2, 3)),

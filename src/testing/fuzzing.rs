@@ -20,13 +20,15 @@
 //! - walking the bytes as a segment (header, then records with the scanner over
 //!   damage, as recovery does) always moves forward and ends inside the input.
 
+// Built for unit tests too, where nothing outside the crate reaches it.
+#![cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
 // A fuzz entry point: it panics, by design, when an invariant breaks.
 #![allow(clippy::expect_used)]
 
-use crate::record::{
+use crate::format::record::{
     record_len, Codec, DecodeError, Kind, LEGACY_HEADER_LEN, MARKER_KEY_LEN, SEAL_NOTE_KEY_LEN,
 };
-use crate::segment::{
+use crate::format::segment_header::{
     HeaderError, SegmentHeader, BOUND_VERSION, SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
 

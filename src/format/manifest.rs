@@ -17,8 +17,8 @@
 
 use crate::error::{Result, WalError};
 use crate::hash::HASH_ALGORITHM_ID;
-use crate::owned::{open_file, open_file_if_exists, How};
-use crate::storage::sync_directory;
+use crate::io::owned::{open_file, open_file_if_exists, How};
+use crate::io::sync_directory;
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -162,7 +162,7 @@ impl Manifest {
     /// (tests).
     #[cfg(test)]
     pub(crate) fn write(&self, dir: &Path) -> Result<()> {
-        self.write_with_mode(dir, crate::owned::DEFAULT_FILE_MODE)
+        self.write_with_mode(dir, crate::io::owned::DEFAULT_FILE_MODE)
     }
 
     /// Writes `dir/MANIFEST` atomically, created with permission bits `mode`.

@@ -8,10 +8,10 @@
 //! Every record's checksum and key are verified before its value is returned, so
 //! damage that appears after open is reported, never returned as data.
 
-use crate::cache::{BlockCache, BLOCK};
 use crate::error::{Result, WalError};
 use crate::index::{Location, SegmentEntry, Snapshot};
-use crate::storage::SegmentIo;
+use crate::io::SegmentIo;
+use crate::read::cache::{BlockCache, BLOCK};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -26,7 +26,7 @@ const WINDOW: usize = 32;
 /// The bytes of one run of locations, fetched and not yet decoded.
 struct Fetched<'a> {
     io: &'a Arc<dyn SegmentIo>,
-    codec: crate::record::Codec,
+    codec: crate::format::record::Codec,
     run: &'a [Location],
     /// Holds every record of the run; `base` is the file offset of its first byte.
     buf: Bytes,
@@ -212,7 +212,7 @@ fn prefetch(record: &[u8]) {
 fn checked_value(
     key: &[u8],
     io: &Arc<dyn SegmentIo>,
-    codec: crate::record::Codec,
+    codec: crate::format::record::Codec,
     loc: &Location,
     buf: &[u8],
     at: usize,
@@ -240,8 +240,9 @@ fn checked_value(
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::record::{encoded_len, Codec};
-    use crate::storage::{MemStorage, Storage};
+    use crate::format::record::{encoded_len, Codec};
+    use crate::io::Storage;
+    use crate::testing::mem_storage::MemStorage;
 
     const CODEC: Codec = Codec::Bound { seed: 0x00C0_FFEE };
 

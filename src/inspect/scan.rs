@@ -45,19 +45,20 @@
 //! (`SkipCorrupted`).
 
 use crate::error::{Result, WalError};
+use crate::format::manifest::{Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
+use crate::format::record::{marker_vouches, Codec, Decoded};
+use crate::format::segment_header::{
+    SegmentHeader, FORMAT_VERSION, OLDEST_READABLE_VERSION, SEGMENT_HEADER_LEN,
+};
 use crate::hash::shard_for;
-use crate::manifest::{Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
-use crate::record::{marker_vouches, Codec, Decoded};
+use crate::io::shard_dir_name;
 use crate::recovery::{judge, judge_header, read_shard_dir, HeaderJudgment, Judgment};
-use crate::segment::{SegmentHeader, FORMAT_VERSION, OLDEST_READABLE_VERSION, SEGMENT_HEADER_LEN};
-use crate::storage::shard_dir_name;
 use std::collections::HashSet;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-mod checkpoint_check;
-use checkpoint_check::{check_checkpoint, Seen, SeenRecord};
+use super::checkpoint_check::{check_checkpoint, Seen, SeenRecord};
 
 /// Name of the lock file an open `Wal` holds (never taken here).
 const LOCK_FILE: &str = "LOCK";
@@ -379,7 +380,7 @@ pub enum CheckpointCheck {
 impl ShardScan {
     /// Where the shard's index checkpoint is (or would be): `shard-NNN/INDEX`.
     pub fn checkpoint_path(&self) -> PathBuf {
-        self.dir.join(crate::checkpoint::CHECKPOINT_FILE)
+        self.dir.join(crate::format::checkpoint::CHECKPOINT_FILE)
     }
 
     /// Valid records in all segments.
@@ -810,7 +811,7 @@ pub fn scan(dir: &Path) -> Result<WalScan> {
 }
 
 fn scan_shard(shard: ShardLayout) -> Result<ShardScan> {
-    let index = shard.dir.join(crate::checkpoint::CHECKPOINT_FILE);
+    let index = shard.dir.join(crate::format::checkpoint::CHECKPOINT_FILE);
     // Only a regular file is a checkpoint (the listing reports anything else under
     // that name as foreign, and the open refuses it).
     let has_checkpoint =
@@ -867,7 +868,7 @@ fn mark_unvouched_seal(segments: &mut [SegmentScan]) {
         let (own, successor) = (&segments[i], &segments[i + 1]);
         let note = successor
             .seal_note
-            .map(|(sequence, len)| crate::record::SealNote { sequence, len });
+            .map(|(sequence, len)| crate::format::record::SealNote { sequence, len });
         own.damage.is_empty()
             && own.data_len == own.file_len
             && crate::recovery::seal_note_shows_whole(
@@ -936,7 +937,7 @@ fn mark_holes(segments: &mut [SegmentScan], dir: &Path, shard_damage: &mut Vec<D
         .unwrap_or_default();
     for (missing, k) in gaps {
         shard_damage.push(Damage {
-            path: dir.join(crate::segment::segment_file_name(missing)),
+            path: dir.join(crate::format::segment_header::segment_file_name(missing)),
             offset: 0,
             len: 0,
             kind: DamageKind::Hole,
@@ -956,7 +957,7 @@ fn mark_holes(segments: &mut [SegmentScan], dir: &Path, shard_damage: &mut Vec<D
         }
         let note = next
             .seal_note
-            .map(|(sequence, len)| crate::record::SealNote { sequence, len });
+            .map(|(sequence, len)| crate::format::record::SealNote { sequence, len });
         let proof = proof_from(segments, i);
         let Ok(Some(missing)) =
             crate::recovery::shortened_by(note, own.file.sequence, own.data_len, || Ok(proof))
@@ -997,7 +998,7 @@ fn damage_offset(e: &WalError) -> u64 {
     }
 }
 
-fn error_reason(e: &WalError) -> String {
+pub(super) fn error_reason(e: &WalError) -> String {
     match e {
         WalError::Corruption { reason, .. } | WalError::ManifestMismatch { reason, .. } => {
             reason.clone()
@@ -1042,12 +1043,14 @@ fn list_shard(dir: &Path) -> Result<ShardListing> {
 
 /// Reads a whole segment file, read-only, with its stamp if the file was the same
 /// before and after the read.
-fn read_file_stamped(path: &Path) -> Result<(Vec<u8>, Option<crate::checkpoint::FileStamp>)> {
-    let file = crate::owned::open_file(path, crate::owned::How::Read, "opening segment")?;
+fn read_file_stamped(
+    path: &Path,
+) -> Result<(Vec<u8>, Option<crate::format::checkpoint::FileStamp>)> {
+    let file = crate::io::owned::open_file(path, crate::io::owned::How::Read, "opening segment")?;
     let stamp = || {
         file.metadata()
             .ok()
-            .map(|m| crate::checkpoint::FileStamp::of(&m))
+            .map(|m| crate::format::checkpoint::FileStamp::of(&m))
     };
     let before = stamp();
     let mut data = Vec::new();
@@ -1071,11 +1074,12 @@ fn read_file_stamped(path: &Path) -> Result<(Vec<u8>, Option<crate::checkpoint::
 /// Test hook: segments at its paths get 16 bytes appended between the two stamps of
 /// [`read_file_stamped`], as by a writer at work during the scan.
 #[cfg(test)]
-static CHANGED_WHILE_READ: crate::test_hooks::PathHook = crate::test_hooks::PathHook::new();
+static CHANGED_WHILE_READ: crate::testing::hooks::PathHook = crate::testing::hooks::PathHook::new();
 
 /// Reads a whole file, read-only.
 fn read_file(path: &Path) -> Result<Vec<u8>> {
-    let mut file = crate::owned::open_file(path, crate::owned::How::Read, "opening segment")?;
+    let mut file =
+        crate::io::owned::open_file(path, crate::io::owned::How::Read, "opening segment")?;
     let mut data = Vec::new();
     file.read_to_end(&mut data)
         .map_err(|e| WalError::io("reading segment", path, e))?;
@@ -1199,7 +1203,7 @@ fn walk(file: &SegmentFile, data: &[u8], mut on_record: impl FnMut(usize, &Decod
                     ),
                 ));
             }
-            if h.version >= crate::segment::BOUND_VERSION
+            if h.version >= crate::format::segment_header::BOUND_VERSION
                 && file.salt.is_some_and(|salt| salt != h.salt)
             {
                 out.damage.push(damage(
@@ -1337,7 +1341,12 @@ mod tests {
             |at: usize| u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
         let mut seq = [0u8; 8];
         seq.copy_from_slice(&buf[16..24]);
-        crate::segment::codec_of(u32_at(8), SALT, u32_at(12), u64::from_le_bytes(seq))
+        crate::format::segment_header::codec_of(
+            u32_at(8),
+            SALT,
+            u32_at(12),
+            u64::from_le_bytes(seq),
+        )
     }
 
     fn record(buf: &mut Vec<u8>, ts: u64, key: &[u8], value: &[u8]) -> usize {
@@ -1372,7 +1381,7 @@ mod tests {
         let sdir = dir.path().join(shard_dir_name(0));
         std::fs::create_dir(&sdir)?;
         for (i, bytes) in segments.iter().enumerate() {
-            let name = crate::segment::segment_file_name(i as u64 + 1);
+            let name = crate::format::segment_header::segment_file_name(i as u64 + 1);
             std::fs::write(sdir.join(name), bytes)?;
         }
         Ok(dir)
@@ -1499,7 +1508,7 @@ mod tests {
             vec![
                 (40, &b"k"[..], &b"v1"[..]),
                 (
-                    40 + crate::record::encoded_len(1, 2) as u64,
+                    40 + crate::format::record::encoded_len(1, 2) as u64,
                     &b""[..],
                     &b""[..]
                 )
@@ -1733,7 +1742,7 @@ mod tests {
             wal.append_entry(key.as_bytes(), Bytes::from(vec![b'x'; 40]), false)?;
         }
         wal.close()?;
-        let before = crate::segment::segment_file_name(1);
+        let before = crate::format::segment_header::segment_file_name(1);
         let files = shard_files(&path, 2)?;
         let scan = scan(&path)?;
         assert!(scan.is_clean(), "{:?}", only_damage(&scan));
@@ -1793,7 +1802,7 @@ mod tests {
         let (_dir, path, options) = checkpointed_wal()?;
         let segment = path
             .join(shard_dir_name(0))
-            .join(crate::segment::segment_file_name(1));
+            .join(crate::format::segment_header::segment_file_name(1));
         assert!(segment.is_file(), "{} expected", segment.display());
 
         let writer = CHANGED_WHILE_READ.arm(segment.clone());
@@ -1820,7 +1829,7 @@ mod tests {
         let rescan = scan(&path)?;
         assert!(
             matches!(&rescan.shards[0].checkpoint, CheckpointCheck::Ignored { reason }
-                if reason.contains(&crate::segment::segment_file_name(1))),
+                if reason.contains(&crate::format::segment_header::segment_file_name(1))),
             "the changed file no longer matches the checkpoint: {:?}",
             rescan.shards[0].checkpoint
         );
@@ -1835,7 +1844,7 @@ mod tests {
         assert_eq!(
             ignored[0].0,
             path.join(shard_dir_name(0))
-                .join(crate::checkpoint::CHECKPOINT_FILE)
+                .join(crate::format::checkpoint::CHECKPOINT_FILE)
         );
         wal.close()?;
         Ok(())
@@ -1850,8 +1859,8 @@ mod tests {
         let (_dir, path, options) = checkpointed_wal()?;
         let index = path
             .join(shard_dir_name(1))
-            .join(crate::checkpoint::CHECKPOINT_FILE);
-        let unreadable = crate::checkpoint::FAILING_READS.arm(index.clone());
+            .join(crate::format::checkpoint::CHECKPOINT_FILE);
+        let unreadable = crate::format::checkpoint::FAILING_READS.arm(index.clone());
 
         let scan = scan(&path)?;
         assert_eq!(scan.shards[1].checkpoint, CheckpointCheck::Damaged);

@@ -14,9 +14,7 @@
 //! Versions 1 to 3 hold the CRC32C of bytes 0..32 at offset 32 and zero at 36.
 //! Records follow from offset 40 to the end of the file.
 
-use crate::record::Codec;
-use crate::storage::SegmentIo;
-use std::sync::Arc;
+use crate::format::record::Codec;
 
 /// Magic bytes at the start of every segment.
 pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"NANOWALS";
@@ -147,40 +145,6 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
-}
-
-/// What a shard knows about one of its segments.
-#[derive(Clone)]
-pub(crate) struct Segment {
-    pub(crate) sequence: u64,
-    pub(crate) io: Arc<dyn SegmentIo>,
-    pub(crate) created_us: u64,
-    /// Newest record timestamp (the creation time while empty).
-    pub(crate) newest_us: u64,
-    /// Bytes written, header included; the next record goes here.
-    pub(crate) len: u64,
-    /// Length of the file: `len` plus preallocated zeros (only in the active segment).
-    pub(crate) allocated: u64,
-    /// `len` as far as readers may rely on it (see `index::PublishedLen`).
-    pub(crate) published: crate::index::PublishedLen,
-    pub(crate) records: u64,
-    /// Fsynced and closed to appends.
-    pub(crate) sealed: bool,
-    /// How its records are encoded; the writer appends only to [`Codec::Bound`]
-    /// segments.
-    pub(crate) codec: Codec,
-}
-
-impl std::fmt::Debug for Segment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Segment")
-            .field("sequence", &self.sequence)
-            .field("path", &self.io.path())
-            .field("len", &self.len)
-            .field("records", &self.records)
-            .field("sealed", &self.sealed)
-            .finish()
-    }
 }
 
 #[cfg(test)]

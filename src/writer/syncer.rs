@@ -52,8 +52,8 @@
 //! each other's.
 
 use crate::error::{Result, WalError};
+use crate::io::{SegmentIo, Storage};
 use crate::shard::{Counters, ShardShared};
-use crate::storage::{SegmentIo, Storage};
 use crate::sync::{lock, wait, wait_timeout, Arc, Condvar, JoinHandle, Mutex, ThreadBuilder};
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -182,7 +182,7 @@ impl SealSyncer {
                 let path = match &job {
                     Job::Seal { io, .. } => io.path().to_path_buf(),
                     // The shard directory, by name (the syncer has no root path).
-                    Job::Dir => std::path::PathBuf::from(crate::storage::shard_dir_name(
+                    Job::Dir => std::path::PathBuf::from(crate::io::shard_dir_name(
                         self.shared.shard.id as u32,
                     )),
                 };
@@ -356,33 +356,5 @@ mod tests {
             hurry(&mut state);
             assert_eq!(state.deferral_left(now), Some(Duration::ZERO));
         }
-    }
-
-    /// `tests/rotation_retention.rs` cannot see these crate-private limits, so it
-    /// declares copies; this fails when a copy drifts from the value it copies.
-    #[test]
-    fn the_integration_tests_copies_of_the_limits_match() {
-        let tests = include_str!("../tests/rotation_retention.rs");
-        for copy in [
-            format!(
-                "const DEFER_LIMIT: Duration = Duration::from_secs({});",
-                DEFER_LIMIT.as_secs()
-            ),
-            format!(
-                "const IDLE_SYNC_AFTER: Duration = Duration::from_millis({});",
-                crate::actor::IDLE_SYNC_AFTER.as_millis()
-            ),
-        ] {
-            assert!(
-                tests.contains(&copy),
-                "tests/rotation_retention.rs lacks {copy}"
-            );
-        }
-        assert_eq!(
-            DEFER_LIMIT.subsec_nanos(),
-            0,
-            "the copy holds whole seconds"
-        );
-        assert_eq!(crate::actor::IDLE_SYNC_AFTER.subsec_micros() % 1000, 0);
     }
 }

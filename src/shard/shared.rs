@@ -1,11 +1,4 @@
-//! A shard as the rest of the crate sees it: the state shared between its actor and
-//! every handle ([`ShardShared`]), and the handle side of its queue ([`ShardHandle`]).
-//!
-//! **Submission gate.** A request is sent while holding the read side of
-//! `ShardHandle::sender`; `close` takes the write side and drops the sender. So every
-//! send either happens before the sender is dropped (and the actor, which drains the
-//! queue until it is empty *and* disconnected, processes it) or observes `None` and
-//! returns [`WalError::Closed`]. No request is accepted and then lost.
+//! The state shared between a shard's actor and every handle ([`ShardShared`]).
 //!
 //! **Read barrier (visibility).** Non-durable appends are pipelined: they return once
 //! queued. `submitted` counts requests before they are sent; the actor counts the
@@ -16,40 +9,12 @@
 //! snapshot, its index entry is published. A poisoned or stopped shard ends the wait
 //! with an error, never with a silent miss.
 
-use crate::cache::BlockCache;
-use crate::channel::Sender;
-use crate::completion::{Completer, Waiter};
+use super::wait::{budget_for, next_sync_average, POLLING_WAITERS, POLL_BUDGET_MIN};
 use crate::error::{Result, WalError};
 use crate::index::ShardIndex;
-use crate::sync::{
-    lock, read, wait, write, AtomicBool, AtomicU64, Condvar, JoinHandle, Mutex, Ordering, RwLock,
-};
-use bytes::Bytes;
-
-/// What a handle asks of a shard actor.
-pub(crate) enum Request {
-    /// One record. `done` is `None` for a pipelined (non-durable) append.
-    Append {
-        key: Vec<u8>,
-        value: Bytes,
-        durable: bool,
-        done: Option<Completer<()>>,
-    },
-    /// Several records of this shard, written together.
-    Batch {
-        entries: Vec<(Vec<u8>, Bytes)>,
-        durable: bool,
-        done: Option<Completer<()>>,
-    },
-    /// Make everything queued before this durable.
-    Sync { done: Completer<()> },
-    /// Compaction's install step: seal what is due and forget sealed segments whose
-    /// newest record is older than `cutoff_us`.
-    Retire {
-        cutoff_us: u64,
-        done: Completer<Vec<RetiredSegment>>,
-    },
-}
+use crate::read::cache::BlockCache;
+use crate::sync::completion::Waiter;
+use crate::sync::{lock, wait, AtomicBool, AtomicU64, Condvar, Mutex, Ordering};
 
 /// A segment dropped from a shard's index by compaction; its file is still to unlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +72,7 @@ pub(crate) struct ShardShared {
     /// Blocks of this shard's segments, for reads (`cache.rs`).
     pub(crate) cache: BlockCache,
     pub(crate) counters: Counters,
-    submitted: AtomicU64,
+    pub(super) submitted: AtomicU64,
     applied_hint: AtomicU64,
     poisoned: AtomicBool,
     progress: Mutex<Progress>,
@@ -120,45 +85,6 @@ pub(crate) struct ShardShared {
     /// (see [`record_sync`](Self::record_sync)); 0 before the first. A hint for
     /// [`wait_durable`](Self::wait_durable)'s polling, like `durable_waiters`.
     sync_us: std::sync::atomic::AtomicU64,
-}
-
-/// Up to this many concurrent durable waiters per shard poll before sleeping; more
-/// would take the CPU from the actor they are waiting for.
-const POLLING_WAITERS: usize = 2;
-/// The least a polling durable waiter polls, and all it polls before the shard's
-/// first `fdatasync` is timed: a bit more than one `fdatasync` on a fast disk
-/// (50-100 us here on a good day).
-pub(crate) const POLL_BUDGET_MIN: std::time::Duration = std::time::Duration::from_micros(250);
-/// The most a polling durable waiter polls. When twice the shard's average
-/// `fdatasync` is longer, it sleeps at once: a wake-up (tens of microseconds) no
-/// longer matters against the wait, and the CPU is better left idle.
-const POLL_BUDGET_MAX: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// How long a polling durable waiter polls, given the shard's average `fdatasync`
-/// (`sync_us`, 0 if none yet): about two of them, so that the answer to a lone
-/// caller usually finds it still polling (on a VM whose `fdatasync` took 150-350 us,
-/// the fixed 0.25 ms poll before this made a lone caller sleep, and pay a wake-up,
-/// on most appends; see docs/PERFORMANCE-LOG.md, W3).
-fn budget_for(sync_us: u64) -> std::time::Duration {
-    let expected = std::time::Duration::from_micros(sync_us.saturating_mul(2));
-    if expected > POLL_BUDGET_MAX {
-        std::time::Duration::ZERO
-    } else {
-        expected.max(POLL_BUDGET_MIN)
-    }
-}
-
-/// The moving average after one more `fdatasync` of `sample_us`: each new one
-/// weighs 1/8, so a disk that slows down moves the average within a few batches
-/// while one slow call moves it little.
-fn next_sync_average(average_us: u64, sample_us: u64) -> u64 {
-    if average_us == 0 {
-        sample_us.max(1)
-    } else {
-        (average_us - average_us / 8)
-            .saturating_add(sample_us / 8)
-            .max(1)
-    }
 }
 
 impl ShardShared {
@@ -287,109 +213,5 @@ impl ShardShared {
             p = wait(&self.changed, p);
             p.sleepers -= 1;
         }
-    }
-}
-
-/// The handle side of a shard: its queue's sender, behind the close gate, and the
-/// actor's thread.
-pub(crate) struct ShardHandle {
-    pub(crate) shared: crate::sync::Arc<ShardShared>,
-    sender: RwLock<Option<Sender<Request>>>,
-    thread: Mutex<Option<JoinHandle<Result<()>>>>,
-}
-
-impl ShardHandle {
-    pub(crate) fn new(
-        shared: crate::sync::Arc<ShardShared>,
-        sender: Sender<Request>,
-        thread: JoinHandle<Result<()>>,
-    ) -> ShardHandle {
-        ShardHandle {
-            shared,
-            sender: RwLock::new(Some(sender)),
-            thread: Mutex::new(Some(thread)),
-        }
-    }
-
-    /// Queues `request`, blocking while the queue is full.
-    pub(crate) fn submit(&self, request: Request) -> Result<()> {
-        let gate = read(&self.sender);
-        let Some(tx) = gate.as_ref() else {
-            return Err(WalError::Closed);
-        };
-        self.shared.check_poison()?;
-        self.shared.submitted.fetch_add(1, Ordering::SeqCst);
-        if tx.send(request).is_err() {
-            // The actor is gone; the dropped request has answered its waiter.
-            drop(gate);
-            self.shared.check_poison()?;
-            return Err(WalError::ShardStopped {
-                shard: self.shared.id,
-            });
-        }
-        Ok(())
-    }
-
-    /// Requests waiting in the queue.
-    pub(crate) fn queue_depth(&self) -> usize {
-        read(&self.sender).as_ref().map_or(0, |tx| tx.len())
-    }
-
-    /// Closes the gate: drops the sender so the actor drains its queue and exits.
-    pub(crate) fn disconnect(&self) {
-        let tx = write(&self.sender).take();
-        drop(tx);
-    }
-
-    /// Waits for the actor to exit and returns its final result (the last sync).
-    pub(crate) fn join(&self) -> Result<()> {
-        let Some(thread) = lock(&self.thread).take() else {
-            return Ok(());
-        };
-        match thread.join() {
-            Ok(result) => result,
-            Err(_) => Err(WalError::ShardStopped {
-                shard: self.shared.id,
-            }),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn a_waiter_polls_about_two_fsyncs_within_its_bounds() {
-        assert_eq!(budget_for(0), POLL_BUDGET_MIN, "no fsync timed yet");
-        assert_eq!(
-            budget_for(40),
-            POLL_BUDGET_MIN,
-            "a fast disk keeps the floor"
-        );
-        assert_eq!(budget_for(300), Duration::from_micros(600));
-        assert_eq!(
-            budget_for(1_000),
-            POLL_BUDGET_MAX,
-            "the ceiling itself polls"
-        );
-        assert_eq!(
-            budget_for(1_001),
-            Duration::ZERO,
-            "beyond it, sleep at once"
-        );
-        assert_eq!(budget_for(u64::MAX), Duration::ZERO);
-    }
-
-    #[test]
-    fn the_sync_average_starts_at_the_first_sample_and_moves_by_an_eighth() {
-        assert_eq!(next_sync_average(0, 200), 200);
-        assert_eq!(next_sync_average(0, 0), 1, "0 stays 'not timed yet'");
-        assert_eq!(next_sync_average(200, 1_000), 300, "200 - 25 + 125");
-        assert_eq!(next_sync_average(200, 0), 175);
-        let settled = (0..100).fold(50, |average, _| next_sync_average(average, 400));
-        assert!((390..=400).contains(&settled), "settled at {settled}");
-        assert_eq!(next_sync_average(u64::MAX, u64::MAX), u64::MAX);
     }
 }

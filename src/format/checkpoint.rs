@@ -24,9 +24,10 @@
 //! ```
 
 use crate::error::{Result, WalError};
+use crate::format::segment_header::SEGMENT_HEADER_LEN;
 use crate::index::KeyHasher;
 use crate::index::{Frozen, Run, ShardIndex, FROZEN_LOCATION_LEN};
-use crate::segment::{Segment, SEGMENT_HEADER_LEN};
+use crate::writer::active_segment::Segment;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -134,9 +135,9 @@ pub(crate) fn write(
     let tmp = dir.join(CHECKPOINT_TMP_FILE);
     let (front, locations) = encode(shard, synced_through, next_seq, &summaries, index)?;
     // A symlink or special file put in its place is refused, never followed.
-    let mut file = crate::owned::open_file(
+    let mut file = crate::io::owned::open_file(
         &tmp,
-        crate::owned::How::CreateOrTruncate(file_mode),
+        crate::io::owned::How::CreateOrTruncate(file_mode),
         "writing index checkpoint",
     )?;
     file.write_all(&front)
@@ -161,8 +162,8 @@ pub(crate) fn write(
 pub(crate) fn read(dir: &Path, shard: u32) -> Result<(Option<Checkpoint>, Option<String>)> {
     use std::os::unix::fs::FileExt;
     let path = dir.join(CHECKPOINT_FILE);
-    let how = crate::owned::How::Read;
-    let Some(file) = crate::owned::open_file_if_exists(&path, how, "reading index checkpoint")?
+    let how = crate::io::owned::How::Read;
+    let Some(file) = crate::io::owned::open_file_if_exists(&path, how, "reading index checkpoint")?
     else {
         return Ok((None, None));
     };
@@ -238,7 +239,8 @@ pub(crate) fn read(dir: &Path, shard: u32) -> Result<(Option<Checkpoint>, Option
 
 /// Test hook: reads of the checkpoints at its paths fail with an I/O error.
 #[cfg(test)]
-pub(crate) static FAILING_READS: crate::test_hooks::PathHook = crate::test_hooks::PathHook::new();
+pub(crate) static FAILING_READS: crate::testing::hooks::PathHook =
+    crate::testing::hooks::PathHook::new();
 
 /// Removes shard directory `dir`'s checkpoint, used or not, once the open has
 /// succeeded: from here on the writer changes the segments, so the checkpoint would
@@ -286,9 +288,10 @@ pub(crate) fn describes(
         if stamp != s.stamp {
             return Err(format!("{} changed since it was written", path.display()));
         }
-        let header = crate::segment::SegmentHeader::decode(&head)
+        let header = crate::format::segment_header::SegmentHeader::decode(&head)
             .map_err(|e| format!("{}: {}", path.display(), e.reason()))?;
-        let readable = crate::segment::OLDEST_READABLE_VERSION..=crate::segment::FORMAT_VERSION;
+        let readable = crate::format::segment_header::OLDEST_READABLE_VERSION
+            ..=crate::format::segment_header::FORMAT_VERSION;
         if !readable.contains(&header.version) {
             return Err(format!(
                 "{} has segment format version {}",
@@ -504,7 +507,7 @@ fn decode(front: &[u8], file_len: u64, shard: u32) -> std::result::Result<Decode
             ));
         }
         // Every record takes at least its header.
-        if records > len / crate::record::RECORD_HEADER_LEN as u64 {
+        if records > len / crate::format::record::RECORD_HEADER_LEN as u64 {
             return Err(format!("segment {sequence} cannot hold {records} records"));
         }
         segments.push(SegmentSummary {
@@ -871,7 +874,7 @@ mod tests {
             .map(|&n| (n, PathBuf::from(format!("seg-{n}"))))
             .collect();
         let header = |version: u32, sequence: u64, created_us: u64| {
-            let h = crate::segment::SegmentHeader {
+            let h = crate::format::segment_header::SegmentHeader {
                 version,
                 shard: 1,
                 sequence,
@@ -895,7 +898,7 @@ mod tests {
         assert!(describes(&cp, &files, by_name(2, 1), 1)
             .unwrap_err()
             .contains("another segment header"));
-        let unreadable = crate::segment::FORMAT_VERSION + 1;
+        let unreadable = crate::format::segment_header::FORMAT_VERSION + 1;
         assert!(describes(&cp, &files, by_name(unreadable, 0), 1)
             .unwrap_err()
             .contains(&format!("format version {unreadable}")));
@@ -923,7 +926,7 @@ mod tests {
             .with_max_record_size(1024)
             .with_max_segment_size(64 * 1024)
             .with_index_checkpoint(true);
-        let sdir = dir.path().join(crate::storage::shard_dir_name(0));
+        let sdir = dir.path().join(crate::io::shard_dir_name(0));
         type Summary = Vec<(u64, u64, u64, u64, u64, u64, bool)>;
         let summary = |r: &RecoveredShard| -> (Summary, u64, u64) {
             let segments = r
@@ -940,7 +943,7 @@ mod tests {
         };
         for round in 0..3 {
             let wal = crate::Wal::new(dir.path(), options.clone()).expect("open");
-            let salt = crate::manifest::Manifest::read(dir.path())
+            let salt = crate::format::manifest::Manifest::read(dir.path())
                 .expect("manifest")
                 .salt;
             for i in 0..3000 {

@@ -4,9 +4,9 @@
 //! compaction install) over in-memory segments that tell written bytes from synced
 //! bytes and can be told to fail. Nothing here is part of the public API.
 
-use crate::record::Codec;
-use crate::segment::SEGMENT_HEADER_LEN;
-use crate::storage::MemStorage;
+use crate::format::record::Codec;
+use crate::format::segment_header::SEGMENT_HEADER_LEN;
+use crate::testing::mem_storage::MemStorage;
 use crate::{Result, Wal, WalOptions};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

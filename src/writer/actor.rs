@@ -22,17 +22,18 @@
 //! what is unsynced and returns. A drop guard marks the shard stopped, and poisoned if
 //! the actor panicked, so no reader or waiter hangs on a dead actor.
 
-use crate::channel::Receiver;
-use crate::completion::{complete_all, Completer};
 use crate::error::{Result, WalError};
+use crate::format::record::{encoded_len, Codec, SealNote, MARKER_LEN};
+use crate::format::segment_header::{SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN};
 use crate::index::Location;
+use crate::io::Storage;
 use crate::options::MAX_SEGMENT_SIZE;
-use crate::record::{encoded_len, Codec, SealNote, MARKER_LEN};
-use crate::segment::{Segment, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_LEN};
 use crate::shard::{Counters, Request, RetiredSegment, ShardShared};
-use crate::storage::Storage;
+use crate::sync::channel::Receiver;
+use crate::sync::completion::{complete_all, Completer};
 use crate::sync::{now_us, Arc};
-use crate::syncer::SealSyncer;
+use crate::writer::active_segment::Segment;
+use crate::writer::syncer::SealSyncer;
 
 /// How long an idle actor polls its queue (yielding between polls) before sleeping,
 /// after a batch that answered two or more waiting callers (durable appends, `sync`):
@@ -70,7 +71,7 @@ fn idle_poll_after(answered: usize) -> std::time::Duration {
 /// durable call or `sync` after a burst of non-durable appends finds the burst's
 /// seals synced instead of waiting for up to four of them per shard. Long against
 /// the gaps between a caller's appends (microseconds), short against
-/// [`syncer::DEFER_LIMIT`](crate::syncer::DEFER_LIMIT).
+/// [`syncer::DEFER_LIMIT`](crate::writer::syncer::DEFER_LIMIT).
 pub(crate) const IDLE_SYNC_AFTER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Encoded bytes the actor buffers before writing them, even within a batch: a

@@ -32,10 +32,11 @@
 //! Every log is also checked call by call ([`check_markers`]): a sync marker may
 //! only vouch for segments whose bytes and names are synced.
 
+use crate::format::record::{marker_vouches, Codec};
+use crate::format::segment_header::{segment_file_name, SEGMENT_HEADER_LEN};
 use crate::hash::shard_for;
-use crate::record::{marker_vouches, Codec};
-use crate::segment::{segment_file_name, SEGMENT_HEADER_LEN};
-use crate::storage::{shard_dir_name, FileId, MemStorage, Op, OpLog};
+use crate::io::shard_dir_name;
+use crate::testing::mem_storage::{FileId, MemStorage, Op, OpLog};
 use crate::{RecoveryMode, Wal, WalOptions};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
@@ -486,7 +487,8 @@ fn read_wal(dir: &Path) -> BTreeMap<FileId, Vec<u8>> {
         for entry in std::fs::read_dir(&shard_dir).expect("list shard") {
             let path = entry.expect("entry").path();
             let name = path.file_name().and_then(|n| n.to_str()).expect("name");
-            let sequence = crate::segment::parse_segment_file_name(name).expect("a segment");
+            let sequence =
+                crate::format::segment_header::parse_segment_file_name(name).expect("a segment");
             files.insert((shard, sequence), std::fs::read(&path).expect("read"));
         }
     }
@@ -856,7 +858,7 @@ fn template_manifest(base: &Path, options: &WalOptions) -> std::path::PathBuf {
     let template = base.join("template");
     std::fs::create_dir_all(&template).expect("template dir");
     // The salt the in-memory runs bind their records with.
-    crate::manifest::Manifest {
+    crate::format::manifest::Manifest {
         shards: options.shards as u32,
         salt: Some(crate::wal::MEM_SALT),
     }
@@ -950,7 +952,7 @@ fn crash_then_power_cuts(seed: u64, crash: Crash, firsts: usize, cuts: usize) ->
         // Recovery's own calls (cuts, fsyncs, removals, directory fsyncs) go into
         // the log as it makes them, and must explain every change it made.
         let recovery = OpLog::default();
-        crate::storage::observed::watch(&dir, recovery.clone());
+        crate::io::observed::watch(&dir, recovery.clone());
         let mut opened = crate::open::open_dir(&dir, &options);
         // A power cut can leave lost pages before pages that reached the disk: the
         // state is refused, changing nothing, and salvaged with `SkipCorrupted`.
@@ -973,7 +975,7 @@ fn crash_then_power_cuts(seed: u64, crash: Crash, firsts: usize, cuts: usize) ->
             }
             _ => false,
         };
-        crate::storage::observed::unwatch(&dir);
+        crate::io::observed::unwatch(&dir);
         let opened = opened.unwrap_or_else(|e| reopen_failed(&whole, &killed, &e, &case));
         let recovery = recovery.lock().unwrap_or_else(|e| e.into_inner()).clone();
         covered.changed += usize::from(!recovery.is_empty());

@@ -1,0 +1,5 @@
+//! The per-shard key index: key -> record locations, read by any thread.
+
+mod shard_index;
+
+pub(crate) use shard_index::*;
