@@ -66,6 +66,7 @@ mod checkpoint;
 mod compaction;
 mod completion;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod hash;

@@ -189,11 +189,13 @@ impl Codec {
     }
 
     /// Length of a sync marker.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn marker_len(self) -> usize {
         self.header_len() + 8
     }
 
     /// Length of a seal note.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn seal_note_len(self) -> usize {
         self.header_len() + 16
     }
