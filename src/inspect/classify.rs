@@ -6,11 +6,11 @@
 use super::report::{Damage, DamageKind, SegmentScan};
 use crate::format::record::DecodeError;
 use crate::format::segment_header::{
-    segment_file_name, HeaderError, SegmentHeader, FORMAT_VERSION, OLDEST_READABLE_VERSION,
-    SEGMENT_HEADER_LEN,
+    segment_file_name, HeaderError, FORMAT_VERSION, OLDEST_READABLE_VERSION, SEGMENT_HEADER_LEN,
 };
 use crate::recovery::{
-    identity_mismatch, salt_problem, End, HeaderFact, Place, SaltProblem, SegmentWalk, ShardFacts,
+    identity_mismatch, salt_problem, End, HeaderFact, IdentityMismatch, Place, SaltProblem,
+    SegmentWalk, ShardFacts,
 };
 use std::path::{Path, PathBuf};
 
@@ -58,16 +58,8 @@ enum Reason {
          {OLDEST_READABLE_VERSION} to {FORMAT_VERSION} (records not checked)"
     )]
     Unsupported { version: u32 },
-    #[error(
-        "header says shard {} segment {}, but the file is shard {shard} segment {sequence}",
-        header.shard,
-        header.sequence
-    )]
-    Identity {
-        header: SegmentHeader,
-        shard: u32,
-        sequence: u64,
-    },
+    #[error("{0}")]
+    Identity(IdentityMismatch),
     #[error(
         "the header's salt is not the manifest's: the segment belongs to another WAL; \
          Wal::new refuses it"
@@ -161,12 +153,8 @@ pub(super) fn segment_damage(
             out.push(damage(path, 8, 4, DamageKind::UnsupportedVersion, reason));
         }
         HeaderFact::Valid(header) => {
-            if identity_mismatch(&header, place) {
-                let reason = Reason::Identity {
-                    header,
-                    shard: place.shard,
-                    sequence: place.sequence,
-                };
+            if let Some(mismatch) = identity_mismatch(&header, place) {
+                let reason = Reason::Identity(mismatch);
                 out.push(damage(path, 12, 12, DamageKind::Mismatch, reason));
             }
             let salt = salt_problem(&header, place.salt);

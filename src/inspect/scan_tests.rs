@@ -80,7 +80,31 @@ fn two_records(sequence: u64) -> (Vec<u8>, usize) {
     (seg, second)
 }
 
-fn only_damage(scan: &WalScan) -> Vec<(DamageKind, u64, u64)> {
+/// Scans a one-shard WAL whose segments hold `segments`' bytes: the scan, and its
+/// damage as [`only_damage`] lists it.
+fn scanned(
+    segments: &[Vec<u8>],
+) -> std::result::Result<(WalScan, Ranges), Box<dyn std::error::Error>> {
+    let dir = wal_with(segments)?;
+    let scan = scan(dir.path())?;
+    let damage = only_damage(&scan);
+    Ok((scan, damage))
+}
+
+/// Asserts that a one-shard WAL whose segments hold `segments`' bytes scans with
+/// `damage` and `records` valid records.
+fn assert_scans_as(segments: &[Vec<u8>], damage: &[Range], records: u64) -> TestResult {
+    let (scan, found) = scanned(segments)?;
+    assert_eq!(found, damage);
+    assert_eq!(scan.records(), records);
+    Ok(())
+}
+
+/// A damaged range: (kind, offset, length).
+type Range = (DamageKind, u64, u64);
+type Ranges = Vec<Range>;
+
+fn only_damage(scan: &WalScan) -> Ranges {
     scan.all_damage()
         .map(|d| (d.kind, d.offset, d.len))
         .collect()
@@ -273,10 +297,9 @@ fn torn_tail_of_newest_then_zeros() -> TestResult {
     seg.truncate(seg.len() - 2);
     let torn_len = (seg.len() - second) as u64;
     seg.extend([0u8; 64]);
-    let dir = wal_with(&[seg])?;
-    let scan = scan(dir.path())?;
+    let (scan, damage) = scanned(&[seg])?;
     assert_eq!(
-        only_damage(&scan),
+        damage,
         vec![(DamageKind::TornTail, second as u64, torn_len)]
     );
     let s = &scan.shards[0].segments[0];
@@ -307,10 +330,9 @@ fn damage_in_the_middle_of_the_newest_segment_is_corruption() -> TestResult {
     let (mut seg, second) = two_records(1);
     let third = record(&mut seg, 30, b"c", b"three");
     seg[second + 22] ^= 0x01;
-    let dir = wal_with(&[seg])?;
-    let scan = scan(dir.path())?;
+    let (scan, damage) = scanned(&[seg])?;
     assert_eq!(
-        only_damage(&scan),
+        damage,
         vec![(DamageKind::Corrupt, second as u64, (third - second) as u64)]
     );
     let records = scan.shards[0].segments[0].file.read_records()?;
@@ -327,17 +349,12 @@ fn header_damage_by_position() -> TestResult {
     // Newest segment with a bad header and no record: a torn creation.
     let mut newest = header(0, 2);
     newest[3] = b'X';
-    let dir = wal_with(&[sealed, newest])?;
-    let scan = scan(dir.path())?;
-    assert_eq!(
-        only_damage(&scan),
-        vec![
-            (DamageKind::BadHeader, 0, 40),
-            (DamageKind::TornTail, 0, 40)
-        ]
-    );
-    assert_eq!(scan.records(), 2);
-    Ok(())
+    use DamageKind::{BadHeader, TornTail};
+    assert_scans_as(
+        &[sealed, newest],
+        &[(BadHeader, 0, 40), (TornTail, 0, 40)],
+        2,
+    )
 }
 
 #[test]
@@ -356,17 +373,12 @@ fn header_version_and_identity() -> TestResult {
     // Bound to the file it is in (segment 2), as a writer would have.
     let at = wrong.len() as u64;
     Codec::bound(SALT, 0, 2).encode_into(&mut wrong, at, 1, 1, b"k", b"v");
-    let dir = wal_with(&[future, wrong])?;
-    let scan = scan(dir.path())?;
-    assert_eq!(
-        only_damage(&scan),
-        vec![
-            (DamageKind::UnsupportedVersion, 8, 4),
-            (DamageKind::Mismatch, 12, 12)
-        ]
-    );
-    assert_eq!(scan.records(), 1);
-    Ok(())
+    use DamageKind::{Mismatch, UnsupportedVersion};
+    assert_scans_as(
+        &[future, wrong],
+        &[(UnsupportedVersion, 8, 4), (Mismatch, 12, 12)],
+        1,
+    )
 }
 
 #[test]

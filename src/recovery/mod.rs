@@ -54,6 +54,6 @@ pub(crate) use scan::scan_shard;
 pub(crate) use shard::list_segments;
 pub(crate) use shard::{read_shard_dir, recover_shard, RecoveredShard};
 pub(crate) use walk::{
-    identity_mismatch, salt_problem, walk_segment, End, HeaderFact, Place, SaltProblem,
-    SegmentWalk, Source,
+    identity_mismatch, salt_problem, walk_segment, End, HeaderFact, IdentityMismatch, Place,
+    SaltProblem, SegmentWalk, Source,
 };

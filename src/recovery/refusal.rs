@@ -2,10 +2,9 @@
 //! [`WalError::Corruption`] or [`WalError::ManifestMismatch`], word for word as
 //! before.
 
-use super::walk::SaltProblem;
+use super::walk::{IdentityMismatch, SaltProblem};
 use crate::error::WalError;
 use crate::format::record::DecodeError;
-use crate::format::segment_header::SegmentHeader;
 use std::path::{Path, PathBuf};
 
 /// Why recovery under `RecoveryMode::Strict` refuses a segment (or one missing).
@@ -44,16 +43,8 @@ impl Refusal {
 /// Why a segment's header says it belongs elsewhere.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Mismatch {
-    #[error(
-        "segment header says shard {} segment {}, but the file is shard {shard} segment {sequence}",
-        header.shard,
-        header.sequence
-    )]
-    Identity {
-        header: SegmentHeader,
-        shard: u32,
-        sequence: u64,
-    },
+    #[error("segment {0}")]
+    Identity(IdentityMismatch),
     #[error("{0}")]
     Salt(SaltProblem),
 }

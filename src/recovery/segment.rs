@@ -37,13 +37,8 @@ impl Recovering<'_, '_> {
                 })
             }
             HeaderFact::Valid(header) => {
-                if identity_mismatch(&header, place) {
-                    let mismatch = Mismatch::Identity {
-                        header,
-                        shard: place.shard,
-                        sequence: place.sequence,
-                    };
-                    return Err(mismatch.at(path));
+                if let Some(mismatch) = identity_mismatch(&header, place) {
+                    return Err(Mismatch::Identity(mismatch).at(path));
                 }
                 if let Some(problem) = salt_problem(&header, place.salt) {
                     return Err(Mismatch::Salt(problem).at(path));

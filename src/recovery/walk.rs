@@ -442,9 +442,30 @@ fn walk_bytes(
     Ok(walk)
 }
 
-/// Whether a valid `header` names another shard or sequence than the file's.
-pub(crate) fn identity_mismatch(header: &SegmentHeader, place: &Place<'_>) -> bool {
-    header.shard != place.shard || header.sequence != place.sequence
+/// A valid header that names another shard or sequence than its file's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "header says shard {} segment {}, but the file is shard {shard} segment {sequence}",
+    header.shard,
+    header.sequence
+)]
+pub(crate) struct IdentityMismatch {
+    pub(crate) header: SegmentHeader,
+    pub(crate) shard: u32,
+    pub(crate) sequence: u64,
+}
+
+/// Whether a valid `header` names another shard or sequence than the file's (at
+/// `place`).
+pub(crate) fn identity_mismatch(
+    header: &SegmentHeader,
+    place: &Place<'_>,
+) -> Option<IdentityMismatch> {
+    (header.shard != place.shard || header.sequence != place.sequence).then_some(IdentityMismatch {
+        header: *header,
+        shard: place.shard,
+        sequence: place.sequence,
+    })
 }
 
 /// What is wrong with the salt of a valid header of format version 4 or later.
