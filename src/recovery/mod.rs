@@ -15,9 +15,9 @@
 //! tail only if **no valid record follows it** in the file: then nothing after it
 //! can be read back, and the tail is truncated. A failing record followed by valid
 //! ones is never taken for a torn tail, whatever the bytes between look like (zeros
-//! included: a value can be a run of zeros): under [`RecoveryMode::Strict`] it is
-//! [`WalError::Corruption`] naming file and offset, and nothing in the shard is
-//! changed; under [`RecoveryMode::SkipCorrupted`] the damaged bytes are skipped and
+//! included: a value can be a run of zeros): under `RecoveryMode::Strict` it is
+//! `WalError::Corruption` naming file and offset, and nothing in the shard is
+//! changed; under `RecoveryMode::SkipCorrupted` the damaged bytes are skipped and
 //! every record that verifies is kept. Records of format version 4 are bound to
 //! their place (`record.rs`), so the search for a following record never stops
 //! inside a value.

@@ -10,14 +10,12 @@ use super::walk::{walk_segment, Source};
 use crate::error::Result;
 use crate::format::segment_header::segment_file_name;
 use crate::index::{stage, Location, Staged};
-use crate::io::FileSegment;
+use crate::io::owned::{open_file, How};
 use crate::options::RecoveryMode;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// What recovery keeps of one segment's walk.
 pub(super) struct Opened {
-    pub(super) io: Arc<FileSegment>,
     /// The highest record sequence number found in it.
     pub(super) max_seq: u64,
     /// Its newest record timestamp (0: none).
@@ -57,11 +55,13 @@ pub(crate) fn scan_shard(
     // Reused across the shard's segments.
     let mut buf = Vec::new();
     let facts = collect_shard(files, &paths, shard, salt, false, |_, path, place| {
-        let io = Arc::new(FileSegment::open(path.clone())?);
+        // Read-only: a segment that recovery removes after an unfinished seal is
+        // read, but never opened for writing.
+        let file = open_file(path, How::Read, "opening segment")?;
         let sequence = place.sequence;
         let (mut max_seq, mut newest_us) = (0, 0);
         let source = Source::File {
-            file: io.file(),
+            file: &file,
             path,
             buf: &mut buf,
         };
@@ -75,12 +75,7 @@ pub(crate) fn scan_shard(
             max_seq = max_seq.max(record.seq);
             newest_us = newest_us.max(record.timestamp_us);
         })?;
-        let opened = Opened {
-            io,
-            max_seq,
-            newest_us,
-        };
-        Ok((walk, opened))
+        Ok((walk, Opened { max_seq, newest_us }))
     })?;
     let mut shard = Recovering {
         facts: &facts,

@@ -7,10 +7,11 @@ use super::walk::{identity_mismatch, salt_problem, End, HeaderFact};
 use crate::error::{Result, WalError};
 use crate::format::record::Codec;
 use crate::format::segment_header::{FORMAT_VERSION, SEGMENT_HEADER_LEN};
-use crate::io::{observed, sync_directory};
+use crate::io::{observed, sync_directory, FileSegment};
 use crate::options::RecoveryMode;
 use crate::writer::active_segment::Segment;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 impl Recovering<'_, '_> {
     /// Recovers segment `i` of the shard from its walk. Returns whether recovery cut
@@ -28,6 +29,8 @@ impl Recovering<'_, '_> {
         let segment = &facts.segments[i];
         let (path, walk, place) = (segment.path, &segment.walk, &segment.place);
         let newest = place.newest();
+        // Opened for the writer (which appends to the newest) and for a cut.
+        let io = Arc::new(FileSegment::open(path.clone())?);
         let created_us = match walk.header {
             HeaderFact::Unsupported(header) => {
                 return Err(WalError::UnsupportedVersion {
@@ -116,7 +119,6 @@ impl Recovering<'_, '_> {
                 }
             }
         }
-        let io = segment.kept.io.clone();
         let mut kept = Segment {
             sequence: place.sequence,
             io: io.clone(),

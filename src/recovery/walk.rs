@@ -546,3 +546,7 @@ pub(crate) fn read_whole(path: &Path) -> Result<Vec<u8>> {
         .map_err(|e| WalError::io("reading segment", path, e))?;
     Ok(data)
 }
+
+#[cfg(all(test, not(loom)))]
+#[path = "walk_tests.rs"]
+mod tests;
