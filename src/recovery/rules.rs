@@ -45,11 +45,12 @@ pub(crate) struct Dropped {
 ///   (`compaction.rs`), so a removed one is never taken for a lost one.
 /// - **An unvouched seal**: the segment after the oldest sealed segment that no
 ///   marker vouches for and no seal note shows whole: above `synced_through`; not
-///   synced before its successor existed (`version(i)`: the header version of segment `i`,
-///   if readable); and not `whole(i)` (see [`seal_note_shows_whole`]; asked only of
-///   segments scanned without damage). Only if a record follows (`records_from(i +
-///   1)`): otherwise nothing can come after lost records, and the writer goes on in
-///   the newest segment, re-syncing that seal and then vouching for it.
+///   synced before its successor existed (`version(i)`: the header version of
+///   segment `i`, if readable); and not `whole(i)` (see [`seal_note_shows_whole`];
+///   asked only of segments scanned without damage). Only if a record follows
+///   (`records_from(i + 1)`): otherwise nothing can come after lost records, and the
+///   writer goes on in the newest segment, re-syncing that seal and then vouching
+///   for it.
 ///
 /// `note(i)` is the sequence named by the seal note segment `i` begins with, if any.
 /// Shared with `inspect`, which reports what recovery will do.
