@@ -542,7 +542,7 @@ mod tests {
         let shard = &wal.inner.shards[0].shared;
         assert_eq!(
             shard.poll_budget(),
-            crate::shard::POLL_BUDGET_MIN,
+            crate::shard::wait::POLL_BUDGET_MIN,
             "nothing timed yet"
         );
         // A 0.3 ms fdatasync (at least: a sleep never ends early): polling 0.25 ms

@@ -9,7 +9,7 @@
 //! snapshot, its index entry is published. A poisoned or stopped shard ends the wait
 //! with an error, never with a silent miss.
 
-use super::wait::{budget_for, next_sync_average, POLLING_WAITERS, POLL_BUDGET_MIN};
+use super::wait::{durable_poll, next_sync_average};
 use crate::error::{Result, WalError};
 use crate::index::ShardIndex;
 use crate::read::cache::BlockCache;
@@ -165,26 +165,20 @@ impl ShardShared {
         self.sync_us.store(average, Relaxed);
     }
 
-    /// How long a polling durable waiter of this shard polls now.
+    /// How long a lone polling durable waiter of this shard polls now.
+    #[cfg(test)]
     pub(crate) fn poll_budget(&self) -> std::time::Duration {
-        budget_for(self.sync_us.load(std::sync::atomic::Ordering::Relaxed))
+        super::wait::budget_for(self.sync_us.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Waits for the answer to a durable request of this shard, polling before it
-    /// sleeps, which spares it a wake-up. A lone waiter polls for about two of the
-    /// shard's recent `fdatasync`s ([`poll_budget`](Self::poll_budget)); the next of
-    /// [`POLLING_WAITERS`] for [`POLL_BUDGET_MIN`] only, since a long poll by every
-    /// waiter of a group takes the CPU that the others need to join it; when many
-    /// wait, group commit covers them anyway and they sleep at once.
+    /// sleeps, which spares it a wake-up (how long: [`durable_poll`]).
     pub(crate) fn wait_durable<T>(&self, waiter: Waiter<T>) -> Result<T> {
         use std::sync::atomic::Ordering::Relaxed;
         let others = self.durable_waiters.fetch_add(1, Relaxed);
-        let result = if others == 0 {
-            waiter.wait_polling(self.poll_budget())
-        } else if others < POLLING_WAITERS {
-            waiter.wait_polling(POLL_BUDGET_MIN)
-        } else {
-            waiter.wait()
+        let result = match durable_poll(others, self.sync_us.load(Relaxed)) {
+            Some(budget) => waiter.wait_polling(budget),
+            None => waiter.wait(),
         };
         self.durable_waiters.fetch_sub(1, Relaxed);
         result
