@@ -27,10 +27,16 @@ pub(crate) struct RetiredSegment {
 /// Counters the actor keeps and `stats()` reads (relaxed: they are statistics).
 #[derive(Default)]
 pub(crate) struct Counters {
+    /// Records in live segments.
     pub(crate) records: AtomicU64,
+    /// Bytes of live segment files, headers included.
     pub(crate) bytes: AtomicU64,
+    /// Live segment files.
     pub(crate) segments: AtomicU64,
+    /// Batches processed since open.
     pub(crate) batches: AtomicU64,
+    /// Segment `fdatasync`s and `fsync`s since open (seals included, directory
+    /// fsyncs not).
     pub(crate) fsyncs: AtomicU64,
 }
 
@@ -67,13 +73,18 @@ impl Progress {
 
 /// State shared by a shard's actor and all handles.
 pub(crate) struct ShardShared {
+    /// The shard's number, 0-based.
     pub(crate) id: usize,
+    /// Key -> record locations, published by the actor, read by any thread.
     pub(crate) index: ShardIndex,
     /// Blocks of this shard's segments, for reads (`cache.rs`).
     pub(crate) cache: BlockCache,
     pub(crate) counters: Counters,
+    /// Requests counted before they are sent (the read barrier's target).
     pub(super) submitted: AtomicU64,
+    /// `Progress::applied`, readable without the lock (the barrier's fast path).
     applied_hint: AtomicU64,
+    /// Whether `Progress::poison` is set, readable without the lock.
     poisoned: AtomicBool,
     progress: Mutex<Progress>,
     changed: Condvar,

@@ -40,8 +40,11 @@ use crate::writer::syncer::SealSyncer;
 /// Static configuration of an actor.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ActorConfig {
+    /// Age at which the active segment is sealed (`WalOptions::segment_duration`).
     pub(crate) segment_duration_us: u64,
+    /// Rotation threshold in bytes (`WalOptions::max_segment_size`).
     pub(crate) max_segment_size: u64,
+    /// Most requests in one batch (`WalOptions::max_batch`).
     pub(crate) max_batch: usize,
     /// Write the index checkpoint on a clean close (`WalOptions::index_checkpoint`,
     /// unless recovery skipped damage in this shard).

@@ -5,20 +5,30 @@ use std::time::Duration;
 /// Running totals printed at the end.
 #[derive(Default, Debug)]
 pub(super) struct Figures {
+    /// Kill/reopen/check cycles run.
     pub(super) cycles: u64,
+    /// Durable records the child acknowledged, all looked for.
     pub(super) acked_checked: u64,
+    /// Acknowledged durable records missing after a reopen.
     pub(super) lost: u64,
+    /// Records of each cycle's own generation found, durable and not.
     pub(super) durable_found: u64,
     pub(super) non_durable_found: u64,
+    /// Records read back and verified, over all reopens.
     pub(super) records_verified: u64,
+    /// Recoveries that truncated something, and the bytes they cut.
     pub(super) truncations: u64,
     pub(super) truncated_bytes: u64,
     /// Segment files that held bytes and that a recovery removed whole (an unfinished
     /// seal's later segments; since seal notes, a kill should leave none).
     pub(super) segments_removed: u64,
+    /// Children killed before they had opened the WAL.
     pub(super) killed_before_ready: u64,
+    /// WALs started afresh.
     pub(super) fresh_starts: u64,
+    /// Records of the largest WAL a check read.
     pub(super) largest_wal_records: u64,
+    /// Violations found, all counted.
     pub(super) violations: u64,
     /// Reopens from a checkpoint compared with the scan before them.
     pub(super) checkpoint_reopens: u64,
