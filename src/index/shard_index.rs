@@ -55,7 +55,7 @@ pub(crate) fn stage(staged: &mut Staged, key: &[u8], loc: Location) {
 /// reopen reads bytes in proportion to the keys, not to the records). The file is
 /// unlinked once the open succeeds; this handle keeps it readable.
 pub(crate) struct Frozen {
-    pub(crate) file: std::fs::File,
+    pub(crate) file: Arc<dyn crate::io::ReadIo>,
     pub(crate) path: std::path::PathBuf,
     /// Segment sequence of each slot.
     pub(crate) sequences: Box<[u64]>,
@@ -65,8 +65,8 @@ pub(crate) struct Frozen {
 
 /// Bytes of one frozen location (offset, length) and of a group's head (segment
 /// slot, location count).
-pub(crate) const FROZEN_LOCATION_LEN: usize = 8;
-pub(crate) const FROZEN_GROUP_LEN: usize = 8;
+pub(crate) const FROZEN_LOCATION_LEN: usize = crate::format::checkpoint::LOCATION_LEN;
+pub(crate) const FROZEN_GROUP_LEN: usize = crate::format::checkpoint::GROUP_LEN;
 
 /// One key's frozen locations: `groups` groups (segment slot u32, location count
 /// u32, then offset u32 and length u32 per location) at byte `at` of the
@@ -83,8 +83,7 @@ pub(crate) struct Run {
 impl Run {
     /// Bytes the run takes in the checkpoint.
     pub(crate) fn byte_len(groups: u32, count: u32) -> u64 {
-        (u64::from(groups) * FROZEN_GROUP_LEN as u64)
-            + u64::from(count) * FROZEN_LOCATION_LEN as u64
+        crate::format::checkpoint::run_len(groups, count)
     }
 
     /// The error for a run that failed its checks: the checkpoint and the offset of
@@ -101,7 +100,6 @@ impl Run {
     /// what a scan would guarantee: every slot exists, groups in increasing slot
     /// order, offsets increasing within a group, every record inside its segment.
     pub(crate) fn decode_into(&self, out: &mut Vec<Location>) -> Result<(), String> {
-        use std::os::unix::fs::FileExt;
         let len = Run::byte_len(self.groups, self.count) as usize;
         let mut bytes = Vec::new();
         bytes
@@ -110,7 +108,7 @@ impl Run {
         bytes.resize(len, 0);
         self.frozen
             .file
-            .read_exact_at(&mut bytes, self.at)
+            .read_at(&mut bytes, self.at)
             .map_err(|e| format!("reading a key's locations: {e}"))?;
         if crc32c::crc32c(&bytes) != self.crc {
             return Err("a key's locations fail their checksum".into());
@@ -562,8 +560,7 @@ mod tests {
         // Groups: (slot, count, then offset and length of each location).
         let words: [u32; 14] = [0, 1, 40, 50, 1, 2, 40, 60, 100, 20, 0, 1, 90, 10];
         let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        let file = tempfile::tempfile().expect("temp file");
-        std::os::unix::fs::FileExt::write_all_at(&file, &bytes, 0).expect("written");
+        let file = crate::testing::mem_storage::MemStorage::reader(&bytes);
         let frozen = Arc::new(Frozen {
             file,
             path: "INDEX".into(),

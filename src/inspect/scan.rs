@@ -45,7 +45,7 @@
 //! (`SkipCorrupted`).
 
 use crate::error::{Result, WalError};
-use crate::format::manifest::{Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
+use crate::format::manifest::{MANIFEST_FILE, MANIFEST_TMP_FILE};
 use crate::format::record::{marker_vouches, Codec, Decoded};
 use crate::format::segment_header::{
     SegmentHeader, FORMAT_VERSION, OLDEST_READABLE_VERSION, SEGMENT_HEADER_LEN,
@@ -707,7 +707,7 @@ pub fn layout(dir: &Path) -> Result<WalLayout> {
         }
     }
 
-    let (shard_count, manifest_ok, salt) = match Manifest::read(dir) {
+    let (shard_count, manifest_ok, salt) = match crate::open::read_manifest_in(dir) {
         Ok(m) => (m.shards, true, m.salt),
         Err(e @ WalError::UnsupportedVersion { .. }) => return Err(e),
         Err(WalError::Io { source, .. })
@@ -1372,12 +1372,12 @@ mod tests {
     /// A WAL directory with one shard whose segments hold `segments`' bytes.
     fn wal_with(segments: &[Vec<u8>]) -> std::io::Result<tempfile::TempDir> {
         let dir = tempfile::tempdir()?;
-        Manifest {
+        let storage = crate::io::FsStorage::new(dir.path().to_path_buf(), 0o600);
+        let m = crate::format::manifest::Manifest {
             shards: 1,
             salt: Some(SALT),
-        }
-        .write(dir.path())
-        .map_err(std::io::Error::other)?;
+        };
+        crate::open::write_manifest(&storage, &m).map_err(std::io::Error::other)?;
         let sdir = dir.path().join(shard_dir_name(0));
         std::fs::create_dir(&sdir)?;
         for (i, bytes) in segments.iter().enumerate() {
@@ -1860,7 +1860,7 @@ mod tests {
         let index = path
             .join(shard_dir_name(1))
             .join(crate::format::checkpoint::CHECKPOINT_FILE);
-        let unreadable = crate::format::checkpoint::FAILING_READS.arm(index.clone());
+        let unreadable = crate::testing::hooks::FAILING_CHECKPOINT_READS.arm(index.clone());
 
         let scan = scan(&path)?;
         assert_eq!(scan.shards[1].checkpoint, CheckpointCheck::Damaged);

@@ -161,7 +161,7 @@ pub(crate) fn recover_shard(
 ) -> Result<RecoveredShard> {
     let files = list_segments(dir)?;
     let (checkpoint, mut ignored) = if use_checkpoint {
-        checkpoint::read(dir, shard)?
+        crate::index::checkpoint_data::read_in(dir, shard)?
     } else {
         (None, None)
     };
@@ -181,7 +181,7 @@ pub(crate) fn recover_shard(
 /// A shard as its checkpoint describes it, if `files` are the checkpoint's segment
 /// files, unchanged since it was written (else the reason they are not).
 fn from_checkpoint(
-    cp: checkpoint::Checkpoint,
+    cp: crate::index::checkpoint_data::Loaded,
     files: &[(u64, PathBuf)],
     shard: u32,
     salt: Option<u32>,

@@ -371,6 +371,14 @@ fn apply(files: &mut BTreeMap<FileId, FileState>, op: &Op) {
                 f.entry_synced = true;
             }
         }
+        // Files other than segments: see `named.rs`.
+        Op::Put { .. }
+        | Op::SyncFile(_)
+        | Op::Rename { .. }
+        | Op::RemoveFile(_)
+        | Op::MakeDir(_)
+        | Op::SyncRoot
+        | Op::Lock => {}
     }
 }
 
@@ -858,12 +866,12 @@ fn template_manifest(base: &Path, options: &WalOptions) -> std::path::PathBuf {
     let template = base.join("template");
     std::fs::create_dir_all(&template).expect("template dir");
     // The salt the in-memory runs bind their records with.
-    crate::format::manifest::Manifest {
+    let manifest = crate::format::manifest::Manifest {
         shards: options.shards as u32,
         salt: Some(crate::wal::MEM_SALT),
-    }
-    .write(&template)
-    .expect("template manifest");
+    };
+    let storage = crate::io::FsStorage::new(template.clone(), 0o600);
+    crate::open::write_manifest(&storage, &manifest).expect("template manifest");
     template.join("MANIFEST")
 }
 
@@ -1272,5 +1280,12 @@ fn describe(op: &Op) -> String {
         Op::Preallocate { file, len } => format!("preallocate {file:?} {len}"),
         Op::Remove(f) => format!("remove {f:?}"),
         Op::SyncDir(s) => format!("syncdir {s}"),
+        Op::Put { path, bytes } => format!("put {} {} bytes", path.display(), bytes.len()),
+        Op::SyncFile(path) => format!("sync {}", path.display()),
+        Op::Rename { from, to } => format!("rename {} {}", from.display(), to.display()),
+        Op::RemoveFile(path) => format!("remove {}", path.display()),
+        Op::MakeDir(path) => format!("mkdir {}", path.display()),
+        Op::SyncRoot => "syncdir root".into(),
+        Op::Lock => "lock".into(),
     }
 }

@@ -3,4 +3,5 @@
 
 pub(crate) mod active_segment;
 pub(crate) mod actor;
+pub(crate) mod checkpoint_io;
 pub(crate) mod syncer;
