@@ -467,6 +467,12 @@ impl Storage for MemStorage {
         }))
     }
     fn open_read(&self, path: &Path, _op: &'static str) -> Result<Option<Arc<dyn ReadIo>>> {
+        // A segment's bytes as they are now (what a reader opened now sees first).
+        if let Some(seg) = Self::segment_at(path).and_then(|(s, n)| self.segment(s, n)) {
+            let bytes = Arc::new(lock(&seg.data).0.clone());
+            let path = seg.path.clone();
+            return Ok(Some(Arc::new(MemReader { bytes, path })));
+        }
         let named = self.named();
         Ok(named.files.get(path).map(|f| {
             Arc::new(MemReader {
