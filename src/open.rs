@@ -13,35 +13,21 @@
 //! nothing: routing keys by a wrong shard count would hide most records. A directory
 //! without a manifest is adopted only if it holds nothing but our lock file, so a
 //! wrong path never gets files written into it. Every name the WAL owns is a regular
-//! file or directory, never followed through a symlink (`owned.rs`).
+//! file or directory, never followed through a symlink (`owned.rs`). Every file is
+//! reached through the storage (`io/`), so the in-memory one runs the open too.
 
 use crate::error::{Result, WalError};
-use crate::format::manifest::{Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
-use crate::io::owned::{dir_mode, open_file, How};
-use crate::io::{shard_dir_name, sync_directory};
+use crate::format::manifest::{Manifest, MANIFEST_LEN};
+use crate::format::names::{
+    checkpoint_paths, is_shard_like, parse_shard_dir_name, shard_dir, shard_dir_name, LOCK_FILE,
+    MANIFEST_FILE, MANIFEST_TMP_FILE,
+};
+use crate::io::{DirSync, FsStorage, Kind, Storage, WriteSteps};
 use crate::options::WalOptions;
 use crate::recovery::{recover_shard, RecoveredShard, RecoveryReport};
-use std::fs::{File, FileType};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-pub(crate) const LOCK_FILE: &str = "LOCK";
-
-/// The directory lock: an flock on `DIR/LOCK`, held until this is dropped.
-///
-/// Dropping unlocks explicitly before closing the descriptor: a process spawned by
-/// another thread holds a copy of every descriptor until it execs, and an flock lives
-/// as long as any copy does, so only closing ours could leave the directory locked
-/// for a moment and refuse an immediate reopen (`exclusion_lock.rs`:
-/// `close_then_reopen_while_the_process_spawns_children`). An unlock releases it for
-/// every copy. If it fails, closing still releases the lock once the copies are gone.
-pub(crate) struct DirLock(File);
-
-impl Drop for DirLock {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
-}
+pub(crate) use crate::io::DirLock;
 
 /// A directory that is open: its lock, shard count and recovered shards.
 pub(crate) struct Opened {
@@ -52,34 +38,74 @@ pub(crate) struct Opened {
     pub(crate) salt: u32,
 }
 
-/// The entries of `dir`, sorted by name, each with its type as the directory lists
-/// it (a symlink is a symlink, not what it points to).
-fn entry_names(dir: &Path) -> Result<Vec<(String, PathBuf, FileType)>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| WalError::io("listing", dir, e))? {
-        let entry = entry.map_err(|e| WalError::io("listing", dir, e))?;
-        let path = entry.path();
-        let kind = entry
-            .file_type()
-            .map_err(|e| WalError::io("inspecting", &path, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        out.push((name, path, kind));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
-}
+/// What the steps of the manifest's write are called in its errors.
+const MANIFEST_STEPS: WriteSteps = WriteSteps {
+    create: "creating manifest",
+    write: "writing manifest",
+    sync: "syncing manifest",
+    rename: "renaming manifest",
+};
 
-fn lock_dir(dir: &Path, file_mode: u32) -> Result<DirLock> {
-    let path = dir.join(LOCK_FILE);
-    let file = open_file(&path, How::OpenOrCreate(file_mode), "opening lock file")?;
-    match file.try_lock() {
-        Ok(()) => Ok(DirLock(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(WalError::Locked { path }),
-        Err(std::fs::TryLockError::Error(e)) => Err(WalError::io("locking", &path, e)),
+/// Reads and checks the manifest, if there is one (a regular file: a symlink or
+/// special file under the name is [`WalError::ForeignFile`]).
+pub(crate) fn read_manifest(storage: &dyn Storage) -> Result<Option<Manifest>> {
+    let path = Path::new(MANIFEST_FILE);
+    // One byte more than the longest manifest, to tell a longer file.
+    let limit = MANIFEST_LEN as u64 + 1;
+    match storage.read_file(path, limit, "reading manifest")? {
+        Some(bytes) => Manifest::decode(&bytes, &storage.full_path(path)).map(Some),
+        None => Ok(None),
     }
 }
 
-/// What `dir` is, found without changing anything in it.
+/// [`read_manifest`] of the WAL at `dir`, for inspect, which still names its files
+/// by path: a missing manifest is an I/O error of kind `NotFound`.
+pub(crate) fn read_manifest_in(dir: &Path) -> Result<Manifest> {
+    let storage = FsStorage::new(dir.to_path_buf(), crate::io::owned::DEFAULT_FILE_MODE);
+    read_manifest(&storage)?.ok_or_else(|| {
+        WalError::io(
+            "reading manifest",
+            dir.join(MANIFEST_FILE),
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        )
+    })
+}
+
+/// Writes the manifest `m` atomically (version 2): `MANIFEST.tmp`, fsync, rename to
+/// `MANIFEST`, and an fsync of the directory, which makes the rename (the commit
+/// point of a creation or of an upgrade) durable before anything relies on it.
+pub(crate) fn write_manifest(storage: &dyn Storage, m: &Manifest) -> Result<()> {
+    storage.write_file_atomically(
+        Path::new(MANIFEST_FILE),
+        Path::new(MANIFEST_TMP_FILE),
+        &[&m.encode()],
+        DirSync::After,
+        MANIFEST_STEPS,
+    )
+}
+
+/// One entry of the WAL directory: its name, its path (for errors) and its kind.
+struct Listed {
+    name: String,
+    path: PathBuf,
+    kind: Kind,
+}
+
+/// The entries of the WAL directory, sorted by name, each with its kind as the
+/// directory lists it (a symlink is a symlink, not what it points to).
+fn entry_names(storage: &dyn Storage) -> Result<Vec<Listed>> {
+    Ok(storage
+        .list_dir(Path::new(""))?
+        .into_iter()
+        .map(|e| Listed {
+            path: storage.full_path(Path::new(&e.name)),
+            name: e.name.to_string_lossy().into_owned(),
+            kind: e.kind,
+        })
+        .collect())
+}
+
+/// What the WAL directory is, found without changing anything in it.
 enum Checked {
     /// No manifest, and nothing but a lock file and a manifest's temporary file: a
     /// WAL to create.
@@ -88,60 +114,58 @@ enum Checked {
     Existing {
         manifest: Manifest,
         /// Shard directories to create (a creation was interrupted before them).
-        missing: Vec<PathBuf>,
+        missing: Vec<u32>,
         /// A `MANIFEST.tmp` a crash left behind, to remove.
-        stale_tmp: Option<PathBuf>,
+        stale_tmp: bool,
     },
 }
 
-/// Reads `dir`'s manifest and checks the directory against it, changing nothing.
-fn check(dir: &Path) -> Result<Checked> {
-    let entries = entry_names(dir)?;
+/// Reads the manifest and checks the WAL directory against it, changing nothing.
+fn check(storage: &dyn Storage) -> Result<Checked> {
+    let entries = entry_names(storage)?;
     // The names the WAL owns at the top are regular files or directories of the WAL.
-    for (name, path, kind) in &entries {
-        let owned_file = [LOCK_FILE, MANIFEST_FILE, MANIFEST_TMP_FILE].contains(&name.as_str());
-        if owned_file && !kind.is_file() {
-            return Err(WalError::ForeignFile { path: path.clone() });
+    for e in &entries {
+        let owned_file = [LOCK_FILE, MANIFEST_FILE, MANIFEST_TMP_FILE].contains(&e.name.as_str());
+        if owned_file && e.kind != Kind::File {
+            return Err(WalError::ForeignFile {
+                path: e.path.clone(),
+            });
         }
     }
-    let Some(manifest) = Manifest::read_if_exists(dir)? else {
+    let Some(manifest) = read_manifest(storage)? else {
         // Refuse before writing anything: a directory that is not ours stays untouched.
         if entries
             .iter()
-            .any(|(name, _, kind)| kind.is_dir() && name.starts_with("shard-"))
+            .any(|e| e.kind == Kind::Dir && is_shard_like(&e.name))
         {
             return Err(WalError::ManifestMismatch {
-                path: dir.join(MANIFEST_FILE),
+                path: storage.full_path(Path::new(MANIFEST_FILE)),
                 reason: "the manifest is missing but shard directories exist".into(),
             });
         }
-        if let Some((_, path, _)) = entries
+        if let Some(e) = entries
             .into_iter()
-            .find(|(name, _, _)| name != LOCK_FILE && name != MANIFEST_TMP_FILE)
+            .find(|e| e.name != LOCK_FILE && e.name != MANIFEST_TMP_FILE)
         {
-            return Err(WalError::ForeignFile { path });
+            return Err(WalError::ForeignFile { path: e.path });
         }
         return Ok(Checked::Fresh);
     };
     let shards = manifest.shards as usize;
     let mut present = vec![false; shards];
-    let mut stale_tmp = None;
-    for (name, path, kind) in entries {
+    let mut stale_tmp = false;
+    for Listed { name, path, kind } in entries {
         match name.as_str() {
             LOCK_FILE | MANIFEST_FILE => continue,
             MANIFEST_TMP_FILE => {
                 // Left by a crash while a manifest was written; MANIFEST itself is whole.
-                stale_tmp = Some(path);
+                stale_tmp = true;
                 continue;
             }
             _ => {}
         }
-        let shard = name
-            .strip_prefix("shard-")
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|&n| u32::try_from(n).is_ok_and(|n| name == shard_dir_name(n)));
-        match shard {
-            Some(_) if !kind.is_dir() => return Err(WalError::ForeignFile { path }),
+        match parse_shard_dir_name(&name).map(|n| n as usize) {
+            Some(_) if kind != Kind::Dir => return Err(WalError::ForeignFile { path }),
             Some(n) if n < shards => present[n] = true,
             Some(_) => {
                 return Err(WalError::ManifestMismatch {
@@ -155,30 +179,25 @@ fn check(dir: &Path) -> Result<Checked> {
             None => return Err(WalError::ForeignFile { path }),
         }
     }
-    let shard_dir = |n: usize| dir.join(shard_dir_name(n as u32));
-    let missing: Vec<PathBuf> = (0..shards)
+    let missing: Vec<u32> = (0..shards)
         .filter(|&n| !present[n])
-        .map(shard_dir)
+        .map(|n| n as u32)
         .collect();
-    if let Some(first_missing) = missing.first() {
+    if let Some(&first_missing) = missing.first() {
         // Creation makes every shard directory before any shard writes a segment, so
         // a missing one is an interrupted creation only while every shard directory
         // there is still empty. Otherwise the manifest is not this directory's.
         for n in (0..shards).filter(|&n| present[n]) {
-            let sdir = shard_dir(n);
-            let mut listing =
-                std::fs::read_dir(&sdir).map_err(|e| WalError::io("listing", &sdir, e))?;
-            if let Some(entry) = listing.next() {
-                let entry = entry.map_err(|e| WalError::io("listing", &sdir, e))?;
+            if let Some(entry) = storage.list_dir(&shard_dir(n as u32))?.first() {
                 return Err(WalError::ManifestMismatch {
-                    path: first_missing.clone(),
+                    path: storage.full_path(&shard_dir(first_missing)),
                     reason: format!(
                         "the manifest says {shards} shards but {} of them {} missing, \
                          while {} holds {}: the manifest does not match the directory",
                         missing.len(),
                         if missing.len() == 1 { "is" } else { "are" },
                         shard_dir_name(n as u32),
-                        entry.file_name().to_string_lossy()
+                        entry.name.to_string_lossy()
                     ),
                 });
             }
@@ -191,101 +210,73 @@ fn check(dir: &Path) -> Result<Checked> {
     })
 }
 
-/// Creates the WAL directory `dir` (mode from `file_mode`), and its parents as a
-/// plain `mkdir -p` would, if it does not exist.
-fn create_wal_dir(dir: &Path, file_mode: u32) -> Result<()> {
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(parent) = parent {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| WalError::io("creating directory", parent, e))?;
-    }
-    match std::fs::DirBuilder::new()
-        .mode(dir_mode(file_mode))
-        .create(dir)
-    {
-        Ok(()) => {}
-        // Made by someone else since we looked; the checks below judge what it is.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(WalError::io("creating directory", dir, e)),
-    }
-    if let Some(parent) = parent {
-        // fsync the parent: the new WAL directory's name must survive a power loss.
-        sync_directory(parent)?;
-    }
-    Ok(())
-}
+/// Recovers shard `shard` of a WAL whose manifest has salt `salt`.
+pub(crate) type Recover<'a> = dyn Fn(u32, Option<u32>) -> Result<RecoveredShard> + Sync + 'a;
 
 /// Opens (creating if needed) the WAL at `dir`.
 pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
-    match std::fs::metadata(dir) {
-        Ok(m) if !m.is_dir() => {
-            return Err(WalError::NotADirectory {
-                path: dir.to_path_buf(),
-            })
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            create_wal_dir(dir, options.file_mode)?;
-        }
-        Err(e) => return Err(WalError::io("inspecting", dir, e)),
-    }
+    let storage = FsStorage::new(dir.to_path_buf(), options.file_mode);
+    let (mode, use_checkpoint) = (options.recovery_mode, options.index_checkpoint);
+    let recover = |shard: u32, salt| {
+        let sdir = dir.join(shard_dir_name(shard));
+        recover_shard(&sdir, shard, mode, use_checkpoint, salt)
+    };
+    open_with(&storage, options, &recover)
+}
+
+/// Opens (creating if needed) the WAL in `storage`, each shard recovered by
+/// `recover` (recovery still reads its files by path: `recovery/`).
+pub(crate) fn open_with(
+    storage: &dyn Storage,
+    options: &WalOptions,
+    recover: &Recover<'_>,
+) -> Result<Opened> {
+    storage.ensure_root()?;
     // Checked before the lock is taken, so that a refused open does not even create
     // the lock file, and again once it is held: only then is nobody else changing it.
-    if let Err(e) = check(dir) {
+    if let Err(e) = check(storage) {
         // Someone holding the lock may be in the middle of changing the directory (a
         // shutdown removing it): report that, not the state it is passing through.
-        let lock = dir.join(LOCK_FILE);
-        if let Ok(Some(file)) =
-            crate::io::owned::open_file_if_exists(&lock, How::ReadWrite, "probing lock file")
-        {
-            match file.try_lock() {
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(WalError::Locked { path: lock })
-                }
-                // Unlocked explicitly, as `DirLock` does, for copies of the descriptor.
-                Ok(()) => drop(DirLock(file)),
-                Err(std::fs::TryLockError::Error(_)) => {}
-            }
+        let lock = Path::new(LOCK_FILE);
+        if storage.is_locked(lock) {
+            return Err(WalError::Locked {
+                path: storage.full_path(lock),
+            });
         }
         return Err(e);
     }
-    let lock = lock_dir(dir, options.file_mode)?;
-    let (manifest, missing) = match check(dir)? {
+    let lock = storage.lock(Path::new(LOCK_FILE))?;
+    let (manifest, missing) = match check(storage)? {
         Checked::Fresh => {
             let m = Manifest::new(options.shards as u32);
-            m.write_with_mode(dir, options.file_mode)?;
-            let missing = (0..m.shards).map(|n| dir.join(shard_dir_name(n))).collect();
-            (m, missing)
+            write_manifest(storage, &m)?;
+            (m, (0..m.shards).collect())
         }
         Checked::Existing {
             manifest,
             missing,
             stale_tmp,
         } => {
-            if let Some(path) = stale_tmp {
-                std::fs::remove_file(&path).map_err(|e| WalError::io("removing", &path, e))?;
+            if stale_tmp {
+                storage.remove_file(Path::new(MANIFEST_TMP_FILE), "removing")?;
             }
             (manifest, missing)
         }
     };
     let shards = manifest.shards as usize;
-    for sdir in &missing {
-        crate::io::owned::create_dir(sdir, dir_mode(options.file_mode))?;
+    for &shard in &missing {
+        storage.create_dir(&shard_dir(shard))?;
     }
     if !missing.is_empty() {
         // fsync the WAL directory: new shard directories must survive a power loss
         // before segments are created in them.
-        sync_directory(dir)?;
+        storage.sync_root()?;
     }
-    let (mode, use_checkpoint) = (options.recovery_mode, options.index_checkpoint);
     let recovered: Vec<Result<RecoveredShard>> = {
         use rayon::prelude::*;
         (0..shards)
             .into_par_iter()
-            .map(|shard| {
-                let sdir = dir.join(shard_dir_name(shard as u32));
-                recover_shard(&sdir, shard as u32, mode, use_checkpoint, manifest.salt)
-            })
+            .map(|shard| recover(shard as u32, manifest.salt))
             .collect()
     };
     let mut report = RecoveryReport::default();
@@ -299,9 +290,9 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
         // In parallel: unlinking a checkpoint that no shard keeps open drops its
         // pages from the page cache, about 0.3 ms for a million records' worth.
         use rayon::prelude::*;
-        (0..shards).into_par_iter().try_for_each(|shard| {
-            crate::format::checkpoint::remove(&dir.join(shard_dir_name(shard as u32)))
-        })?;
+        (0..shards)
+            .into_par_iter()
+            .try_for_each(|shard| remove_checkpoint(storage, shard as u32))?;
     }
     // A WAL written before format version 4 has no salt yet: it gets one now, after
     // recovery succeeded (a refused open changes nothing) and before any writer
@@ -310,7 +301,7 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
         Some(salt) => salt,
         None => {
             let upgraded = Manifest::new(manifest.shards);
-            upgraded.write_with_mode(dir, options.file_mode)?;
+            write_manifest(storage, &upgraded)?;
             upgraded.salt.unwrap_or(0)
         }
     };
@@ -322,29 +313,120 @@ pub(crate) fn open_dir(dir: &Path, options: &WalOptions) -> Result<Opened> {
     })
 }
 
+/// Removes shard `shard`'s checkpoint, used or not, once the open has succeeded:
+/// from here on the writer changes the segments, so the checkpoint would describe
+/// them as they were. (A refused open leaves it: nothing changed.)
+fn remove_checkpoint(storage: &dyn Storage, shard: u32) -> Result<()> {
+    let (path, tmp) = checkpoint_paths(shard);
+    for stale in [path, tmp] {
+        // No directory fsync: should a power cut bring the file back, its segment
+        // stamps no longer match once the writer has changed a segment (a new
+        // segment's name is fsynced into the directory, and appends change the
+        // length), and if nothing changed, the checkpoint still describes the files.
+        storage.remove_file(&stale, "removing index checkpoint")?;
+    }
+    Ok(())
+}
+
 /// Removes everything `open_dir` created in `dir` (shutdown). Called while the lock is
 /// still held; the lock file goes last, then the directory if it is empty.
 pub(crate) fn remove_dir_files(dir: &Path, shards: usize) -> Result<()> {
+    let storage = FsStorage::new(dir.to_path_buf(), crate::io::owned::DEFAULT_FILE_MODE);
     for shard in 0..shards {
-        let sdir = dir.join(shard_dir_name(shard as u32));
-        match std::fs::remove_dir_all(&sdir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(WalError::io("removing", &sdir, e)),
-        }
+        storage.remove_dir_all(&shard_dir(shard as u32))?;
     }
     for name in [MANIFEST_FILE, MANIFEST_TMP_FILE, LOCK_FILE] {
-        let path = dir.join(name);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(WalError::io("removing", &path, e)),
-        }
+        storage.remove_file(Path::new(name), "removing")?;
     }
     // Only removes the directory if nothing else is in it; a non-empty one stays.
-    if std::fs::remove_dir(dir).is_err() {
+    if !storage.remove_root()? {
         // fsync the directory so the removals are durable when it stays.
-        sync_directory(dir)?;
+        storage.sync_root()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::mem_storage::{MemStorage, Op, OpLog};
+
+    #[test]
+    fn a_manifest_is_written_whole_under_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FsStorage::new(dir.path().to_path_buf(), 0o600);
+        assert_eq!(read_manifest(&storage).unwrap(), None);
+        let m = Manifest {
+            shards: 5,
+            salt: Some(0x0102_0304),
+        };
+        write_manifest(&storage, &m).unwrap();
+        assert_eq!(read_manifest(&storage).unwrap(), Some(m));
+        assert_eq!(read_manifest_in(dir.path()).unwrap(), m);
+        assert!(!dir.path().join(MANIFEST_TMP_FILE).exists());
+        let good = std::fs::read(dir.path().join(MANIFEST_FILE)).unwrap();
+        assert_eq!(good.len(), MANIFEST_LEN);
+        // A longer file is read far enough to be refused.
+        std::fs::write(dir.path().join(MANIFEST_FILE), [&good[..], b"x"].concat()).unwrap();
+        assert!(matches!(
+            read_manifest(&storage),
+            Err(WalError::Corruption { .. })
+        ));
+        let missing = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            read_manifest_in(missing.path()),
+            Err(WalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound
+        ));
+    }
+
+    /// Shards recovered as empty: the memory store holds no segments to recover.
+    fn empty(_: u32, _: Option<u32>) -> Result<RecoveredShard> {
+        Ok(RecoveredShard::empty())
+    }
+
+    /// The open runs over the memory store as over files: every call it makes is
+    /// the store's, in order, and a second open finds what the first made.
+    #[test]
+    fn an_open_over_memory_makes_each_call_through_the_store() {
+        let log = OpLog::default();
+        let storage = MemStorage::recording(log.clone(), 0);
+        let options = WalOptions::default().with_shards(2);
+        let opened = open_with(&storage, &options, &empty).unwrap();
+        let ops: Vec<String> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|op| format!("{op:?}"))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                "Lock",
+                "Put { path: \"MANIFEST.tmp\", bytes: [..] }",
+                "SyncFile(\"MANIFEST.tmp\")",
+                "Rename { from: \"MANIFEST.tmp\", to: \"MANIFEST\" }",
+                "SyncRoot",
+                "MakeDir(\"shard-000\")",
+                "MakeDir(\"shard-001\")",
+                "SyncRoot",
+            ]
+            .map(|s| s.replace("[..]", &format!("{:?}", opened_manifest(&storage))))
+        );
+        // Held: a second open is refused, and changes nothing.
+        assert!(matches!(
+            open_with(&storage, &options, &empty),
+            Err(WalError::Locked { .. })
+        ));
+        let salt = opened.salt;
+        drop(opened);
+        log.lock().unwrap().clear();
+        let again = open_with(&storage, &options, &empty).unwrap();
+        assert_eq!(again.salt, salt);
+        let ops = log.lock().unwrap().clone();
+        assert!(matches!(ops[..], [Op::Lock]), "{ops:?}");
+    }
+
+    fn opened_manifest(storage: &MemStorage) -> Vec<u8> {
+        read_manifest(storage).unwrap().unwrap().encode().to_vec()
+    }
 }

@@ -6,7 +6,7 @@ use crate::format::segment_header::SEGMENT_HEADER_LEN;
 use std::time::Duration;
 
 /// Largest shard count: shard directories are named `shard-NNN`.
-pub const MAX_SHARDS: usize = 1000;
+pub const MAX_SHARDS: usize = crate::format::names::MAX_SHARDS;
 
 /// Largest `segments`.
 pub const MAX_SEGMENTS: usize = 1_000_000;

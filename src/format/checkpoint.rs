@@ -22,56 +22,33 @@
 //!                   segment slot u32 (index into the segment table), count u32, and
 //!                   per location offset u32, length u32
 //! ```
+//!
+//! This module only encodes and decodes, from and into plain data: the writer's
+//! glue (`writer/checkpoint_io.rs`) summarises the segments and the index and asks
+//! the storage to write the bytes atomically; the index's (`index/checkpoint_data.rs`)
+//! reads them through the storage and keeps the file open for the keys' locations.
 
-use crate::error::{Result, WalError};
+use crate::format::codec::{Reader, Writer};
 use crate::format::segment_header::SEGMENT_HEADER_LEN;
-use crate::index::KeyHasher;
-use crate::index::{Frozen, Run, ShardIndex, FROZEN_LOCATION_LEN};
-use crate::writer::active_segment::Segment;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-/// The checkpoint's name in its shard directory.
-pub(crate) const CHECKPOINT_FILE: &str = "INDEX";
-/// Where a checkpoint is written before it is renamed into place.
-pub(crate) const CHECKPOINT_TMP_FILE: &str = "INDEX.tmp";
-
-/// Whether a shard directory's entry named `name` is a checkpoint or its temporary
-/// file (the only names there besides segments).
-pub(crate) fn is_checkpoint_name(name: &std::ffi::OsStr) -> bool {
-    name == CHECKPOINT_FILE || name == CHECKPOINT_TMP_FILE
-}
+// The names moved to `names.rs`, the stamp to `stamp.rs`; recovery and inspect
+// still name them here.
+pub(crate) use crate::format::names::{is_checkpoint_name, CHECKPOINT_FILE};
+pub(crate) use crate::format::stamp::FileStamp;
 
 const MAGIC: &[u8; 8] = b"NANOWALI";
 const VERSION: u32 = 2;
-const HEADER_LEN: usize = 64;
+/// Bytes of the header, which says how long the front is ([`front_len`]).
+pub(crate) const HEADER_LEN: usize = 64;
 const SEGMENT_ENTRY_LEN: usize = 80;
 const KEY_ENTRY_LEN: usize = 16;
-const LOCATION_LEN: usize = FROZEN_LOCATION_LEN;
-const CRC_LEN: usize = 4;
-
-/// How a segment file looked when the checkpoint was written. Any write to the file
-/// afterwards changes its ctime (and its mtime or length); a file put back from
-/// elsewhere has another inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FileStamp {
-    pub(crate) len: u64,
-    inode: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl FileStamp {
-    pub(crate) fn of(meta: &std::fs::Metadata) -> FileStamp {
-        FileStamp {
-            len: meta.len(),
-            inode: meta.ino(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-}
+/// Bytes of one location (offset u32, length u32) and of a group's head (segment
+/// slot u32, location count u32).
+pub(crate) const LOCATION_LEN: usize = 8;
+pub(crate) const GROUP_LEN: usize = 8;
+/// Bytes of the front's checksum.
+pub(crate) const CRC_LEN: usize = 4;
 
 /// What recovery would learn about one segment by scanning it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,18 +60,30 @@ pub(crate) struct SegmentSummary {
     pub(crate) stamp: FileStamp,
 }
 
-/// A decoded checkpoint. Its locations stay in its bytes (`index::Frozen`).
-pub(crate) struct Checkpoint {
+/// One key of the directory: where its locations are in the checkpoint's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyEntry {
+    /// Offset of its locations in the file.
+    pub(crate) at: u64,
+    pub(crate) groups: u32,
+    pub(crate) count: u32,
+    /// CRC32C of its locations.
+    pub(crate) crc: u32,
+}
+
+/// A decoded checkpoint: its front, and each key with `K`, what says where its
+/// locations are ([`KeyEntry`] as decoded; the index's `Run` once the file is open
+/// for the reads of the keys).
+pub(crate) struct Checkpoint<K = KeyEntry> {
     /// What the shard's sync markers vouched for at close.
     pub(crate) synced_through: u64,
     /// The sequence number the shard's next record gets.
     pub(crate) next_seq: u64,
     pub(crate) segments: Vec<SegmentSummary>,
-    /// Each key and where its locations are in the checkpoint's bytes.
-    pub(crate) keys: Vec<(Box<[u8]>, Run)>,
+    pub(crate) keys: Vec<(Box<[u8]>, K)>,
 }
 
-impl std::fmt::Debug for Checkpoint {
+impl<K> std::fmt::Debug for Checkpoint<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Checkpoint")
             .field("synced_through", &self.synced_through)
@@ -105,330 +94,152 @@ impl std::fmt::Debug for Checkpoint {
     }
 }
 
-/// Writes shard `shard`'s checkpoint into `dir`, its directory: the segments (which
-/// the caller has closed cleanly, so nothing in them changes any more) and every
-/// location of `index`. The file is created with permission bits `file_mode`.
-pub(crate) fn write(
-    dir: &Path,
-    shard: u32,
-    synced_through: u64,
-    next_seq: u64,
-    segments: &[Segment],
-    index: &ShardIndex,
-    file_mode: u32,
-) -> Result<()> {
-    use std::io::Write;
-    let mut summaries = Vec::with_capacity(segments.len());
-    for s in segments {
-        let path = s.io.path();
-        // Of the name itself: a symlink swapped in gives a stamp no file matches.
-        let meta =
-            std::fs::symlink_metadata(path).map_err(|e| WalError::io("inspecting", path, e))?;
-        summaries.push(SegmentSummary {
-            sequence: s.sequence,
-            created_us: s.created_us,
-            newest_us: s.newest_us,
-            records: s.records,
-            stamp: FileStamp::of(&meta),
-        });
+impl<K> Checkpoint<K> {
+    /// The same checkpoint with each key's `K` made a `L` by `f`.
+    pub(crate) fn map_keys<L>(self, mut f: impl FnMut(K) -> L) -> Checkpoint<L> {
+        Checkpoint {
+            synced_through: self.synced_through,
+            next_seq: self.next_seq,
+            segments: self.segments,
+            keys: self.keys.into_iter().map(|(k, v)| (k, f(v))).collect(),
+        }
     }
-    let tmp = dir.join(CHECKPOINT_TMP_FILE);
-    let (front, locations) = encode(shard, synced_through, next_seq, &summaries, index)?;
-    // A symlink or special file put in its place is refused, never followed.
-    let mut file = crate::io::owned::open_file(
-        &tmp,
-        crate::io::owned::How::CreateOrTruncate(file_mode),
-        "writing index checkpoint",
-    )?;
-    file.write_all(&front)
-        .and_then(|()| file.write_all(&locations))
-        .map_err(|e| WalError::io("writing index checkpoint", &tmp, e))?;
-    // fsync before the rename: an open checks a key's locations only when the key
-    // is read, so the name must never point at a file a power cut left torn.
-    file.sync_data()
-        .map_err(|e| WalError::io("syncing index checkpoint", &tmp, e))?;
-    // No fsync of the directory: a power cut that loses the rename loses the
-    // checkpoint, and the next open scans.
-    let path = dir.join(CHECKPOINT_FILE);
-    std::fs::rename(&tmp, &path).map_err(|e| WalError::io("renaming index checkpoint", &path, e))
 }
 
-/// Reads shard `shard`'s checkpoint from `dir`, if there is one: its front only
-/// (header, segments, key directory), checked; the file stays open for the keys'
-/// locations. `None` if there is none, or if it failed a check (then the reason is
-/// in the second element). The caller has listed the directory, so an `INDEX` that
-/// is not a regular file was refused as foreign already; it is opened without
-/// following a symlink or waiting on a FIFO all the same.
-pub(crate) fn read(dir: &Path, shard: u32) -> Result<(Option<Checkpoint>, Option<String>)> {
-    use std::os::unix::fs::FileExt;
-    let path = dir.join(CHECKPOINT_FILE);
-    let how = crate::io::owned::How::Read;
-    let Some(file) = crate::io::owned::open_file_if_exists(&path, how, "reading index checkpoint")?
-    else {
-        return Ok((None, None));
-    };
-    let meta = file
-        .metadata()
-        .map_err(|e| WalError::io("reading index checkpoint", &path, e))?;
-    let file_len = meta.len();
-    let read_err = |e| WalError::io("reading index checkpoint", &path, e);
-    let mut header = [0u8; HEADER_LEN];
-    if file_len < (HEADER_LEN + CRC_LEN) as u64 {
-        return Ok((
-            None,
-            Some(format!(
-                "it is {file_len} bytes long, shorter than a header"
-            )),
-        ));
-    }
-    // As root no file refuses a read: the tests make this one fail for the paths
-    // they arm `FAILING_READS` for.
-    #[cfg(test)]
-    if FAILING_READS.armed(&path) {
-        return Err(read_err(std::io::Error::other("injected read error")));
-    }
-    file.read_exact_at(&mut header, 0).map_err(read_err)?;
-    let front_len = match front_len(&header, file_len) {
-        Ok(n) => n,
-        Err(reason) => return Ok((None, Some(reason))),
-    };
-    // The length of a sparse file is no bound on memory: allocate without aborting.
-    let mut front = Vec::new();
-    if front.try_reserve_exact(front_len + CRC_LEN).is_err() {
-        return Ok((
-            None,
-            Some(format!(
-                "its front of {front_len} bytes does not fit in memory"
-            )),
-        ));
-    }
-    front.resize(front_len + CRC_LEN, 0);
-    file.read_exact_at(&mut front, 0).map_err(read_err)?;
-    Ok(match decode(&front, file_len, shard) {
-        Ok((synced_through, next_seq, segments, entries)) => {
-            let frozen = Arc::new(Frozen {
-                file,
-                path,
-                sequences: segments.iter().map(|s| s.sequence).collect(),
-                lens: segments.iter().map(|s| s.stamp.len).collect(),
-            });
-            let keys = entries
-                .into_iter()
-                .map(|e| {
-                    let run = Run {
-                        frozen: frozen.clone(),
-                        at: e.at,
-                        groups: e.groups,
-                        count: e.count,
-                        crc: e.crc,
-                    };
-                    (e.key, run)
-                })
-                .collect();
-            let checkpoint = Checkpoint {
-                synced_through,
-                next_seq,
-                segments,
-                keys,
-            };
-            (Some(checkpoint), None)
-        }
-        Err(reason) => (None, Some(reason)),
-    })
+/// Bytes a key's locations take: `groups` group heads and `count` locations.
+pub(crate) fn run_len(groups: u32, count: u32) -> u64 {
+    (u64::from(groups) * GROUP_LEN as u64) + u64::from(count) * LOCATION_LEN as u64
 }
 
-/// Test hook: reads of the checkpoints at its paths fail with an I/O error.
-#[cfg(test)]
-pub(crate) static FAILING_READS: crate::testing::hooks::PathHook =
-    crate::testing::hooks::PathHook::new();
-
-/// Removes shard directory `dir`'s checkpoint, used or not, once the open has
-/// succeeded: from here on the writer changes the segments, so the checkpoint would
-/// describe them as they were. (A refused open leaves it: nothing changed.)
-pub(crate) fn remove(dir: &Path) -> Result<()> {
-    for stale in [dir.join(CHECKPOINT_FILE), dir.join(CHECKPOINT_TMP_FILE)] {
-        // No directory fsync: should a power cut bring the file back, its segment
-        // stamps no longer match once the writer has changed a segment (a new
-        // segment's name is fsynced into the directory, and appends change the
-        // length), and if nothing changed, the checkpoint still describes the files.
-        match std::fs::remove_file(&stale) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(WalError::io("removing index checkpoint", &stale, e)),
-        }
-    }
-    Ok(())
+/// Encodes a checkpoint of a shard's cleanly closed `segments` (oldest first), key
+/// by key ([`key`](Self::key)), into its front and its locations
+/// ([`finish`](Self::finish)).
+pub(crate) struct Encoder<'a> {
+    segments: &'a [SegmentSummary],
+    directory: Writer,
+    locations: Writer,
+    keys: u64,
+    total: u64,
 }
 
-/// Whether `files` (the shard's segment files, oldest first) are exactly the
-/// checkpoint's segments, unchanged. `stamp_of` gives a file's stamp and header.
-pub(crate) fn describes(
-    checkpoint: &Checkpoint,
-    files: &[(u64, PathBuf)],
-    mut stamp_of: impl FnMut(&Path) -> Option<(FileStamp, [u8; SEGMENT_HEADER_LEN])>,
-    shard: u32,
-) -> std::result::Result<(), String> {
-    if files.len() != checkpoint.segments.len() {
-        return Err(format!(
-            "it lists {} segments, the directory holds {}",
-            checkpoint.segments.len(),
-            files.len()
-        ));
-    }
-    for ((sequence, path), s) in files.iter().zip(&checkpoint.segments) {
-        if *sequence != s.sequence {
-            return Err(format!(
-                "it lists segment {}, the directory holds {sequence}",
-                s.sequence
-            ));
-        }
-        let Some((stamp, head)) = stamp_of(path) else {
-            return Err(format!("{} cannot be read", path.display()));
-        };
-        if stamp != s.stamp {
-            return Err(format!("{} changed since it was written", path.display()));
-        }
-        let header = crate::format::segment_header::SegmentHeader::decode(&head)
-            .map_err(|e| format!("{}: {}", path.display(), e.reason()))?;
-        let readable = crate::format::segment_header::OLDEST_READABLE_VERSION
-            ..=crate::format::segment_header::FORMAT_VERSION;
-        if !readable.contains(&header.version) {
-            return Err(format!(
-                "{} has segment format version {}",
-                path.display(),
-                header.version
-            ));
-        }
-        if (header.shard, header.sequence, header.created_us) != (shard, s.sequence, s.created_us) {
-            return Err(format!("{} has another segment header", path.display()));
+impl<'a> Encoder<'a> {
+    pub(crate) fn new(segments: &'a [SegmentSummary]) -> Encoder<'a> {
+        Encoder {
+            segments,
+            directory: Writer::default(),
+            locations: Writer::default(),
+            keys: 0,
+            total: 0,
         }
     }
-    Ok(())
-}
 
-/// Encodes the checkpoint: its front (through the front's checksum) and its
-/// locations. Fails if a frozen run of `index` cannot be read.
-fn encode(
-    shard: u32,
-    synced_through: u64,
-    next_seq: u64,
-    segments: &[SegmentSummary],
-    index: &ShardIndex,
-) -> Result<(Vec<u8>, Vec<u8>)> {
-    let sequences: Vec<u64> = segments.iter().map(|s| s.sequence).collect();
-    let mut directory = Vec::new();
-    let mut locations = Vec::new();
-    let (mut count, mut total) = (0u64, 0u64);
-    index.for_each_key(|key, locs| {
-        count += 1;
-        total += locs.len() as u64;
-        let start = locations.len();
-        // A key's locations are in append order, hence grouped by segment.
-        let mut groups = 0u32;
-        for group in locs.chunk_by(|a, b| a.segment == b.segment) {
-            // Every location names a live segment: the index and the segment list
-            // change together, on the actor's thread, which is the caller. Were
-            // one missing, its slot would make reads of the key fail, not lie.
-            let slot = sequences
-                .binary_search(&group[0].segment)
-                .map_or(u32::MAX, |i| i as u32);
-            locations.extend_from_slice(&slot.to_le_bytes());
-            locations.extend_from_slice(&(group.len() as u32).to_le_bytes());
-            for loc in group {
-                let mut entry = [0u8; LOCATION_LEN];
-                entry[0..4].copy_from_slice(&loc.offset.to_le_bytes());
-                entry[4..8].copy_from_slice(&loc.len.to_le_bytes());
-                locations.extend_from_slice(&entry);
+    /// Adds `key` and its locations (segment, offset, length), in append order,
+    /// hence grouped by segment.
+    pub(crate) fn key(&mut self, key: &[u8], locations: impl IntoIterator<Item = (u64, u32, u32)>) {
+        let start = self.locations.len();
+        let (mut groups, mut count) = (0u32, 0u32);
+        // The current group: its segment and where its head's count is.
+        let mut group: Option<(u64, usize, u32)> = None;
+        for (segment, offset, len) in locations {
+            match &mut group {
+                Some((s, _, n)) if *s == segment => *n += 1,
+                _ => {
+                    if let Some((_, at, n)) = group {
+                        self.locations.set_u32(at, n);
+                    }
+                    // Every location names a live segment: the index and the segment
+                    // list change together, on the actor's thread, which is the
+                    // caller. Were one missing, its slot would make reads of the key
+                    // fail, not lie.
+                    let slot = self
+                        .segments
+                        .binary_search_by_key(&segment, |s| s.sequence)
+                        .map_or(u32::MAX, |i| i as u32);
+                    self.locations.u32(slot);
+                    group = Some((segment, self.locations.len(), 1));
+                    self.locations.u32(0);
+                    groups += 1;
+                }
             }
-            groups += 1;
+            self.locations.u32(offset).u32(len);
+            count += 1;
         }
-        let crc = crc32c::crc32c(&locations[start..]);
-        for v in [key.len() as u32, locs.len() as u32, groups, crc] {
-            directory.extend_from_slice(&v.to_le_bytes());
+        if let Some((_, at, n)) = group {
+            self.locations.set_u32(at, n);
         }
-        directory.extend_from_slice(key);
-    })?;
-    let mut front = Vec::with_capacity(
-        HEADER_LEN + segments.len() * SEGMENT_ENTRY_LEN + directory.len() + CRC_LEN,
-    );
-    front.extend_from_slice(MAGIC);
-    front.extend_from_slice(&VERSION.to_le_bytes());
-    front.extend_from_slice(&shard.to_le_bytes());
-    for v in [
-        synced_through,
-        segments.len() as u64,
-        count,
-        total,
-        directory.len() as u64,
-        next_seq,
-    ] {
-        front.extend_from_slice(&v.to_le_bytes());
+        let crc = crc32c::crc32c(self.locations.since(start));
+        self.directory
+            .u32(key.len() as u32)
+            .u32(count)
+            .u32(groups)
+            .u32(crc)
+            .bytes(key);
+        self.keys += 1;
+        self.total += u64::from(count);
     }
-    for s in segments {
-        for v in [
-            s.sequence,
-            s.created_us,
-            s.newest_us,
-            s.records,
-            s.stamp.len,
-            s.stamp.inode,
-        ] {
-            front.extend_from_slice(&v.to_le_bytes());
+
+    /// The checkpoint of shard `shard`, whose sync markers vouch for segments up to
+    /// `synced_through` and whose next record gets sequence number `next_seq`: its
+    /// front (through the front's checksum) and its locations.
+    pub(crate) fn finish(
+        self,
+        shard: u32,
+        synced_through: u64,
+        next_seq: u64,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let directory = self.directory.into_vec();
+        let mut front = Writer::with_capacity(
+            HEADER_LEN + self.segments.len() * SEGMENT_ENTRY_LEN + directory.len() + CRC_LEN,
+        );
+        front
+            .bytes(MAGIC)
+            .u32(VERSION)
+            .u32(shard)
+            .u64(synced_through)
+            .u64(self.segments.len() as u64)
+            .u64(self.keys)
+            .u64(self.total)
+            .u64(directory.len() as u64)
+            .u64(next_seq);
+        for s in self.segments {
+            front
+                .u64(s.sequence)
+                .u64(s.created_us)
+                .u64(s.newest_us)
+                .u64(s.records)
+                .u64(s.stamp.len)
+                .u64(s.stamp.inode)
+                .i64(s.stamp.mtime.0)
+                .i64(s.stamp.mtime.1)
+                .i64(s.stamp.ctime.0)
+                .i64(s.stamp.ctime.1);
         }
-        for v in [
-            s.stamp.mtime.0,
-            s.stamp.mtime.1,
-            s.stamp.ctime.0,
-            s.stamp.ctime.1,
-        ] {
-            front.extend_from_slice(&v.to_le_bytes());
-        }
+        front.bytes(&directory);
+        let crc = crc32c::crc32c(front.since(0));
+        front.u32(crc);
+        (front.into_vec(), self.locations.into_vec())
     }
-    front.extend_from_slice(&directory);
-    let crc = crc32c::crc32c(&front);
-    front.extend_from_slice(&crc.to_le_bytes());
-    Ok((front, locations))
 }
 
-/// Reads fixed-width little-endian fields from a byte slice, failing past its end.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let Some(end) = end else {
-            return Err(format!("it ends inside a field at byte {}", self.at));
-        };
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-    fn u32(&mut self) -> std::result::Result<u32, String> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn u64(&mut self) -> std::result::Result<u64, String> {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(b))
-    }
-    fn i64(&mut self) -> std::result::Result<i64, String> {
-        Ok(self.u64()? as i64)
-    }
+/// Why a file of `file_len` bytes cannot be a checkpoint, if it is too short to hold
+/// a header.
+pub(crate) fn too_short(file_len: u64) -> Option<String> {
+    (file_len < (HEADER_LEN + CRC_LEN) as u64)
+        .then(|| format!("it is {file_len} bytes long, shorter than a header"))
 }
 
 /// The length of the front (without its checksum) that `header` announces, if it
 /// fits in a file of `file_len` bytes.
-fn front_len(header: &[u8; HEADER_LEN], file_len: u64) -> std::result::Result<usize, String> {
-    let u64_at = |at: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&header[at..at + 8]);
-        u64::from_le_bytes(b)
-    };
-    let (segments, directory) = (u64_at(24), u64_at(48));
+pub(crate) fn front_len(
+    header: &[u8; HEADER_LEN],
+    file_len: u64,
+) -> std::result::Result<usize, String> {
+    // The segment count at byte 24, the directory's length at byte 48.
+    let mut r = Reader::new(header);
+    r.take(24)?;
+    let segments = r.u64()?;
+    r.take(16)?;
+    let directory = r.u64()?;
     segments
         .checked_mul(SEGMENT_ENTRY_LEN as u64)
         .and_then(|n| n.checked_add(HEADER_LEN as u64))
@@ -438,26 +249,18 @@ fn front_len(header: &[u8; HEADER_LEN], file_len: u64) -> std::result::Result<us
         .ok_or_else(|| "its counts exceed its length".into())
 }
 
-/// One key of the directory: the key and where its locations are.
-struct Entry {
-    key: Box<[u8]>,
-    at: u64,
-    groups: u32,
-    count: u32,
-    crc: u32,
-}
-
-/// The sync figure, the next sequence number, the segments and the keys.
-type Decoded = (u64, u64, Vec<SegmentSummary>, Vec<Entry>);
-
-/// Checks and decodes the front of a checkpoint of `file_len` bytes: `front` is the
-/// front and its checksum.
-fn decode(front: &[u8], file_len: u64, shard: u32) -> std::result::Result<Decoded, String> {
+/// Checks and decodes the front of shard `shard`'s checkpoint of `file_len` bytes:
+/// `front` is the front and its checksum.
+pub(crate) fn decode(
+    front: &[u8],
+    file_len: u64,
+    shard: u32,
+) -> std::result::Result<Checkpoint, String> {
     let (body, crc) = front.split_at(front.len() - CRC_LEN);
     if crc32c::crc32c(body).to_le_bytes() != crc {
         return Err("checksum mismatch".into());
     }
-    let mut c = Cursor { bytes: body, at: 0 };
+    let mut c = Reader::new(body);
     if c.take(8)? != MAGIC {
         return Err("magic is not NANOWALI".into());
     }
@@ -524,10 +327,12 @@ fn decode(front: &[u8], file_len: u64, shard: u32) -> std::result::Result<Decode
         });
     }
     // At most one key per 16 bytes of the front, which fit in memory; these take a
-    // few times more, so they too are allocated without aborting.
-    let mut entries = Vec::new();
-    let mut distinct = std::collections::HashSet::with_hasher(KeyHasher::default());
-    if entries.try_reserve_exact(key_count as usize).is_err()
+    // few times more, so they too are allocated without aborting. The set of keys
+    // seen hashes with foldhash, as the index's maps do (`index::KeyHasher`).
+    let mut keys = Vec::new();
+    let mut distinct =
+        std::collections::HashSet::with_hasher(foldhash::fast::RandomState::default());
+    if keys.try_reserve_exact(key_count as usize).is_err()
         || distinct.try_reserve(key_count as usize).is_err()
     {
         return Err(format!("its {key_count} keys do not fit in memory"));
@@ -544,21 +349,24 @@ fn decode(front: &[u8], file_len: u64, shard: u32) -> std::result::Result<Decode
         if !distinct.insert(key) {
             return Err("a key is listed twice".into());
         }
-        entries.push(Entry {
-            key: key.into(),
+        let entry = KeyEntry {
             at,
             groups,
             count,
             crc,
-        });
-        at += Run::byte_len(groups, count);
+        };
+        keys.push((Box::<[u8]>::from(key), entry));
+        at += run_len(groups, count);
         seen += u64::from(count);
         if at > file_len {
             return Err("its keys' locations run past its end".into());
         }
     }
-    if c.at != body.len() {
-        return Err(format!("{} bytes follow the last key", body.len() - c.at));
+    if c.position() != body.len() {
+        return Err(format!(
+            "{} bytes follow the last key",
+            body.len() - c.position()
+        ));
     }
     if at != file_len {
         return Err(format!(
@@ -582,13 +390,67 @@ fn decode(front: &[u8], file_len: u64, shard: u32) -> std::result::Result<Decode
             "its sync figure {synced_through} vouches for the newest segment"
         ));
     }
-    Ok((synced_through, next_seq, segments, entries))
+    Ok(Checkpoint {
+        synced_through,
+        next_seq,
+        segments,
+        keys,
+    })
+}
+
+/// Whether `files` (the shard's segment files, oldest first) are exactly the
+/// checkpoint's segments, unchanged. `stamp_of` gives a file's stamp and header.
+pub(crate) fn describes<K>(
+    checkpoint: &Checkpoint<K>,
+    files: &[(u64, PathBuf)],
+    mut stamp_of: impl FnMut(&Path) -> Option<(FileStamp, [u8; SEGMENT_HEADER_LEN])>,
+    shard: u32,
+) -> std::result::Result<(), String> {
+    if files.len() != checkpoint.segments.len() {
+        return Err(format!(
+            "it lists {} segments, the directory holds {}",
+            checkpoint.segments.len(),
+            files.len()
+        ));
+    }
+    for ((sequence, path), s) in files.iter().zip(&checkpoint.segments) {
+        if *sequence != s.sequence {
+            return Err(format!(
+                "it lists segment {}, the directory holds {sequence}",
+                s.sequence
+            ));
+        }
+        let Some((stamp, head)) = stamp_of(path) else {
+            return Err(format!("{} cannot be read", path.display()));
+        };
+        if stamp != s.stamp {
+            return Err(format!("{} changed since it was written", path.display()));
+        }
+        let header = crate::format::segment_header::SegmentHeader::decode(&head)
+            .map_err(|e| format!("{}: {}", path.display(), e.reason()))?;
+        let readable = crate::format::segment_header::OLDEST_READABLE_VERSION
+            ..=crate::format::segment_header::FORMAT_VERSION;
+        if !readable.contains(&header.version) {
+            return Err(format!(
+                "{} has segment format version {}",
+                path.display(),
+                header.version
+            ));
+        }
+        if (header.shard, header.sequence, header.created_us) != (shard, s.sequence, s.created_us) {
+            return Err(format!("{} has another segment header", path.display()));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{Location, FROZEN_GROUP_LEN as GROUP_LEN};
+    use crate::index::checkpoint_data::Loaded;
+    use crate::index::Location;
+    use crate::io::Storage;
+    use crate::testing::mem_storage::MemStorage;
 
     fn stamp(len: u64) -> FileStamp {
         FileStamp {
@@ -599,7 +461,10 @@ mod tests {
         }
     }
 
-    fn sample() -> (Vec<SegmentSummary>, ShardIndex) {
+    /// Each key and its locations (segment, offset, length), in append order.
+    type Keys = Vec<(&'static [u8], Vec<(u64, u32, u32)>)>;
+
+    fn sample() -> (Vec<SegmentSummary>, Keys) {
         let segments = vec![
             SegmentSummary {
                 sequence: 3,
@@ -616,39 +481,49 @@ mod tests {
                 stamp: stamp(500),
             },
         ];
-        let index = ShardIndex::default();
-        let loc = |segment, offset, len| Location {
-            segment,
-            offset,
-            len,
-        };
-        index.push(b"a", loc(3, 40, 100));
-        index.push(b"b", loc(3, 140, 60));
-        index.push(b"a", loc(5, 40, 70));
-        index.push(b"b", loc(3, 300, 10));
-        (segments, index)
+        let keys: Keys = vec![
+            (b"a", vec![(3, 40, 100), (5, 40, 70)]),
+            (b"b", vec![(3, 140, 60), (3, 300, 10)]),
+        ];
+        (segments, keys)
     }
 
     /// The checkpoint's bytes: front, then locations.
-    fn encoded(segments: &[SegmentSummary], index: &ShardIndex) -> (Vec<u8>, Vec<u8>) {
-        encode(1, 4, 77, segments, index).expect("encodes")
+    fn encoded(segments: &[SegmentSummary], keys: &Keys) -> (Vec<u8>, Vec<u8>) {
+        let mut encoder = Encoder::new(segments);
+        for (key, locations) in keys {
+            encoder.key(key, locations.iter().copied());
+        }
+        encoder.finish(1, 4, 77)
+    }
+
+    /// Writes `all` as shard 1's checkpoint in a store and reads it as shard
+    /// `shard`'s. The store must outlive the checkpoint's use.
+    fn load_as(all: &[u8], shard: u32) -> (MemStorage, (Option<Loaded>, Option<String>)) {
+        let storage = MemStorage::default();
+        let (path, tmp) = crate::format::names::checkpoint_paths(1);
+        let steps = crate::io::WriteSteps {
+            create: "creating",
+            write: "writing",
+            sync: "syncing",
+            rename: "renaming",
+        };
+        storage
+            .write_file_atomically(&path, &tmp, &[all], crate::io::DirSync::Skip, steps)
+            .expect("written");
+        let read =
+            crate::index::checkpoint_data::read(&storage, &path, shard).expect("no I/O error");
+        (storage, read)
     }
 
     /// Writes `front` and `locations` as a shard directory's checkpoint and reads it
-    /// as shard 1's. The directory must outlive the checkpoint's use.
-    fn load(
-        bytes: &(Vec<u8>, Vec<u8>),
-    ) -> (tempfile::TempDir, std::result::Result<Checkpoint, String>) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut all = bytes.0.clone();
-        all.extend_from_slice(&bytes.1);
-        std::fs::write(dir.path().join(CHECKPOINT_FILE), all).expect("written");
-        let (cp, reason) = read(dir.path(), 1).expect("no I/O error");
-        let cp = cp.ok_or_else(|| reason.expect("a reason"));
-        (dir, cp)
+    /// as shard 1's.
+    fn load(bytes: &(Vec<u8>, Vec<u8>)) -> (MemStorage, std::result::Result<Loaded, String>) {
+        let (storage, (cp, reason)) = load_as(&[&bytes.0[..], &bytes.1].concat(), 1);
+        (storage, cp.ok_or_else(|| reason.expect("a reason")))
     }
 
-    fn locations(cp: &Checkpoint, key: &[u8]) -> std::result::Result<Vec<Location>, String> {
+    fn locations(cp: &Loaded, key: &[u8]) -> std::result::Result<Vec<Location>, String> {
         let mut out = Vec::new();
         let (_, run) = cp
             .keys
@@ -736,12 +611,7 @@ mod tests {
             let cut = (all[..len].to_vec(), Vec::new());
             assert!(load(&cut).1.is_err(), "a cut at {len} was accepted");
         }
-        let (_dir, other) = {
-            let dir = tempfile::tempdir().expect("temp dir");
-            std::fs::write(dir.path().join(CHECKPOINT_FILE), &all).expect("written");
-            let read = read(dir.path(), 2).expect("no I/O error");
-            (dir, read)
-        };
+        let (_storage, other) = load_as(&all, 2);
         assert!(other.1.expect("refused").contains("shard 1"));
     }
 
@@ -943,7 +813,7 @@ mod tests {
         };
         for round in 0..3 {
             let wal = crate::Wal::new(dir.path(), options.clone()).expect("open");
-            let salt = crate::format::manifest::Manifest::read(dir.path())
+            let salt = crate::open::read_manifest_in(dir.path())
                 .expect("manifest")
                 .salt;
             for i in 0..3000 {

@@ -10,24 +10,24 @@
 //!     20     4  salt       random, chosen at creation; binds records (`record.rs`)
 //!     24     4  crc32c     CRC32C of bytes 0..24
 //! ```
-//! Version 1 is 24 bytes: no salt, the checksum at offset 20. Written atomically:
-//! `MANIFEST.tmp`, fsync, rename to `MANIFEST`, fsync of the directory. Once when the
+//! Version 1 is 24 bytes: no salt, the checksum at offset 20. Written atomically
+//! (`open.rs`): `MANIFEST.tmp`, fsync, rename to `MANIFEST`, fsync of the directory. Once when the
 //! WAL is created, and once more when an open upgrades a version-1 manifest (before
 //! the first version-4 segment is written).
 
 use crate::error::{Result, WalError};
+use crate::format::codec::{Reader, Writer};
+use crate::format::names::MAX_SHARDS;
 use crate::hash::HASH_ALGORITHM_ID;
-use crate::io::owned::{open_file, open_file_if_exists, How};
-use crate::io::sync_directory;
-use std::io::{Read, Write};
 use std::path::Path;
 
-pub(crate) const MANIFEST_FILE: &str = "MANIFEST";
-pub(crate) const MANIFEST_TMP_FILE: &str = "MANIFEST.tmp";
+// The names moved to `names.rs`; inspect still names them here.
+pub(crate) use crate::format::names::{MANIFEST_FILE, MANIFEST_TMP_FILE};
 const MANIFEST_MAGIC: &[u8; 8] = b"NANOWALM";
 /// The manifest's own layout version (segments have theirs, `segment::FORMAT_VERSION`).
 const MANIFEST_VERSION: u32 = 2;
-const MANIFEST_LEN: usize = 28;
+/// Bytes of a manifest: version 2, and version 1 (no salt).
+pub(crate) const MANIFEST_LEN: usize = 28;
 const LEGACY_MANIFEST_LEN: usize = 24;
 
 /// The decoded manifest.
@@ -63,42 +63,23 @@ impl Manifest {
         }
     }
 
-    fn encode(&self) -> [u8; MANIFEST_LEN] {
-        let mut b = [0u8; MANIFEST_LEN];
-        b[0..8].copy_from_slice(MANIFEST_MAGIC);
-        b[8..12].copy_from_slice(&MANIFEST_VERSION.to_le_bytes());
-        b[12..16].copy_from_slice(&self.shards.to_le_bytes());
-        b[16..20].copy_from_slice(&HASH_ALGORITHM_ID.to_le_bytes());
-        b[20..24].copy_from_slice(&self.salt.unwrap_or(0).to_le_bytes());
-        let crc = crc32c::crc32c(&b[0..24]);
-        b[24..28].copy_from_slice(&crc.to_le_bytes());
-        b
+    /// The manifest's bytes (version 2).
+    pub(crate) fn encode(&self) -> [u8; MANIFEST_LEN] {
+        let mut w = Writer::with_capacity(MANIFEST_LEN);
+        w.bytes(MANIFEST_MAGIC)
+            .u32(MANIFEST_VERSION)
+            .u32(self.shards)
+            .u32(HASH_ALGORITHM_ID)
+            .u32(self.salt.unwrap_or(0));
+        let crc = crc32c::crc32c(w.since(0));
+        w.u32(crc);
+        w.into_array()
     }
 
-    /// Reads and checks `dir/MANIFEST` (a regular file: a symlink or special file
-    /// under the name is [`WalError::ForeignFile`]).
-    pub(crate) fn read(dir: &Path) -> Result<Manifest> {
-        let path = dir.join(MANIFEST_FILE);
-        let file = open_file(&path, How::Read, "reading manifest")?;
-        Self::read_from(file, &path)
-    }
-
-    /// [`read`](Self::read), with `None` if there is no `dir/MANIFEST`.
-    pub(crate) fn read_if_exists(dir: &Path) -> Result<Option<Manifest>> {
-        let path = dir.join(MANIFEST_FILE);
-        match open_file_if_exists(&path, How::Read, "reading manifest")? {
-            Some(file) => Self::read_from(file, &path).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn read_from(file: std::fs::File, path: &Path) -> Result<Manifest> {
+    /// Checks and decodes `b`, the bytes of the manifest at `path` (for errors): all
+    /// of them, or at least one more than [`MANIFEST_LEN`] to tell a longer file.
+    pub(crate) fn decode(b: &[u8], path: &Path) -> Result<Manifest> {
         let path = path.to_path_buf();
-        // One byte more than the longest manifest, to tell a longer file.
-        let mut b = Vec::with_capacity(MANIFEST_LEN + 1);
-        file.take(MANIFEST_LEN as u64 + 1)
-            .read_to_end(&mut b)
-            .map_err(|e| WalError::io("reading manifest", &path, e))?;
         if b.len() != MANIFEST_LEN && b.len() != LEGACY_MANIFEST_LEN {
             return Err(WalError::corruption(
                 &path,
@@ -110,23 +91,36 @@ impl Manifest {
                 ),
             ));
         }
-        if &b[0..8] != MANIFEST_MAGIC {
+        // Every field is there: the length was checked.
+        let short = |s: crate::format::codec::Short| {
+            WalError::corruption(&path, s.at as u64, "manifest ends inside a field")
+        };
+        let mut r = Reader::new(b);
+        if r.take(8).map_err(short)? != MANIFEST_MAGIC {
             return Err(WalError::corruption(
                 &path,
                 0,
                 "manifest magic is not NANOWALM",
             ));
         }
-        let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-        let crc_at = b.len() - 4;
-        if crc32c::crc32c(&b[0..crc_at]) != u32_at(crc_at) {
+        let (version, shards, hash) = (
+            r.u32().map_err(short)?,
+            r.u32().map_err(short)?,
+            r.u32().map_err(short)?,
+        );
+        let salt_field = if b.len() == MANIFEST_LEN {
+            Some(r.u32().map_err(short)?)
+        } else {
+            None
+        };
+        let crc_at = r.position();
+        if crc32c::crc32c(&b[0..crc_at]) != r.u32().map_err(short)? {
             return Err(WalError::corruption(
                 &path,
                 crc_at as u64,
                 "manifest checksum mismatch",
             ));
         }
-        let version = u32_at(8);
         let expected = if b.len() == MANIFEST_LEN { 2 } else { 1 };
         if version != expected {
             return Err(WalError::UnsupportedVersion {
@@ -135,17 +129,12 @@ impl Manifest {
                 supported: MANIFEST_VERSION,
             });
         }
-        let shards = u32_at(12);
-        if shards == 0 || shards as usize > crate::options::MAX_SHARDS {
+        if shards == 0 || shards as usize > MAX_SHARDS {
             return Err(WalError::ManifestMismatch {
                 path,
-                reason: format!(
-                    "shard count {shards} is outside 1..={}",
-                    crate::options::MAX_SHARDS
-                ),
+                reason: format!("shard count {shards} is outside 1..={MAX_SHARDS}"),
             });
         }
-        let hash = u32_at(16);
         if hash != HASH_ALGORITHM_ID {
             return Err(WalError::ManifestMismatch {
                 path,
@@ -154,32 +143,8 @@ impl Manifest {
                 ),
             });
         }
-        let salt = (version == 2).then(|| u32_at(20));
+        let salt = salt_field.filter(|_| version == 2);
         Ok(Manifest { shards, salt })
-    }
-
-    /// Writes `dir/MANIFEST` atomically (version 2), with the default file mode
-    /// (tests).
-    #[cfg(test)]
-    pub(crate) fn write(&self, dir: &Path) -> Result<()> {
-        self.write_with_mode(dir, crate::io::owned::DEFAULT_FILE_MODE)
-    }
-
-    /// Writes `dir/MANIFEST` atomically, created with permission bits `mode`.
-    pub(crate) fn write_with_mode(&self, dir: &Path, mode: u32) -> Result<()> {
-        let tmp = dir.join(MANIFEST_TMP_FILE);
-        let path = dir.join(MANIFEST_FILE);
-        let mut f = open_file(&tmp, How::CreateOrTruncate(mode), "creating manifest")?;
-        f.write_all(&self.encode())
-            .map_err(|e| WalError::io("writing manifest", &tmp, e))?;
-        // fsync the temporary file: its bytes must be on disk before the rename makes
-        // it the manifest, or a crash could leave an empty MANIFEST.
-        f.sync_all()
-            .map_err(|e| WalError::io("syncing manifest", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| WalError::io("renaming manifest", &path, e))?;
-        // fsync the directory: makes the rename (the commit point of creation or of
-        // the upgrade) durable before anything relies on it.
-        sync_directory(dir)
     }
 }
 
@@ -187,38 +152,35 @@ impl Manifest {
 mod tests {
     use super::*;
 
+    fn read(b: &[u8]) -> Result<Manifest> {
+        Manifest::decode(b, Path::new("MANIFEST"))
+    }
+
     #[test]
     fn round_trip_and_every_damage_refused() {
-        let dir = tempfile::tempdir().unwrap();
         let m = Manifest {
             shards: 5,
             salt: Some(0x0102_0304),
         };
-        m.write(dir.path()).unwrap();
-        assert_eq!(Manifest::read(dir.path()).unwrap(), m);
-        assert!(!dir.path().join(MANIFEST_TMP_FILE).exists());
-        let good = std::fs::read(dir.path().join(MANIFEST_FILE)).unwrap();
+        let good = m.encode();
+        assert_eq!(read(&good).unwrap(), m);
         assert_eq!(good.len(), MANIFEST_LEN);
         assert_eq!(&good[20..24], &0x0102_0304u32.to_le_bytes());
         for at in 0..good.len() {
-            let mut bad = good.clone();
+            let mut bad = good;
             bad[at] ^= 0x04;
-            std::fs::write(dir.path().join(MANIFEST_FILE), &bad).unwrap();
-            assert!(
-                Manifest::read(dir.path()).is_err(),
-                "flip at byte {at} accepted"
-            );
+            assert!(read(&bad).is_err(), "flip at byte {at} accepted");
         }
-        std::fs::write(dir.path().join(MANIFEST_FILE), &good[..10]).unwrap();
         assert!(matches!(
-            Manifest::read(dir.path()),
+            read(&good[..10]),
             Err(WalError::Corruption { .. })
         ));
+        let longer = [&good[..], b"x"].concat();
+        assert!(matches!(read(&longer), Err(WalError::Corruption { .. })));
     }
 
     #[test]
     fn a_version_1_manifest_reads_without_a_salt() {
-        let dir = tempfile::tempdir().unwrap();
         let mut b = Vec::new();
         b.extend_from_slice(MANIFEST_MAGIC);
         b.extend_from_slice(&1u32.to_le_bytes());
@@ -226,9 +188,8 @@ mod tests {
         b.extend_from_slice(&HASH_ALGORITHM_ID.to_le_bytes());
         let crc = crc32c::crc32c(&b);
         b.extend_from_slice(&crc.to_le_bytes());
-        std::fs::write(dir.path().join(MANIFEST_FILE), &b).unwrap();
         assert_eq!(
-            Manifest::read(dir.path()).unwrap(),
+            read(&b).unwrap(),
             Manifest {
                 shards: 3,
                 salt: None
@@ -238,11 +199,7 @@ mod tests {
         b[8..12].copy_from_slice(&2u32.to_le_bytes());
         let crc = crc32c::crc32c(&b[..20]);
         b[20..24].copy_from_slice(&crc.to_le_bytes());
-        std::fs::write(dir.path().join(MANIFEST_FILE), &b).unwrap();
-        assert!(matches!(
-            Manifest::read(dir.path()),
-            Err(WalError::UnsupportedVersion { .. })
-        ));
+        assert!(matches!(read(&b), Err(WalError::UnsupportedVersion { .. })));
     }
 
     #[test]

@@ -1,5 +1,4 @@
-//! Segment files: the header every segment starts with, file naming, and the
-//! in-memory description of a segment.
+//! The header every segment file starts with (names: `names.rs`).
 //!
 //! ```text
 //! offset  size  field
@@ -14,7 +13,10 @@
 //! Versions 1 to 3 hold the CRC32C of bytes 0..32 at offset 32 and zero at 36.
 //! Records follow from offset 40 to the end of the file.
 
+use crate::format::codec::{Reader, Writer};
 use crate::format::record::Codec;
+// Segment names moved to `names.rs`; recovery and inspect still name them here.
+pub(crate) use crate::format::names::{parse_segment_file_name, segment_file_name};
 
 /// Magic bytes at the start of every segment.
 pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"NANOWALS";
@@ -30,8 +32,6 @@ pub(crate) const BOUND_VERSION: u32 = 4;
 pub(crate) const OLDEST_READABLE_VERSION: u32 = 1;
 /// Length of the segment header.
 pub(crate) const SEGMENT_HEADER_LEN: usize = 40;
-/// Suffix of segment file names.
-pub(crate) const SEGMENT_SUFFIX: &str = ".seg";
 
 /// The decoded header of a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,21 +64,19 @@ impl HeaderError {
 
 impl SegmentHeader {
     pub(crate) fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
-        let mut b = [0u8; SEGMENT_HEADER_LEN];
-        b[0..8].copy_from_slice(SEGMENT_MAGIC);
-        b[8..12].copy_from_slice(&self.version.to_le_bytes());
-        b[12..16].copy_from_slice(&self.shard.to_le_bytes());
-        b[16..24].copy_from_slice(&self.sequence.to_le_bytes());
-        b[24..32].copy_from_slice(&self.created_us.to_le_bytes());
+        let mut w = Writer::with_capacity(SEGMENT_HEADER_LEN);
+        w.bytes(SEGMENT_MAGIC)
+            .u32(self.version)
+            .u32(self.shard)
+            .u64(self.sequence)
+            .u64(self.created_us);
         if self.version >= BOUND_VERSION {
-            b[32..36].copy_from_slice(&self.salt.to_le_bytes());
-            let crc = crc32c::crc32c(&b[0..36]);
-            b[36..40].copy_from_slice(&crc.to_le_bytes());
-        } else {
-            let crc = crc32c::crc32c(&b[0..32]);
-            b[32..36].copy_from_slice(&crc.to_le_bytes());
+            w.u32(self.salt);
         }
-        b
+        // Of bytes 0..36 (0..32 before version 4, then zeros at 36).
+        let crc = crc32c::crc32c(w.since(0));
+        w.u32(crc);
+        w.into_array()
     }
 
     /// How the records after this header are laid out and checked.
@@ -89,35 +87,31 @@ impl SegmentHeader {
     /// Decodes a header. The version is returned as found; the caller decides
     /// whether it is supported (so the error can name it).
     pub(crate) fn decode(buf: &[u8]) -> Result<SegmentHeader, HeaderError> {
-        if buf.len() < SEGMENT_HEADER_LEN {
-            return Err(HeaderError::Short);
-        }
-        if &buf[0..8] != SEGMENT_MAGIC {
+        let short = |_| HeaderError::Short;
+        let mut r = Reader::new(buf.get(..SEGMENT_HEADER_LEN).ok_or(HeaderError::Short)?);
+        if r.take(8).map_err(short)? != SEGMENT_MAGIC {
             return Err(HeaderError::BadMagic);
         }
-        let u32_at =
-            |at: usize| u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+        let version = r.u32().map_err(short)?;
+        let shard = r.u32().map_err(short)?;
+        let sequence = r.u64().map_err(short)?;
+        let created_us = r.u64().map_err(short)?;
+        let (at_32, at_36) = (r.u32().map_err(short)?, r.u32().map_err(short)?);
         // The version decides where the checksum is; a damaged version moves it and
         // fails the check.
-        let version = u32_at(8);
-        let (covered, salt) = if version >= BOUND_VERSION {
-            (36, u32_at(32))
+        let (covered, crc, salt) = if version >= BOUND_VERSION {
+            (36, at_36, at_32)
         } else {
-            (32, 0)
+            (32, at_32, 0)
         };
-        if crc32c::crc32c(&buf[0..covered]) != u32_at(covered) {
+        if crc32c::crc32c(&buf[0..covered]) != crc {
             return Err(HeaderError::BadChecksum);
         }
-        let u64_at = |at: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&buf[at..at + 8]);
-            u64::from_le_bytes(b)
-        };
         Ok(SegmentHeader {
             version,
-            shard: u32_at(12),
-            sequence: u64_at(16),
-            created_us: u64_at(24),
+            shard,
+            sequence,
+            created_us,
             salt,
         })
     }
@@ -131,20 +125,6 @@ pub(crate) fn codec_of(version: u32, salt: u32, shard: u32, sequence: u64) -> Co
     } else {
         Codec::Legacy
     }
-}
-
-/// File name of segment `sequence`: 20 zero-padded digits, so names sort as numbers.
-pub(crate) fn segment_file_name(sequence: u64) -> String {
-    format!("{sequence:020}{SEGMENT_SUFFIX}")
-}
-
-/// Parses a segment file name back to its sequence number.
-pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
 }
 
 #[cfg(test)]
@@ -186,24 +166,6 @@ mod tests {
                 Err(HeaderError::BadChecksum),
                 "byte {at}"
             );
-        }
-    }
-
-    #[test]
-    fn names_sort_numerically_and_parse_back() {
-        assert_eq!(segment_file_name(7), "00000000000000000007.seg");
-        assert_eq!(
-            parse_segment_file_name(&segment_file_name(u64::MAX)),
-            Some(u64::MAX)
-        );
-        assert!(segment_file_name(9) < segment_file_name(10));
-        for bad in [
-            "7.seg",
-            "0000000000000000000x.seg",
-            "00000000000000000007.log",
-            "LOCK",
-        ] {
-            assert_eq!(parse_segment_file_name(bad), None, "{bad}");
         }
     }
 }

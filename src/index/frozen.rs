@@ -10,7 +10,7 @@ use std::sync::Arc;
 /// reopen reads bytes in proportion to the keys, not to the records). The file is
 /// unlinked once the open succeeds; this handle keeps it readable.
 pub(crate) struct Frozen {
-    pub(crate) file: std::fs::File,
+    pub(crate) file: Arc<dyn crate::io::ReadIo>,
     pub(crate) path: std::path::PathBuf,
     /// Segment sequence of each slot.
     pub(crate) sequences: Box<[u64]>,
@@ -20,8 +20,8 @@ pub(crate) struct Frozen {
 
 /// Bytes of one frozen location (offset, length) and of a group's head (segment
 /// slot, location count).
-pub(crate) const FROZEN_LOCATION_LEN: usize = 8;
-pub(crate) const FROZEN_GROUP_LEN: usize = 8;
+pub(crate) const FROZEN_LOCATION_LEN: usize = crate::format::checkpoint::LOCATION_LEN;
+pub(crate) const FROZEN_GROUP_LEN: usize = crate::format::checkpoint::GROUP_LEN;
 
 /// One key's frozen locations: `groups` groups (segment slot u32, location count
 /// u32, then offset u32 and length u32 per location) at byte `at` of the
@@ -68,8 +68,7 @@ impl From<RunError> for String {
 impl Run {
     /// Bytes the run takes in the checkpoint.
     pub(crate) fn byte_len(groups: u32, count: u32) -> u64 {
-        (u64::from(groups) * FROZEN_GROUP_LEN as u64)
-            + u64::from(count) * FROZEN_LOCATION_LEN as u64
+        crate::format::checkpoint::run_len(groups, count)
     }
 
     /// The error for a run that failed its checks: the checkpoint and the offset of
@@ -86,7 +85,6 @@ impl Run {
     /// what a scan would guarantee: every slot exists, groups in increasing slot
     /// order, offsets increasing within a group, every record inside its segment.
     pub(crate) fn decode_into(&self, out: &mut Vec<Location>) -> Result<(), RunError> {
-        use std::os::unix::fs::FileExt;
         let len = Run::byte_len(self.groups, self.count) as usize;
         let mut bytes = Vec::new();
         bytes
@@ -95,7 +93,7 @@ impl Run {
         bytes.resize(len, 0);
         self.frozen
             .file
-            .read_exact_at(&mut bytes, self.at)
+            .read_at(&mut bytes, self.at)
             .map_err(RunError::Read)?;
         if crc32c::crc32c(&bytes) != self.crc {
             return Err(RunError::Checksum);

@@ -225,7 +225,7 @@ impl ShardIndex {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::index::Frozen;
+    use crate::index::frozen::Frozen;
 
     fn loc(segment: u64, offset: u32, len: u32) -> Location {
         Location {
@@ -240,8 +240,7 @@ mod tests {
         // Groups: (slot, count, then offset and length of each location).
         let words: [u32; 14] = [0, 1, 40, 50, 1, 2, 40, 60, 100, 20, 0, 1, 90, 10];
         let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        let file = tempfile::tempfile().expect("temp file");
-        std::os::unix::fs::FileExt::write_all_at(&file, &bytes, 0).expect("written");
+        let file = crate::testing::mem_storage::MemStorage::reader(&bytes);
         let frozen = Arc::new(Frozen {
             file,
             path: "INDEX".into(),

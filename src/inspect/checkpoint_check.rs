@@ -119,7 +119,7 @@ pub(super) fn check_checkpoint(
         kind: DamageKind::BadCheckpoint,
         reason: problem.to_string(),
     };
-    let cp = match crate::format::checkpoint::read(dir, shard) {
+    let cp = match crate::index::checkpoint_data::read_in(dir, shard) {
         Ok((Some(cp), _)) => cp,
         Ok((None, None)) => return CheckpointCheck::Absent,
         Ok((None, Some(reason))) => return CheckpointCheck::Ignored { reason },

@@ -98,7 +98,7 @@ fn a_checkpoint_that_cannot_be_read_is_damaged_and_the_open_fails_as_reported() 
     let index = path
         .join(shard_dir_name(1))
         .join(crate::format::checkpoint::CHECKPOINT_FILE);
-    let unreadable = crate::format::checkpoint::FAILING_READS.arm(index.clone());
+    let unreadable = crate::testing::hooks::FAILING_CHECKPOINT_READS.arm(index.clone());
 
     let scan = scan(&path)?;
     assert_eq!(scan.shards[1].checkpoint, CheckpointCheck::Damaged);

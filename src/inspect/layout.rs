@@ -4,7 +4,7 @@
 
 use super::report::{Damage, DamageKind, SegmentFile, ShardLayout, WalLayout};
 use crate::error::{Result, WalError};
-use crate::format::manifest::{Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
+use crate::format::manifest::{MANIFEST_FILE, MANIFEST_TMP_FILE};
 use crate::io::shard_dir_name;
 use crate::recovery::read_shard_dir;
 use std::fmt;
@@ -69,7 +69,7 @@ pub fn layout(dir: &Path) -> Result<WalLayout> {
         }
     }
 
-    let (shard_count, manifest_ok, salt) = match Manifest::read(dir) {
+    let (shard_count, manifest_ok, salt) = match crate::open::read_manifest_in(dir) {
         Ok(m) => (m.shards, true, m.salt),
         Err(e @ WalError::UnsupportedVersion { .. }) => return Err(e),
         Err(WalError::Io { source, .. })

@@ -1,7 +1,7 @@
 //! Tests of `scan.rs`: what a scan reports, and that it says what recovery does.
 
 use super::*;
-use crate::format::manifest::{Manifest, MANIFEST_FILE, MANIFEST_TMP_FILE};
+use crate::format::manifest::{MANIFEST_FILE, MANIFEST_TMP_FILE};
 use crate::format::record::Codec;
 use crate::format::segment_header::{SegmentHeader, FORMAT_VERSION};
 use crate::inspect::report::DamageKind;
@@ -58,12 +58,12 @@ pub(in crate::inspect) fn shard_files(
 /// A WAL directory with one shard whose segments hold `segments`' bytes.
 fn wal_with(segments: &[Vec<u8>]) -> std::io::Result<tempfile::TempDir> {
     let dir = tempfile::tempdir()?;
-    Manifest {
+    let storage = crate::io::FsStorage::new(dir.path().to_path_buf(), 0o600);
+    let m = crate::format::manifest::Manifest {
         shards: 1,
         salt: Some(SALT),
-    }
-    .write(dir.path())
-    .map_err(std::io::Error::other)?;
+    };
+    crate::open::write_manifest(&storage, &m).map_err(std::io::Error::other)?;
     let sdir = dir.path().join(shard_dir_name(0));
     std::fs::create_dir(&sdir)?;
     for (i, bytes) in segments.iter().enumerate() {

@@ -1,12 +1,15 @@
-//! The I/O boundary: the shard logic talks to segment files only through the
-//! [`Storage`] and [`SegmentIo`] traits, so the concurrency protocols can run against
-//! an in-memory store (loom models, fault injection) and real files alike.
+//! The I/O boundary: every file a WAL touches is reached through the [`Storage`],
+//! [`SegmentIo`] and [`ReadIo`] traits, so the open, the writer, recovery and the
+//! checkpoint run against an in-memory store (loom models, fault injection, the
+//! power-cut model) and real files alike. The traits move bytes and names; what the
+//! bytes mean (`format/`) and which names a WAL owns (`format/names.rs`) is the
+//! callers' business. Paths are relative to the storage's root, the WAL directory.
 
 use crate::error::Result;
-use crate::index::ShardIndex;
-use crate::writer::active_segment::Segment;
+use crate::format::stamp::FileStamp;
+use std::ffi::OsString;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// One segment file, shared by its shard actor (the only writer) and readers.
@@ -18,6 +21,9 @@ pub(crate) trait SegmentIo: Send + Sync {
     /// Reads from `offset` into `buf` until it is full or the file ends; returns how
     /// many bytes were read.
     fn read_up_to(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// The file's length.
+    #[allow(dead_code)] // Until recovery reads through the storage.
+    fn len(&self) -> io::Result<u64>;
     /// `fdatasync`: makes every byte written so far durable.
     fn sync_data(&self) -> io::Result<()>;
     /// Reserves disk blocks so the file is at least `len` bytes long (zeros past the
@@ -32,7 +38,74 @@ pub(crate) trait SegmentIo: Send + Sync {
     fn path(&self) -> &Path;
 }
 
-/// Creates and removes segment files of every shard.
+/// A file open for reading only (the index checkpoint, whose keys' locations are
+/// read when the key is; it stays readable once its name is removed).
+pub(crate) trait ReadIo: Send + Sync {
+    /// Fills `buf` from `offset`; fails if the bytes are not there.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// The file's length.
+    fn len(&self) -> io::Result<u64>;
+    /// Where the file lives (for error messages).
+    fn path(&self) -> &Path;
+}
+
+/// What a directory entry is, as the directory lists it: a symlink is `Other`, not
+/// what it points to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    File,
+    Dir,
+    /// A symlink, FIFO, socket or device.
+    Other,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) name: OsString,
+    pub(crate) kind: Kind,
+}
+
+/// Whether [`Storage::write_file_atomically`] fsyncs the directory after its rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DirSync {
+    /// The rename must be durable before the call returns.
+    After,
+    /// Losing the rename to a power cut is harmless (the caller says why).
+    Skip,
+}
+
+/// What the steps of an atomic write are called in its errors.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriteSteps {
+    pub(crate) create: &'static str,
+    pub(crate) write: &'static str,
+    pub(crate) sync: &'static str,
+    pub(crate) rename: &'static str,
+}
+
+/// A directory's lock, held until this is dropped.
+pub(crate) struct DirLock {
+    _held: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl DirLock {
+    /// A lock that `held` keeps until it is dropped (its `Drop` unlocks).
+    pub(crate) fn new(held: impl std::any::Any + Send + Sync) -> DirLock {
+        DirLock {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl std::fmt::Debug for DirLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DirLock")
+    }
+}
+
+/// The files of one WAL directory (the root): its segments by shard and sequence,
+/// and every other name by its path under the root.
 pub(crate) trait Storage: Send + Sync {
     /// Creates segment `sequence` of `shard` and writes `header` into it. The name is
     /// not durable until [`sync_dir`](Self::sync_dir) (the actor leaves that to the
@@ -43,9 +116,14 @@ pub(crate) trait Storage: Send + Sync {
         sequence: u64,
         header: &[u8],
     ) -> Result<Arc<dyn SegmentIo>>;
+    /// Opens existing segment `sequence` of `shard` for reading and writing
+    /// (recovery). Anything but a regular file under its name is
+    /// [`WalError::ForeignFile`](crate::WalError::ForeignFile).
+    #[allow(dead_code)] // Until recovery reads through the storage.
+    fn open_segment(&self, shard: u32, sequence: u64) -> Result<Arc<dyn SegmentIo>>;
     /// Unlinks segment `sequence` of `shard`. Open handles stay readable.
     fn remove_segment(&self, shard: u32, sequence: u64) -> Result<()>;
-    /// Makes creations and removals in `shard`'s directory durable.
+    /// Makes creations, renames and removals in `shard`'s directory durable.
     fn sync_dir(&self, shard: u32) -> Result<()>;
     /// Bytes the writer should reserve ahead of its write position (see
     /// [`SegmentIo::preallocate`]); 0 turns preallocation off.
@@ -55,16 +133,50 @@ pub(crate) trait Storage: Send + Sync {
     fn seal_syncs_inline(&self) -> bool {
         false
     }
-    /// Writes `shard`'s index checkpoint (`checkpoint.rs`) for its cleanly closed
-    /// `segments`, whose sync markers vouch for segments up to `synced_through`.
-    fn write_checkpoint(
+
+    /// Creates the root (and its parents) if it is missing; fails with
+    /// [`WalError::NotADirectory`](crate::WalError::NotADirectory) if something else
+    /// is there.
+    fn ensure_root(&self) -> Result<()>;
+    /// The entries of directory `dir` (`""`: the root), sorted by name.
+    fn list_dir(&self, dir: &Path) -> Result<Vec<Entry>>;
+    /// Creates directory `dir` (not durable until its parent is synced).
+    fn create_dir(&self, dir: &Path) -> Result<()>;
+    /// Makes creations, renames and removals in the root directory durable.
+    fn sync_root(&self) -> Result<()>;
+    /// The bytes of the regular file `path`, at most `limit` of them; `None` if
+    /// nothing is there. Anything but a regular file is
+    /// [`WalError::ForeignFile`](crate::WalError::ForeignFile).
+    fn read_file(&self, path: &Path, limit: u64, op: &'static str) -> Result<Option<Vec<u8>>>;
+    /// Opens the regular file `path` for reading; `None` if nothing is there.
+    fn open_read(&self, path: &Path, op: &'static str) -> Result<Option<Arc<dyn ReadIo>>>;
+    /// How the file under `path` looks, the name itself (not a symlink's target).
+    fn stamp(&self, path: &Path) -> Result<FileStamp>;
+    /// Replaces `path` with a file of the bytes `parts`: written to `tmp`, fsynced,
+    /// renamed over `path`, and with [`DirSync::After`] the directory fsynced, so that
+    /// a power cut leaves the old file or the new one whole, never a torn one.
+    fn write_file_atomically(
         &self,
-        shard: u32,
-        synced_through: u64,
-        next_seq: u64,
-        segments: &[Segment],
-        index: &ShardIndex,
+        path: &Path,
+        tmp: &Path,
+        parts: &[&[u8]],
+        dir_sync: DirSync,
+        steps: WriteSteps,
     ) -> Result<()>;
+    /// Removes the file `path`; nothing there is not an error. Not durable until its
+    /// directory is synced.
+    fn remove_file(&self, path: &Path, op: &'static str) -> Result<()>;
+    /// Removes directory `dir` and everything in it; nothing there is not an error.
+    fn remove_dir_all(&self, dir: &Path) -> Result<()>;
+    /// Removes the root if it is empty; returns whether it did.
+    fn remove_root(&self) -> Result<bool>;
+    /// Takes the lock on file `path` (created if missing), without waiting:
+    /// [`WalError::Locked`](crate::WalError::Locked) if someone else holds it.
+    fn lock(&self, path: &Path) -> Result<DirLock>;
+    /// Whether someone holds the lock on `path` (which is not created).
+    fn is_locked(&self, path: &Path) -> bool;
+    /// Where `path` is, for error messages.
+    fn full_path(&self, path: &Path) -> PathBuf;
 }
 
 /// How far ahead of the write position segment files are preallocated.

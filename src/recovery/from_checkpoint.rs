@@ -27,7 +27,7 @@ pub(super) enum Unused {
 /// A shard as its checkpoint describes it, if `files` are the checkpoint's segment
 /// files, unchanged since it was written (else the reason they are not).
 pub(super) fn from_checkpoint(
-    cp: checkpoint::Checkpoint,
+    cp: crate::index::checkpoint_data::Loaded,
     files: &[(u64, PathBuf)],
     shard: u32,
     salt: Option<u32>,

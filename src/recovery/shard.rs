@@ -93,7 +93,7 @@ pub(crate) fn recover_shard(
 ) -> Result<RecoveredShard> {
     let files = list_segments(dir)?;
     let (checkpoint, mut ignored) = if use_checkpoint {
-        checkpoint::read(dir, shard)?
+        crate::index::checkpoint_data::read_in(dir, shard)?
     } else {
         (None, None)
     };

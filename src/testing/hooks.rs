@@ -45,3 +45,7 @@ impl Drop for Armed {
         }
     }
 }
+
+/// Reads of the index checkpoints at its paths fail with an I/O error
+/// (`index/checkpoint_data.rs`).
+pub(crate) static FAILING_CHECKPOINT_READS: PathHook = PathHook::new();

@@ -1,12 +1,13 @@
 //! An in-memory store that tells written bytes from synced bytes and can be told
-//! to fail, for the loom models and fault-injection tests.
+//! to fail, for the loom models, fault-injection tests and the power-cut model: its
+//! segments, and every other file and directory of a WAL (manifest, lock,
+//! checkpoint, shard directories) by path, each call that takes effect logged.
 use crate::error::{Result, WalError};
-use crate::format::segment_header::segment_file_name;
-use crate::index::ShardIndex;
-use crate::io::{shard_dir_name, SegmentIo, Storage};
+use crate::format::names::{parse_segment_file_name, parse_shard_dir_name, segment_path};
+use crate::format::stamp::FileStamp;
+use crate::io::{DirLock, DirSync, Entry, Kind, ReadIo, SegmentIo, Storage, WriteSteps};
 use crate::sync::{lock, AtomicBool, AtomicU64, Mutex, Ordering};
-use crate::writer::active_segment::Segment;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,7 +42,30 @@ pub(crate) enum Op {
         len: u64,
     },
     Remove(FileId),
+    /// fsync of a shard directory: makes the creations, renames and removals in it
+    /// durable.
     SyncDir(u32),
+    /// A file other than a segment (a path under the root) created or emptied, and
+    /// `bytes` written into it: an atomic write's temporary file.
+    Put {
+        path: PathBuf,
+        bytes: Vec<u8>,
+    },
+    /// fsync of the file `path`.
+    SyncFile(PathBuf),
+    /// `from` renamed over `to` (which may not exist).
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+    },
+    /// The file `path` removed.
+    RemoveFile(PathBuf),
+    /// Directory `path` created.
+    MakeDir(PathBuf),
+    /// fsync of the root directory.
+    SyncRoot,
+    /// The lock taken (its file created if missing: it holds no bytes).
+    Lock,
 }
 
 /// The calls of a store, in the order they took effect: each is pushed while the
@@ -72,7 +96,11 @@ pub(crate) struct Faults {
 }
 
 pub(crate) struct MemSegment {
+    /// Bytes written, how many of them are synced, and how many changes were made
+    /// (its stamp's times).
     data: Mutex<(Vec<u8>, usize)>,
+    changes: AtomicU64,
+    inode: u64,
     faults: std::sync::Arc<Faults>,
     path: PathBuf,
     id: FileId,
@@ -102,6 +130,7 @@ impl SegmentIo for MemSegment {
             g.0.resize(end, 0);
         }
         g.0[offset as usize..end].copy_from_slice(buf);
+        self.changes.fetch_add(1, Ordering::SeqCst);
         record(&self.log, || Op::Write {
             file: self.id,
             offset,
@@ -128,6 +157,9 @@ impl SegmentIo for MemSegment {
         buf[..n].copy_from_slice(&g.0[from..from + n]);
         Ok(n)
     }
+    fn len(&self) -> io::Result<u64> {
+        Ok(lock(&self.data).0.len() as u64)
+    }
     fn sync_data(&self) -> io::Result<()> {
         let delay = self.faults.data_sync_delay_us.load(Ordering::SeqCst);
         if delay > 0 {
@@ -142,6 +174,7 @@ impl SegmentIo for MemSegment {
         if g.0.len() < len as usize {
             g.0.resize(len as usize, 0);
         }
+        self.changes.fetch_add(1, Ordering::SeqCst);
         record(&self.log, || Op::Preallocate { file: self.id, len });
         Ok(())
     }
@@ -149,6 +182,7 @@ impl SegmentIo for MemSegment {
         let mut g = lock(&self.data);
         g.0.truncate(len as usize);
         g.1 = g.1.min(len as usize);
+        self.changes.fetch_add(1, Ordering::SeqCst);
         record(&self.log, || Op::Cut { file: self.id, len });
         Ok(())
     }
@@ -177,20 +211,80 @@ impl MemSegment {
     }
 }
 
-/// The name error messages give segment `sequence` of `shard` in memory.
-fn mem_path(shard: u32, sequence: u64) -> PathBuf {
-    PathBuf::from(format!(
-        "mem/{}/{}",
-        shard_dir_name(shard),
-        segment_file_name(sequence)
-    ))
+/// The name error messages give `path` in memory.
+fn mem_path(path: &Path) -> PathBuf {
+    Path::new("mem").join(path)
 }
 
-/// Every segment of every shard, in memory.
+/// A file other than a segment: its bytes (replaced whole by an atomic write, so
+/// an open handle keeps the bytes it opened) and its stamp. (What of it is durable
+/// is for the power-cut model to work out from the log.)
+#[derive(Clone)]
+struct NamedFile {
+    bytes: Arc<Vec<u8>>,
+    inode: u64,
+    changes: i64,
+}
+
+/// The files and directories besides segments.
+#[derive(Default)]
+struct Named {
+    files: BTreeMap<PathBuf, NamedFile>,
+    /// Directories created (the root always exists).
+    dirs: BTreeSet<PathBuf>,
+}
+
+/// A named file open for reading.
+struct MemReader {
+    bytes: Arc<Vec<u8>>,
+    path: PathBuf,
+}
+
+impl ReadIo for MemReader {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let from = usize::try_from(offset).unwrap_or(usize::MAX);
+        match from
+            .checked_add(buf.len())
+            .and_then(|end| self.bytes.get(from..end))
+        {
+            Some(bytes) => {
+                buf.copy_from_slice(bytes);
+                Ok(())
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past the end",
+            )),
+        }
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.bytes.len() as u64)
+    }
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The in-memory lock, released when dropped.
+struct MemLock(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for MemLock {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Every segment of every shard, and the WAL's other files, in memory.
 #[derive(Default)]
 pub(crate) struct MemStorage {
     pub(crate) faults: std::sync::Arc<Faults>,
     segments: Mutex<BTreeMap<(u32, u64), std::sync::Arc<MemSegment>>>,
+    /// A plain std mutex: the models never reach these files (no loom model opens a
+    /// directory or writes a checkpoint).
+    named: std::sync::Mutex<Named>,
+    locked: Arc<std::sync::atomic::AtomicBool>,
+    /// Inode numbers given out.
+    inodes: AtomicU64,
     log: Option<OpLog>,
     preallocation_chunk: u64,
     /// Under loom, run the seal syncer on its own thread (`model::mem_wal_with_syncer_thread`).
@@ -216,6 +310,18 @@ impl MemStorage {
             ..MemStorage::default()
         }
     }
+    fn new_segment(&self, shard: u32, sequence: u64, bytes: Vec<u8>) -> Arc<MemSegment> {
+        let len = bytes.len();
+        Arc::new(MemSegment {
+            data: Mutex::new((bytes, len)),
+            changes: AtomicU64::new(0),
+            inode: self.inodes.fetch_add(1, Ordering::SeqCst) + 1,
+            faults: self.faults.clone(),
+            path: mem_path(&segment_path(shard, sequence)),
+            id: (shard, sequence),
+            log: self.log.clone(),
+        })
+    }
     /// Takes over segment `sequence` of `shard` with `bytes`, a file recovery
     /// left on disk, recording nothing: the caller's log already holds how the
     /// file got there, and what of it is durable (the store counts it all as
@@ -223,14 +329,7 @@ impl MemStorage {
     /// model's second run.
     #[cfg(all(test, not(loom)))]
     pub(crate) fn adopt(&self, shard: u32, sequence: u64, bytes: Vec<u8>) -> Arc<dyn SegmentIo> {
-        let len = bytes.len();
-        let seg = std::sync::Arc::new(MemSegment {
-            data: Mutex::new((bytes, len)),
-            faults: self.faults.clone(),
-            path: mem_path(shard, sequence),
-            id: (shard, sequence),
-            log: self.log.clone(),
-        });
+        let seg = self.new_segment(shard, sequence, bytes);
         lock(&self.segments).insert((shard, sequence), seg.clone());
         seg
     }
@@ -242,6 +341,33 @@ impl MemStorage {
     pub(crate) fn segment_count(&self) -> usize {
         lock(&self.segments).len()
     }
+    /// A file of `bytes` open for reading, as no store holds it.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn reader(bytes: &[u8]) -> Arc<dyn ReadIo> {
+        Arc::new(MemReader {
+            bytes: Arc::new(bytes.to_vec()),
+            path: mem_path(Path::new("INDEX")),
+        })
+    }
+    fn named(&self) -> std::sync::MutexGuard<'_, Named> {
+        self.named.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// The segment `path` names, if it names one.
+    fn segment_at(path: &Path) -> Option<(u32, u64)> {
+        let shard = parse_shard_dir_name(path.parent()?.to_str()?)?;
+        let sequence = parse_segment_file_name(path.file_name()?.to_str()?)?;
+        Some((shard, sequence))
+    }
+    fn not_found(path: &Path, op: &'static str) -> WalError {
+        WalError::io(op, mem_path(path), io::Error::from(io::ErrorKind::NotFound))
+    }
+    /// Logs the fsync of directory `dir`.
+    fn sync_directory(&self, dir: &Path) {
+        match dir.to_str().and_then(parse_shard_dir_name) {
+            Some(shard) => record(&self.log, || Op::SyncDir(shard)),
+            None => record(&self.log, || Op::SyncRoot),
+        }
+    }
 }
 
 impl Storage for MemStorage {
@@ -251,20 +377,22 @@ impl Storage for MemStorage {
         sequence: u64,
         header: &[u8],
     ) -> Result<Arc<dyn SegmentIo>> {
-        let path = mem_path(shard, sequence);
-        let seg = std::sync::Arc::new(MemSegment {
-            data: Mutex::new((Vec::new(), 0)),
-            faults: self.faults.clone(),
-            path: path.clone(),
-            id: (shard, sequence),
-            log: self.log.clone(),
-        });
+        let seg = self.new_segment(shard, sequence, Vec::new());
         let mut segments = lock(&self.segments);
         record(&self.log, || Op::Create((shard, sequence)));
         seg.write_at(header, 0)
-            .map_err(|e| WalError::io("writing segment header", &path, e))?;
+            .map_err(|e| WalError::io("writing segment header", &seg.path, e))?;
         segments.insert((shard, sequence), seg.clone());
         Ok(seg)
+    }
+    fn open_segment(&self, shard: u32, sequence: u64) -> Result<Arc<dyn SegmentIo>> {
+        match self.segment(shard, sequence) {
+            Some(seg) => Ok(seg),
+            None => Err(Self::not_found(
+                &segment_path(shard, sequence),
+                "opening segment",
+            )),
+        }
     }
     fn remove_segment(&self, shard: u32, sequence: u64) -> Result<()> {
         let delay = self.faults.remove_delay_us.load(Ordering::SeqCst);
@@ -287,24 +415,183 @@ impl Storage for MemStorage {
     fn seal_syncs_inline(&self) -> bool {
         cfg!(loom) && !self.syncer_thread
     }
-    /// The models reopen from the bytes of their segments, never from a
-    /// checkpoint (its tests run on files: `tests/index_checkpoint.rs`), so it is
-    /// refused rather than pretended: a model that asks for one is wrong.
-    fn write_checkpoint(
+
+    fn ensure_root(&self) -> Result<()> {
+        Ok(())
+    }
+    fn list_dir(&self, dir: &Path) -> Result<Vec<Entry>> {
+        let named = self.named();
+        let mut names: BTreeMap<std::ffi::OsString, Kind> = BTreeMap::new();
+        for d in named.dirs.iter().filter(|d| d.parent() == Some(dir)) {
+            names.extend(d.file_name().map(|n| (n.to_owned(), Kind::Dir)));
+        }
+        for f in named.files.keys().filter(|f| f.parent() == Some(dir)) {
+            names.extend(f.file_name().map(|n| (n.to_owned(), Kind::File)));
+        }
+        for &(shard, sequence) in lock(&self.segments).keys() {
+            let path = segment_path(shard, sequence);
+            if path.parent() == Some(dir) {
+                names.extend(path.file_name().map(|n| (n.to_owned(), Kind::File)));
+            }
+        }
+        Ok(names
+            .into_iter()
+            .map(|(name, kind)| Entry { name, kind })
+            .collect())
+    }
+    fn create_dir(&self, dir: &Path) -> Result<()> {
+        let mut named = self.named();
+        if !named.dirs.insert(dir.to_path_buf()) {
+            return Err(WalError::io(
+                "creating directory",
+                mem_path(dir),
+                io::Error::from(io::ErrorKind::AlreadyExists),
+            ));
+        }
+        record(&self.log, || Op::MakeDir(dir.to_path_buf()));
+        Ok(())
+    }
+    fn sync_root(&self) -> Result<()> {
+        let _named = self.named();
+        record(&self.log, || Op::SyncRoot);
+        Ok(())
+    }
+    fn read_file(&self, path: &Path, limit: u64, _op: &'static str) -> Result<Option<Vec<u8>>> {
+        let named = self.named();
+        Ok(named.files.get(path).map(|f| {
+            let n = f
+                .bytes
+                .len()
+                .min(usize::try_from(limit).unwrap_or(usize::MAX));
+            f.bytes[..n].to_vec()
+        }))
+    }
+    fn open_read(&self, path: &Path, _op: &'static str) -> Result<Option<Arc<dyn ReadIo>>> {
+        // A segment's bytes as they are now (what a reader opened now sees first).
+        if let Some(seg) = Self::segment_at(path).and_then(|(s, n)| self.segment(s, n)) {
+            let bytes = Arc::new(lock(&seg.data).0.clone());
+            let path = seg.path.clone();
+            return Ok(Some(Arc::new(MemReader { bytes, path })));
+        }
+        let named = self.named();
+        Ok(named.files.get(path).map(|f| {
+            Arc::new(MemReader {
+                bytes: f.bytes.clone(),
+                path: mem_path(path),
+            }) as Arc<dyn ReadIo>
+        }))
+    }
+    fn stamp(&self, path: &Path) -> Result<FileStamp> {
+        if let Some(seg) = Self::segment_at(path).and_then(|(s, n)| self.segment(s, n)) {
+            let changes = seg.changes.load(Ordering::SeqCst) as i64;
+            let len = lock(&seg.data).0.len() as u64;
+            return Ok(FileStamp {
+                len,
+                inode: seg.inode,
+                mtime: (changes, 0),
+                ctime: (changes, 0),
+            });
+        }
+        match self.named().files.get(path) {
+            Some(f) => Ok(FileStamp {
+                len: f.bytes.len() as u64,
+                inode: f.inode,
+                mtime: (f.changes, 0),
+                ctime: (f.changes, 0),
+            }),
+            None => Err(Self::not_found(path, "inspecting")),
+        }
+    }
+    fn write_file_atomically(
         &self,
-        shard: u32,
-        _synced_through: u64,
-        _next_seq: u64,
-        _segments: &[Segment],
-        _index: &ShardIndex,
+        path: &Path,
+        tmp: &Path,
+        parts: &[&[u8]],
+        dir_sync: DirSync,
+        steps: WriteSteps,
     ) -> Result<()> {
-        Err(WalError::io(
-            "writing index checkpoint",
-            PathBuf::from(format!("mem/{}", shard_dir_name(shard))),
-            io::Error::new(
-                io::ErrorKind::Unsupported,
-                "in-memory storage has no checkpoint",
-            ),
-        ))
+        if self.faults.fail_writes.load(Ordering::SeqCst) {
+            let e = io::Error::other("injected write failure");
+            return Err(WalError::io(steps.write, mem_path(tmp), e));
+        }
+        let mut named = self.named();
+        let file = NamedFile {
+            bytes: Arc::new(parts.concat()),
+            inode: self.inodes.fetch_add(1, Ordering::SeqCst) + 1,
+            changes: 1,
+        };
+        let bytes = file.bytes.to_vec();
+        named.files.insert(tmp.to_path_buf(), file);
+        record(&self.log, || Op::Put {
+            path: tmp.to_path_buf(),
+            bytes,
+        });
+        if self.faults.fail_syncs.load(Ordering::SeqCst) {
+            let e = io::Error::other("injected fsync failure");
+            return Err(WalError::io(steps.sync, mem_path(tmp), e));
+        }
+        record(&self.log, || Op::SyncFile(tmp.to_path_buf()));
+        if let Some(f) = named.files.remove(tmp) {
+            named.files.insert(path.to_path_buf(), f);
+        }
+        record(&self.log, || Op::Rename {
+            from: tmp.to_path_buf(),
+            to: path.to_path_buf(),
+        });
+        if dir_sync == DirSync::After {
+            self.sync_directory(path.parent().unwrap_or(Path::new("")));
+        }
+        Ok(())
+    }
+    fn remove_file(&self, path: &Path, op: &'static str) -> Result<()> {
+        if let Some((shard, sequence)) = Self::segment_at(path) {
+            if self.segment(shard, sequence).is_some() {
+                return self.remove_segment(shard, sequence);
+            }
+        }
+        let mut named = self.named();
+        if named.files.remove(path).is_some() {
+            record(&self.log, || Op::RemoveFile(path.to_path_buf()));
+        }
+        let _ = op;
+        Ok(())
+    }
+    fn remove_dir_all(&self, dir: &Path) -> Result<()> {
+        let mut named = self.named();
+        named.files.retain(|f, _| !f.starts_with(dir));
+        named.dirs.retain(|d| !d.starts_with(dir));
+        if let Some(shard) = dir.to_str().and_then(parse_shard_dir_name) {
+            lock(&self.segments).retain(|(s, _), _| *s != shard);
+        }
+        Ok(())
+    }
+    fn remove_root(&self) -> Result<bool> {
+        let named = self.named();
+        Ok(named.files.is_empty() && named.dirs.is_empty() && self.segment_count() == 0)
+    }
+    fn lock(&self, path: &Path) -> Result<DirLock> {
+        use std::sync::atomic::Ordering as Std;
+        if self.locked.swap(true, Std::SeqCst) {
+            return Err(WalError::Locked {
+                path: mem_path(path),
+            });
+        }
+        let mut named = self.named();
+        if !named.files.contains_key(path) {
+            let file = NamedFile {
+                bytes: Arc::new(Vec::new()),
+                inode: self.inodes.fetch_add(1, Ordering::SeqCst) + 1,
+                changes: 0,
+            };
+            named.files.insert(path.to_path_buf(), file);
+        }
+        record(&self.log, || Op::Lock);
+        Ok(DirLock::new(MemLock(self.locked.clone())))
+    }
+    fn is_locked(&self, _path: &Path) -> bool {
+        self.locked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn full_path(&self, path: &Path) -> PathBuf {
+        mem_path(path)
     }
 }

@@ -11,3 +11,5 @@ pub(crate) mod mem_storage;
 pub mod model;
 #[cfg(all(test, not(loom)))]
 mod power_cut;
+#[cfg(all(test, not(loom)))]
+mod storage_contract;

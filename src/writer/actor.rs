@@ -330,7 +330,8 @@ impl Actor {
             // Only after a close that succeeded: the checkpoint describes the files
             // as they now stay. A failure costs the next open its shortcut, nothing
             // else, but is still reported.
-            self.storage.write_checkpoint(
+            super::checkpoint_io::write(
+                &*self.storage,
                 self.shard(),
                 self.synced_through,
                 self.next_seq,

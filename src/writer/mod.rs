@@ -5,5 +5,6 @@
 pub(crate) mod active_segment;
 pub(crate) mod actor;
 mod batch;
+pub(crate) mod checkpoint_io;
 mod retire;
 pub(crate) mod syncer;
