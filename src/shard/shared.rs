@@ -176,6 +176,12 @@ impl ShardShared {
         self.sync_us.store(average, Relaxed);
     }
 
+    /// The shard's average `fdatasync` in microseconds (0 before the first).
+    #[cfg(test)]
+    pub(crate) fn sync_average_us(&self) -> u64 {
+        self.sync_us.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// How long a lone polling durable waiter of this shard polls now.
     #[cfg(test)]
     pub(crate) fn poll_budget(&self) -> std::time::Duration {
