@@ -42,17 +42,17 @@
 //!
 //! # Layout
 //!
-//! The modules follow the write path:
-//! - `wal` (router and API) -> `shard` (queue gate, read barrier) -> `actor` (batching,
-//!   group commit, rotation, poisoning) -> `record` / `segment` (encoding) ->
-//!   `storage` (the file boundary).
-//! - `index` (key -> locations, read by any thread), `read` (coalesced positional reads).
-//! - `open` (directory, lock, manifest), `manifest`, `recovery` (torn tails, corruption),
-//!   `compaction` (retention, rayon).
-//! - `inspect` (public): read-only scan of a WAL directory for the operator tools.
-//! - `sync`, `channel`, `completion`: the concurrency shim and the hand-off primitives,
-//!   swapped for loom-modelled versions under `cfg(loom)`.
+//! The folders follow the data path (see `docs/ARCHITECTURE.md`):
+//! - `wal` (router and API) -> `shard` (queue gate, read barrier, waiting) ->
+//!   `writer` (the actor's batching, group commit, rotation, sealing, retirement) ->
+//!   `format` (the bytes) and `io` (the file boundary).
+//! - `index` (key -> locations, read by any thread), `read` (positional reads, cache).
+//! - `open` (directory, lock, manifest), `recovery` (the walker and its rules),
+//!   `compaction` (retention, rayon), `inspect` (public: the operator tools' scan).
+//! - `sync`: the std/loom shim, the channel and completions.
 //! - `options`, `error`, `stats`, `hash`: configuration, errors, figures, routing.
+//! - `testing`: in-memory storage, fault hooks, power-cut and loom models, fuzzing;
+//!   compiled only for tests, loom or the `fuzzing` feature.
 #![deny(missing_docs)]
 // Input or I/O can reach any path of the library, so it never unwraps; tests may
 // (Cargo's `[lints]` table cannot tell the library from its tests: `Cargo.toml`).

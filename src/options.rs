@@ -101,7 +101,7 @@ pub struct WalOptions {
     /// parallelism; 1 to 1000. Used when the WAL is created; an existing WAL keeps
     /// the count stored in its manifest (see `docs/ARCHITECTURE.md`). A WAL written by
     /// one thread that waits for each durable append is often faster with 1: its
-    /// appends then always find their shard's writer awake (`docs/PERFORMANCE-LOG.md`, W3).
+    /// appends then always find their shard's writer awake.
     pub shards: usize,
     /// Rotation threshold in bytes. Default 64 MiB; [`MIN_SEGMENT_SIZE`] (a segment
     /// header, a seal note and a sync marker) to [`MAX_SEGMENT_SIZE`]
@@ -258,12 +258,7 @@ impl WalOptions {
                 "must be greater than zero",
             ));
         }
-        if self.segments == 0 || self.segments > MAX_SEGMENTS {
-            return Err(WalError::invalid(
-                "segments",
-                format!("{} is outside 1..={MAX_SEGMENTS}", self.segments),
-            ));
-        }
+        within("segments", self.segments, 1, MAX_SEGMENTS, "")?;
         if self.segment_duration() < Duration::from_millis(1) {
             return Err(WalError::invalid(
                 "entry_retention",
@@ -273,48 +268,36 @@ impl WalOptions {
                 ),
             ));
         }
-        if self.shards == 0 || self.shards > MAX_SHARDS {
-            return Err(WalError::invalid(
-                "shards",
-                format!("{} is outside 1..={MAX_SHARDS}", self.shards),
-            ));
-        }
-        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&self.max_segment_size) {
-            return Err(WalError::invalid(
-                "max_segment_size",
-                format!(
-                    "{} is outside {MIN_SEGMENT_SIZE}..={MAX_SEGMENT_SIZE} (a segment header, a seal note and a sync marker, up to the 32-bit offsets of the index)",
-                    self.max_segment_size
-                ),
-            ));
-        }
-        if self.channel_capacity == 0 || self.channel_capacity > MAX_CHANNEL_CAPACITY {
-            return Err(WalError::invalid(
-                "channel_capacity",
-                format!(
-                    "{} is outside 1..={MAX_CHANNEL_CAPACITY}",
-                    self.channel_capacity
-                ),
-            ));
-        }
-        if self.max_batch == 0 || self.max_batch > MAX_BATCH {
-            return Err(WalError::invalid(
-                "max_batch",
-                format!("{} is outside 1..={MAX_BATCH}", self.max_batch),
-            ));
-        }
-        if self.max_key_size == 0 || self.max_key_size > MAX_KEY_SIZE {
-            return Err(WalError::invalid(
-                "max_key_size",
-                format!("{} is outside 1..=16 MiB", self.max_key_size),
-            ));
-        }
-        if self.max_record_size == 0 || self.max_record_size > MAX_RECORD_SIZE {
-            return Err(WalError::invalid(
-                "max_record_size",
-                format!("{} is outside 1..=1 GiB", self.max_record_size),
-            ));
-        }
+        within("shards", self.shards, 1, MAX_SHARDS, "")?;
+        within(
+            "max_segment_size",
+            self.max_segment_size,
+            MIN_SEGMENT_SIZE,
+            MAX_SEGMENT_SIZE,
+            " (a segment header, a seal note and a sync marker, up to the 32-bit offsets of the index)",
+        )?;
+        within(
+            "channel_capacity",
+            self.channel_capacity,
+            1,
+            MAX_CHANNEL_CAPACITY,
+            "",
+        )?;
+        within("max_batch", self.max_batch, 1, MAX_BATCH, "")?;
+        within_named(
+            "max_key_size",
+            self.max_key_size,
+            1,
+            MAX_KEY_SIZE,
+            "1..=16 MiB",
+        )?;
+        within_named(
+            "max_record_size",
+            self.max_record_size,
+            1,
+            MAX_RECORD_SIZE,
+            "1..=1 GiB",
+        )?;
         if self.file_mode & !0o666 != 0 || self.file_mode & 0o600 != 0o600 {
             return Err(WalError::invalid(
                 "file_mode",
@@ -324,17 +307,45 @@ impl WalOptions {
                 ),
             ));
         }
-        if self.read_cache_bytes as u64 > MAX_READ_CACHE_BYTES {
-            return Err(WalError::invalid(
-                "read_cache_bytes",
-                format!(
-                    "{} is outside 0..={MAX_READ_CACHE_BYTES}",
-                    self.read_cache_bytes
-                ),
-            ));
-        }
+        within(
+            "read_cache_bytes",
+            self.read_cache_bytes as u64,
+            0,
+            MAX_READ_CACHE_BYTES,
+            "",
+        )?;
         Ok(())
     }
+}
+
+/// `Err` naming `option` unless `lo <= value <= hi`; the error shows the range as
+/// `lo..=hi` followed by `why`.
+fn within<T>(option: &'static str, value: T, lo: T, hi: T, why: &str) -> Result<()>
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    let shown = format!("{lo}..={hi}{why}");
+    within_named(option, value, lo, hi, shown)
+}
+
+/// Like [`within`], with the range shown as `shown`.
+fn within_named<T>(
+    option: &'static str,
+    value: T,
+    lo: T,
+    hi: T,
+    shown: impl std::fmt::Display,
+) -> Result<()>
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    if value < lo || value > hi {
+        return Err(WalError::invalid(
+            option,
+            format!("{value} is outside {shown}"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -34,36 +34,33 @@ pub struct WalStats {
     pub shards: Vec<ShardStats>,
 }
 
-impl WalStats {
-    fn sum(&self, f: impl Fn(&ShardStats) -> u64) -> u64 {
-        self.shards.iter().map(f).sum()
-    }
+/// The `WalStats` methods that sum one `ShardStats` field over the shards.
+macro_rules! totals {
+    ($($(#[$doc:meta])* $field:ident),* $(,)?) => {
+        impl WalStats {
+            $(
+                $(#[$doc])*
+                pub fn $field(&self) -> u64 {
+                    self.shards.iter().map(|s| s.$field).sum()
+                }
+            )*
+        }
+    };
+}
+
+totals! {
     /// Live records in all shards.
-    pub fn records(&self) -> u64 {
-        self.sum(|s| s.records)
-    }
+    records,
     /// Bytes in all live segment files.
-    pub fn bytes(&self) -> u64 {
-        self.sum(|s| s.bytes)
-    }
+    bytes,
     /// Live segment files in all shards.
-    pub fn segments(&self) -> u64 {
-        self.sum(|s| s.segments)
-    }
+    segments,
     /// Batches written by all shards.
-    pub fn batches(&self) -> u64 {
-        self.sum(|s| s.batches)
-    }
+    batches,
     /// `fdatasync` calls of all shards.
-    pub fn fsyncs(&self) -> u64 {
-        self.sum(|s| s.fsyncs)
-    }
+    fsyncs,
     /// Approximate heap bytes of all indexes.
-    pub fn index_bytes(&self) -> u64 {
-        self.sum(|s| s.index_bytes)
-    }
+    index_bytes,
     /// Bytes held by all read caches.
-    pub fn read_cache_bytes(&self) -> u64 {
-        self.sum(|s| s.read_cache_bytes)
-    }
+    read_cache_bytes,
 }

@@ -1,7 +1,7 @@
 //! The kill -9 crash loop, end to end: the real binary's `crash-loop` spawns its
 //! hidden `crash-child` (8 ingest threads, durable and non-durable appends under 32
 //! shared keys), SIGKILLs it at a random moment, reopens the WAL and checks every
-//! record (see `src/bin/nano-wal/crash.rs` for the record format and the checks).
+//! record (see `src/bin/nano-wal/crash/` for the record format and the checks).
 //!
 //! The long run is the ignored test below, or directly:
 //! `cargo run --release -- crash-loop --cycles 500`.

@@ -464,18 +464,17 @@ fn small_segments() -> WalOptions {
         .with_max_segment_size(4096)
 }
 
-/// How long the seal syncer leaves a job unasked (`writer::syncer::DEFER_LIMIT`;
+/// How long the seal syncer leaves a job unasked (`shard::wait::DEFER_LIMIT`;
 /// these two copies of crate-private limits are checked against the crate's source
 /// by `the_copies_of_the_crates_limits_match`).
 const DEFER_LIMIT: Duration = Duration::from_secs(1);
 /// How long a shard's actor waits without a request before its seal syncer runs what
-/// it deferred (`actor::IDLE_SYNC_AFTER`).
+/// it deferred (`shard::wait::IDLE_SYNC_AFTER`).
 const IDLE_SYNC_AFTER: Duration = Duration::from_millis(10);
 
 #[test]
 fn the_copies_of_the_crates_limits_match() {
-    let syncer = include_str!("../src/writer/syncer.rs");
-    let actor = include_str!("../src/writer/actor.rs");
+    let wait = include_str!("../src/shard/wait.rs");
     let defer = format!(
         "const DEFER_LIMIT: std::time::Duration = std::time::Duration::from_secs({});",
         DEFER_LIMIT.as_secs()
@@ -484,11 +483,8 @@ fn the_copies_of_the_crates_limits_match() {
         "const IDLE_SYNC_AFTER: std::time::Duration = std::time::Duration::from_millis({});",
         IDLE_SYNC_AFTER.as_millis()
     );
-    assert!(
-        syncer.contains(&defer),
-        "src/writer/syncer.rs lacks {defer}"
-    );
-    assert!(actor.contains(&idle), "src/writer/actor.rs lacks {idle}");
+    assert!(wait.contains(&defer), "src/shard/wait.rs lacks {defer}");
+    assert!(wait.contains(&idle), "src/shard/wait.rs lacks {idle}");
 }
 
 #[test]

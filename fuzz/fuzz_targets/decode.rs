@@ -2,7 +2,7 @@
 //! recovery uses over damage, and segment headers. Every invariant is checked inside
 //! `nano_wal::fuzzing::check_decoders`, which panics when one breaks.
 //!
-//! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run decode` from the repository root (see
+//! Run: `cargo +nightly fuzz run decode` from the repository root (see
 //! `fuzz/README.md`).
 #![no_main]
 

@@ -350,16 +350,22 @@ pub(crate) fn encoded_len(key_len: usize, value_len: usize) -> usize {
     RECORD_HEADER_LEN + key_len + value_len
 }
 
-/// What a valid sync marker read in segment `own` vouches for: the segments up to
-/// its value. A writer only marks seals of segments older than the one it writes
-/// the marker into, so a larger value is not a writer's and vouches for nothing (0).
-pub(crate) fn marker_vouches(synced_through: u64, own: u64) -> u64 {
+/// The durable watermark a valid sync marker read in segment `own` gives: the
+/// segments up to its value `synced_through`. A writer only marks seals of segments
+/// older than the one it writes the marker into, so a larger value is not a
+/// writer's and vouches for nothing (0).
+pub(crate) fn marker_synced_through(synced_through: u64, own: u64) -> u64 {
     if synced_through < own {
         synced_through
     } else {
         0
     }
 }
+
+/// The former name of [`marker_synced_through`], still used by
+/// `testing/power_cut.rs`; remove once that file uses the new name.
+#[cfg(all(test, not(loom)))]
+pub(crate) use marker_synced_through as marker_vouches;
 
 fn u32_at(buf: &[u8], at: usize) -> u32 {
     let mut b = [0; 4];
@@ -463,14 +469,18 @@ mod tests {
     fn every_single_bit_flip_is_detected() {
         for codec in [Codec::Legacy, BOUND] {
             let buf = one(codec, 7, b"key", b"some value");
-            for bit in 0..buf.len() * 8 {
-                let mut bad = buf.clone();
-                bad[bit / 8] ^= 1 << (bit % 8);
-                assert!(
-                    codec.decode(&bad, AT).is_err(),
-                    "flip of bit {bit} went unnoticed"
-                );
-            }
+            assert_every_bit_flip_is_caught(codec, &buf);
+        }
+    }
+
+    fn assert_every_bit_flip_is_caught(codec: Codec, buf: &[u8]) {
+        for bit in 0..buf.len() * 8 {
+            let mut bad = buf.to_vec();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                codec.decode(&bad, AT).is_err(),
+                "flip of bit {bit} went unnoticed"
+            );
         }
     }
 
@@ -512,14 +522,7 @@ mod tests {
             let data = one(codec, 1, b"k", b"v");
             assert!(codec.decode(&data, AT).expect("record").is_data());
             for buf in [&marker, &sealed] {
-                for bit in 0..buf.len() * 8 {
-                    let mut bad = buf.clone();
-                    bad[bit / 8] ^= 1 << (bit % 8);
-                    assert!(
-                        codec.decode(&bad, AT).is_err(),
-                        "flip of bit {bit} went unnoticed"
-                    );
-                }
+                assert_every_bit_flip_is_caught(codec, buf);
             }
             // A bookkeeping key length with another record length is impossible,
             // whatever the checksum says.

@@ -2,7 +2,7 @@
 //! decoded (`format/checkpoint.rs`), and the file kept open so that each key's
 //! locations are read when the key is ([`Run`]).
 
-use super::shard_index::{Frozen, Run};
+use super::frozen::{Frozen, Run};
 use crate::error::{Result, WalError};
 use crate::format::checkpoint::{self, Checkpoint, CRC_LEN, HEADER_LEN};
 use crate::io::Storage;

@@ -2,9 +2,11 @@
 //! saw ([`CheckpointCheck`]): the scan notes each segment's stamp, header and
 //! records ([`Seen`]), and [`check_checkpoint`] compares the checkpoint with them.
 
-use super::{error_reason, CheckpointCheck, Damage, DamageKind, SegmentScan};
+use super::layout::ErrorReason;
+use super::report::{CheckpointCheck, Damage, DamageKind, SegmentScan};
 use crate::error::WalError;
 use crate::format::segment_header::SEGMENT_HEADER_LEN;
+use crate::index::Location;
 use std::path::{Path, PathBuf};
 
 /// What the scan of one segment saw, for the check of the index checkpoint.
@@ -26,8 +28,75 @@ pub(super) struct SeenRecord {
     pub(super) key: u64,
 }
 
+/// Why an index checkpoint the next open would load is damaged
+/// ([`DamageKind::BadCheckpoint`]); each says the repair too.
+#[derive(Debug, thiserror::Error)]
+enum Problem<'a> {
+    #[error("{0}; an open with index_checkpoint set fails the same way{REMOVE_INDEX}")]
+    Unreadable(ErrorReason<'a>),
+    #[error("key {key}'s {count} locations do not fit in memory{REMOVE_INDEX}")]
+    TooManyLocations { key: String, count: u32 },
+    #[error(
+        "the locations of key {key} fail their checks: {reason}; reads of that key would \
+         fail{REMOVE_INDEX}"
+    )]
+    BadLocations { key: String, reason: String },
+    #[error(
+        "key {key} has a location at offset {} of segment {} ({} bytes) where the \
+         segment holds no record of that key and length: its reads would fail or miss \
+         records{REMOVE_INDEX}",
+        at.offset,
+        at.segment,
+        at.len
+    )]
+    WrongLocation { key: String, at: Location },
+    #[error(
+        "segment {sequence} ends in {bytes} bytes after its last record, which a close \
+         cuts off: an open loading the checkpoint would write new records after them, \
+         where a later open that scans takes them for damage{REMOVE_INDEX}"
+    )]
+    BytesAfterLastRecord { sequence: u64, bytes: u64 },
+    #[error(
+        "it holds {listed} locations in segment {sequence}, which holds {records} valid \
+         records: reads would not return what a scan finds{REMOVE_INDEX}"
+    )]
+    LocationCount {
+        listed: u64,
+        sequence: u64,
+        records: u64,
+    },
+    #[error(
+        "it counts {counted} records in segment {sequence}, which holds {records}: the \
+         open would report wrong record counts{REMOVE_INDEX}"
+    )]
+    RecordCount {
+        counted: u64,
+        sequence: u64,
+        records: u64,
+    },
+    #[error(
+        "it gives segment {sequence}'s newest record time as {given} us, the segment's is \
+         {newest} us: retention would drop the segment at another time{REMOVE_INDEX}"
+    )]
+    NewestTime {
+        sequence: u64,
+        given: u64,
+        newest: u64,
+    },
+    #[error(
+        "it says sync markers vouch for the segments through {given}, the segments' \
+         markers vouch through {synced_through}{REMOVE_INDEX}"
+    )]
+    SyncedThrough { given: u64, synced_through: u64 },
+}
+
 /// The repair, said with every [`DamageKind::BadCheckpoint`].
 const REMOVE_INDEX: &str = " (removing the file loses nothing: the open then scans)";
+
+/// Why the next open would ignore an index checkpoint, as the scan finds it.
+#[derive(Debug, thiserror::Error)]
+#[error("{} changed while it was scanned", .0.display())]
+struct ChangedWhileScanned<'a>(&'a Path);
 
 /// Checks shard directory `dir`'s index checkpoint as the next open would use it
 /// (`recovery::recover_shard`), and more: that open checks a key's locations only
@@ -43,12 +112,12 @@ pub(super) fn check_checkpoint(
     damage: &mut Vec<Damage>,
 ) -> CheckpointCheck {
     let path = dir.join(crate::format::checkpoint::CHECKPOINT_FILE);
-    let bad = |offset: u64, len: u64, reason: String| Damage {
+    let bad = |offset: u64, len: u64, problem: Problem<'_>| Damage {
         path: path.clone(),
         offset,
         len,
         kind: DamageKind::BadCheckpoint,
-        reason: format!("{reason}{REMOVE_INDEX}"),
+        reason: problem.to_string(),
     };
     let cp = match crate::index::checkpoint_data::read_in(dir, shard) {
         Ok((Some(cp), _)) => cp,
@@ -57,23 +126,13 @@ pub(super) fn check_checkpoint(
         // Replaced by something else since the listing: reported as foreign next time.
         Err(WalError::ForeignFile { .. }) => return CheckpointCheck::Absent,
         Err(e) => {
-            damage.push(bad(
-                0,
-                0,
-                format!(
-                    "{}; an open with index_checkpoint set fails the same way",
-                    error_reason(&e)
-                ),
-            ));
+            damage.push(bad(0, 0, Problem::Unreadable(ErrorReason(&e))));
             return CheckpointCheck::Damaged;
         }
     };
     if let Some(changed) = segments.iter().zip(seen).find(|(_, s)| s.stamp.is_none()) {
         return CheckpointCheck::Ignored {
-            reason: format!(
-                "{} changed while it was scanned",
-                changed.0.file.path.display()
-            ),
+            reason: ChangedWhileScanned(&changed.0.file.path).to_string(),
         };
     }
     let files: Vec<(u64, PathBuf)> = segments
@@ -107,28 +166,20 @@ pub(super) fn check_checkpoint(
         let name = || String::from_utf8_lossy(key).escape_debug().to_string();
         locations.clear();
         if locations.try_reserve(run.count as usize).is_err() {
-            damage.push(bad(
-                run.at,
-                run_len,
-                format!(
-                    "key {}'s {} locations do not fit in memory",
-                    name(),
-                    run.count
-                ),
-            ));
+            let problem = Problem::TooManyLocations {
+                key: name(),
+                count: run.count,
+            };
+            damage.push(bad(run.at, run_len, problem));
             all_read = false;
             continue;
         }
         if let Err(reason) = run.decode_into(&mut locations) {
-            damage.push(bad(
-                run.at,
-                run_len,
-                format!(
-                    "the locations of key {} fail their checks: {reason}; reads of \
-                     that key would fail",
-                    name()
-                ),
-            ));
+            let problem = Problem::BadLocations {
+                key: name(),
+                reason: reason.to_string(),
+            };
+            damage.push(bad(run.at, run_len, problem));
             all_read = false;
             continue;
         }
@@ -158,19 +209,11 @@ pub(super) fn check_checkpoint(
             }
         }
         if let Some(loc) = wrong {
-            damage.push(bad(
-                run.at,
-                run_len,
-                format!(
-                    "key {} has a location at offset {} of segment {} ({} bytes) where \
-                     the segment holds no record of that key and length: its reads would \
-                     fail or miss records",
-                    name(),
-                    loc.offset,
-                    loc.segment,
-                    loc.len
-                ),
-            ));
+            let problem = Problem::WrongLocation {
+                key: name(),
+                at: loc,
+            };
+            damage.push(bad(run.at, run_len, problem));
         }
     }
     let mut compared_all = true;
@@ -189,69 +232,51 @@ pub(super) fn check_checkpoint(
         // the checkpoint (older ones end there already), and the open loading the
         // checkpoint writes at the end of the file.
         if scanned.data_len != scanned.file_len {
-            damage.push(bad(
-                0,
-                0,
-                format!(
-                    "segment {sequence} ends in {} bytes after its last record, which a \
-                     close cuts off: an open loading the checkpoint would write new records \
-                     after them, where a later open that scans takes them for damage",
-                    scanned.file_len.saturating_sub(scanned.data_len)
-                ),
-            ));
+            let problem = Problem::BytesAfterLastRecord {
+                sequence,
+                bytes: scanned.file_len.saturating_sub(scanned.data_len),
+            };
+            damage.push(bad(0, 0, problem));
         }
         if all_read && listed != scanned.records {
-            damage.push(bad(
-                0,
-                0,
-                format!(
-                    "it holds {listed} locations in segment {sequence}, which holds {} valid \
-                     records: reads would not return what a scan finds",
-                    scanned.records
-                ),
-            ));
+            let problem = Problem::LocationCount {
+                listed,
+                sequence,
+                records: scanned.records,
+            };
+            damage.push(bad(0, 0, problem));
         }
         if summary.records != scanned.records {
-            damage.push(bad(
-                0,
-                0,
-                format!(
-                    "it counts {} records in segment {sequence}, which holds {}: the open \
-                     would report wrong record counts",
-                    summary.records, scanned.records
-                ),
-            ));
+            let problem = Problem::RecordCount {
+                counted: summary.records,
+                sequence,
+                records: scanned.records,
+            };
+            damage.push(bad(0, 0, problem));
         }
         // A scan takes the segment's creation time when it holds no newer record.
         let created = scanned.header.map_or(0, |h| h.created_us);
         let newest = scanned.newest_us.map_or(created, |n| n.max(created));
         if summary.newest_us != newest {
-            damage.push(bad(
-                0,
-                0,
-                format!(
-                    "it gives segment {sequence}'s newest record time as {} us, the segment's \
-                     is {newest} us: retention would drop the segment at another time",
-                    summary.newest_us
-                ),
-            ));
+            let problem = Problem::NewestTime {
+                sequence,
+                given: summary.newest_us,
+                newest,
+            };
+            damage.push(bad(0, 0, problem));
         }
     }
-    let vouched = segments
+    let synced_through = segments
         .iter()
         .map(|s| s.vouches_through)
         .max()
         .unwrap_or(0);
-    if compared_all && cp.synced_through != vouched {
-        damage.push(bad(
-            0,
-            0,
-            format!(
-                "it says sync markers vouch for the segments through {}, the segments' \
-                 markers vouch through {vouched}",
-                cp.synced_through
-            ),
-        ));
+    if compared_all && cp.synced_through != synced_through {
+        let problem = Problem::SyncedThrough {
+            given: cp.synced_through,
+            synced_through,
+        };
+        damage.push(bad(0, 0, problem));
     }
     if damage.len() > damaged_before {
         return CheckpointCheck::Damaged;
@@ -261,3 +286,7 @@ pub(super) fn check_checkpoint(
         locations: total,
     }
 }
+
+#[cfg(test)]
+#[path = "checkpoint_check_tests.rs"]
+mod tests;

@@ -16,6 +16,7 @@
 //! A capacity of 0 turns the cache off (the loom models do, so they see no extra
 //! lock).
 
+use crate::error::Result;
 use crate::sync::{lock, Mutex};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
@@ -56,8 +57,7 @@ pub(crate) struct BlockCache {
     /// tail). Until then the cache has room for every block it reads, and every miss
     /// fills: an empty cache has no hits to judge locality by (every lookup misses,
     /// whatever the reads look like), and filling it is the only way to find out.
-    /// What that can waste is bounded: at most one cache's worth of block reads, once
-    /// (about 5 ms for 32 MiB here).
+    /// What that can waste is bounded: at most one cache's worth of block reads, once.
     warmed_up: std::sync::atomic::AtomicBool,
     /// Segments below this were removed by compaction (which removes the oldest):
     /// a reader that still held one in its snapshot must not cache its blocks again.
@@ -70,9 +70,9 @@ const WINDOW: u64 = 4096;
 /// While too many lookups miss, one miss in this many still fills its block, so that
 /// the cache notices when locality comes back.
 const PROBE: u64 = 16;
-/// A miss that fills reads a whole block (~10 us here), a direct read one record
-/// (~0.4 us), a hit costs ~0.2 us: filling pays only while at least this many lookups
-/// hit per miss (about 97%).
+/// A miss that fills reads a whole block, many times the cost of a direct read of one
+/// record, and a hit costs less than a direct read: filling pays only while at least
+/// this many lookups hit per miss (about 97%).
 const HITS_PER_MISS: u64 = 32;
 
 impl BlockCache {
@@ -103,6 +103,29 @@ impl BlockCache {
         &self.parts[i]
     }
 
+    /// Block `block` of segment `segment` with every byte below `end` final, read
+    /// through the cache: a cached copy, or else the block `read` returns (with the
+    /// end of its bytes known to be final), which is kept. `None` when the block is
+    /// not cached and recent lookups mostly missed ([`should_fill`](Self::should_fill)):
+    /// the caller then reads just the bytes it needs.
+    pub(crate) fn get_or_fill(
+        &self,
+        segment: u64,
+        block: u64,
+        end: u64,
+        read: impl FnOnce() -> Result<(Bytes, u64)>,
+    ) -> Result<Option<Bytes>> {
+        if let Some(bytes) = self.get(segment, block, end) {
+            return Ok(Some(bytes));
+        }
+        if !self.should_fill() {
+            return Ok(None);
+        }
+        let (bytes, valid_end) = read()?;
+        self.put(segment, block, bytes.clone(), valid_end);
+        Ok(Some(bytes))
+    }
+
     /// Block `block` of segment `segment`, if cached with every byte below `end`
     /// known to be final.
     pub(crate) fn get(&self, segment: u64, block: u64, end: u64) -> Option<Bytes> {
@@ -131,7 +154,7 @@ impl BlockCache {
     /// After a miss: whether to read and keep the whole block (the cache has never
     /// been full, recent lookups nearly all hit, or this is a probe) rather than read
     /// just the records asked for.
-    pub(crate) fn should_fill(&self) -> bool {
+    fn should_fill(&self) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         if !self.warmed_up.load(Relaxed) {
             return true;
@@ -141,7 +164,7 @@ impl BlockCache {
     }
 
     /// Caches a block read from disk whose bytes below `valid_end` are final.
-    pub(crate) fn put(&self, segment: u64, block: u64, bytes: Bytes, valid_end: u64) {
+    fn put(&self, segment: u64, block: u64, bytes: Bytes, valid_end: u64) {
         if segment
             < self
                 .removed_below

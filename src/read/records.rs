@@ -125,14 +125,9 @@ fn fetch_run<'a>(
     let codec = entry.codec;
     if in_block {
         let block = start / BLOCK;
-        let cached = match cache.get(first.segment, block, end) {
-            Some(buf) => Some(buf),
-            None if cache.should_fill() => {
-                Some(fill_block(cache, entry, first.segment, block, end)?)
-            }
-            // Recent reads have no locality the cache can hold: read just this run.
-            None => None,
-        };
+        // `None`: recent reads have no locality the cache can hold; read just this run.
+        let cached =
+            cache.get_or_fill(first.segment, block, end, || read_block(entry, block, end))?;
         if let Some(buf) = cached {
             return Ok(Fetched {
                 io,
@@ -157,15 +152,10 @@ fn fetch_run<'a>(
     })
 }
 
-/// Reads block `block` of `segment` whole and caches it; `end` is the end of the run
-/// the reader asked for (published before its snapshot was taken).
-fn fill_block(
-    cache: &BlockCache,
-    entry: &SegmentEntry,
-    segment: u64,
-    block: u64,
-    end: u64,
-) -> Result<Bytes> {
+/// Reads block `block` of `entry` whole, for the cache; `end` is the end of the run
+/// the reader asked for (published before its snapshot was taken). Returns the block
+/// and the end of its bytes known to be final.
+fn read_block(entry: &SegmentEntry, block: u64, end: u64) -> Result<(Bytes, u64)> {
     let io = &entry.io;
     // Loaded before the read: every byte below it is written by then, so the block
     // read next holds it. (Loaded after, it could name bytes written after the read,
@@ -176,10 +166,8 @@ fn fill_block(
         .read_up_to(&mut buf, block * BLOCK)
         .map_err(|e| WalError::io("reading", io.path(), e))?;
     buf.truncate(n);
-    let buf = Bytes::from(buf);
     // Final: the run's bytes, and everything the actor had published before the read.
-    cache.put(segment, block, buf.clone(), end.max(published));
-    Ok(buf)
+    Ok((Bytes::from(buf), end.max(published)))
 }
 
 fn segment_entry(snapshot: &Snapshot, sequence: u64, offset: u64) -> Result<&SegmentEntry> {

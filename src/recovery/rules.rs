@@ -1,16 +1,15 @@
 //! The rules that judge a shard's segments after a restart: what is a torn tail,
 //! free space, damage or a hole, and what the sync markers and seal notes prove.
-//! `Wal::new` (through `shard.rs`) and the operator tools (`inspect`) both judge by
-//! these functions, so they never disagree on what a file holds.
+//! `Wal::new` and the operator tools (`inspect`) both judge by these functions,
+//! through the one walk over a segment (`walk.rs`) and the one collection of a
+//! shard's facts (`facts.rs`), so they never disagree on what a file holds.
 
 use crate::error::{Result, WalError};
-use crate::format::record::{marker_vouches, Codec, SealNote};
-use crate::format::segment_header::{
-    codec_of, parse_segment_file_name, SegmentHeader, SEGMENT_HEADER_LEN,
-};
+use crate::format::record::{Codec, SealNote};
+use crate::format::segment_header::{SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::io::owned::{open_file, How};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Whether `note`, the seal note first in a sealed segment's successor (if it has
 /// one), shows that segment (`sequence`, scanned whole to `len` bytes: every byte a
@@ -31,8 +30,8 @@ pub(crate) struct Dropped {
 }
 
 /// Where recovery drops a shard's segments (`sequences`, oldest first, the last one
-/// active), for a seal whose fsync may not have finished; `proven` is the highest
-/// segment the sync markers found vouch for. The first of:
+/// active), for a seal whose fsync may not have finished; `synced_through` is the
+/// highest segment the sync markers found vouch for. The first of:
 ///
 /// - **A missing segment**: segment `k` begins with a seal note naming a segment
 ///   between its predecessor on disk (if any) and itself, which is therefore missing,
@@ -45,18 +44,19 @@ pub(crate) struct Dropped {
 ///   open. Compaction removes segments only once a marker vouches for them
 ///   (`compaction.rs`), so a removed one is never taken for a lost one.
 /// - **An unvouched seal**: the segment after the oldest sealed segment that no
-///   marker vouches for and no seal note shows whole: above `proven`; not synced
-///   before its successor existed (`version(i)`: the header version of segment `i`,
-///   if readable); and not `whole(i)` (see [`seal_note_shows_whole`]; asked only of
-///   segments scanned without damage). Only if a record follows (`records_from(i +
-///   1)`): otherwise nothing can come after lost records, and the writer goes on in
-///   the newest segment, re-syncing that seal and then vouching for it.
+///   marker vouches for and no seal note shows whole: above `synced_through`; not
+///   synced before its successor existed (`version(i)`: the header version of
+///   segment `i`, if readable); and not `whole(i)` (see [`seal_note_shows_whole`];
+///   asked only of segments scanned without damage). Only if a record follows
+///   (`records_from(i + 1)`): otherwise nothing can come after lost records, and the
+///   writer goes on in the newest segment, re-syncing that seal and then vouching
+///   for it.
 ///
 /// `note(i)` is the sequence named by the seal note segment `i` begins with, if any.
 /// Shared with `inspect`, which reports what recovery will do.
 pub(crate) fn first_dropped(
     sequences: &[u64],
-    proven: u64,
+    synced_through: u64,
     note: impl Fn(usize) -> Option<u64>,
     version: impl Fn(usize) -> Option<u32>,
     whole: impl Fn(usize) -> bool,
@@ -65,14 +65,14 @@ pub(crate) fn first_dropped(
     let missing = (0..sequences.len()).find_map(|k| {
         let after = k.checked_sub(1).map_or(0, |p| sequences[p]);
         let named = note(k)?;
-        (named > after && named < sequences[k] && named > proven).then_some(Dropped {
+        (named > after && named < sequences[k] && named > synced_through).then_some(Dropped {
             from: k,
             missing: Some(named),
         })
     });
     let unvouched = (0..sequences.len().saturating_sub(1))
         .find(|&i| {
-            sequences[i] > proven
+            sequences[i] > synced_through
                 && !synced_before_successor(version(i), version(i + 1))
                 && !whole(i)
         })
@@ -91,14 +91,14 @@ pub(crate) fn first_dropped(
 /// Whether sealed segment `sequence` (header version `own_version`, `None` when its
 /// header is unreadable), followed by the segment files `later`, may have been cut
 /// off by a crash before its seal's fsync returned: see
-/// [`Scan::unsynced_seal_possible`]. Shared with `inspect`, which classifies damage
-/// by the same rule.
-/// `proof` gives [`later_proof`] of `later` (read only when needed).
+/// [`Place::crash_possible`](super::walk::Place::crash_possible).
+/// `later_synced_through` gives the highest segment the sync markers in `later`
+/// vouch for (read only when needed).
 pub(crate) fn seal_may_be_unfinished(
     sequence: u64,
     own_version: Option<u32>,
-    later: &[&Path],
-    proof: impl FnOnce() -> Result<u64>,
+    later: &[PathBuf],
+    later_synced_through: impl FnOnce() -> Result<u64>,
 ) -> Result<bool> {
     let Some(successor) = later.first() else {
         return Ok(true);
@@ -106,35 +106,7 @@ pub(crate) fn seal_may_be_unfinished(
     if synced_before_successor(own_version, header_version(successor)?) {
         return Ok(false);
     }
-    Ok(proof()? < sequence)
-}
-
-/// The highest segment that the valid sync markers in the files `later` of shard
-/// `shard` vouch for (0: none); `salt` is the manifest's.
-pub(crate) fn later_proof(later: &[&Path], salt: Option<u32>, shard: u32) -> Result<u64> {
-    let mut proof = 0;
-    for path in later {
-        let own = path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .and_then(parse_segment_file_name)
-            .unwrap_or(0);
-        let data = read_whole(path)?;
-        let codec = file_codec(&data, salt, shard, own);
-        proof = proof.max(newest_marker(&data, own, codec));
-    }
-    Ok(proof)
-}
-
-/// How the records of segment `sequence` of shard `shard`, whose bytes are `data`,
-/// are read: by its header, or, if the header is damaged, as version 4 when the
-/// manifest has a salt (the only format a writer of such a WAL appends in) and as
-/// an older version otherwise.
-pub(crate) fn file_codec(data: &[u8], salt: Option<u32>, shard: u32, sequence: u64) -> Codec {
-    match SegmentHeader::decode(data) {
-        Ok(h) => codec_of(h.version, h.salt, shard, sequence),
-        Err(_) => salt.map_or(Codec::Legacy, |s| Codec::bound(s, shard, sequence)),
-    }
+    Ok(later_synced_through()? < sequence)
 }
 
 /// Whether a sealed segment of header version `own` was synced before its
@@ -154,28 +126,6 @@ fn header_version(path: &Path) -> Result<Option<u32>> {
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
         Err(e) => Err(WalError::io("reading segment", path, e)),
     }
-}
-
-/// The highest segment a valid sync marker in the bytes `data` of segment `own`
-/// vouches for (0: none; see [`marker_vouches`]). Markers past damage count too: a
-/// marker is written only after the fsync it reports has returned, so a valid one
-/// anywhere is proof.
-fn newest_marker(data: &[u8], own: u64, codec: Codec) -> u64 {
-    let mut newest = 0;
-    let mut pos = SEGMENT_HEADER_LEN.min(data.len());
-    while pos < data.len() {
-        match codec.decode(&data[pos..], pos as u64) {
-            Ok(record) => {
-                newest = newest.max(marker_vouches(record.synced_through().unwrap_or(0), own));
-                pos += record.len;
-            }
-            Err(_) => match codec.find_next_valid(data, 0, pos + 1) {
-                Some(next) => pos = next,
-                None => break,
-            },
-        }
-    }
-    newest
 }
 
 /// How a segment reads from a record that fails its checks: the one rule recovery
@@ -256,7 +206,8 @@ pub(crate) fn judge_header(
 /// existed and were durable, each with the index of the segment after its gap: the
 /// seal note that segment begins with (`note(k)`) names a segment in the gap (the
 /// writer sealed it before starting this one), and a sync marker in it or a later
-/// segment (`proof_from(k)`: the highest segment they vouch for) vouches for it.
+/// segment (`synced_through_from(k)`: the highest segment they vouch for) vouches
+/// for it.
 /// Compaction removes only the oldest segments, so that segment held records in
 /// the middle of the shard: a hole. (A gap whose successor's note names the segment
 /// before the gap is recovery's own: it removed a torn newest segment, and the writer
@@ -264,7 +215,7 @@ pub(crate) fn judge_header(
 pub(crate) fn vouched_gaps(
     sequences: &[u64],
     note: impl Fn(usize) -> Result<Option<u64>>,
-    mut proof_from: impl FnMut(usize) -> Result<u64>,
+    mut synced_through_from: impl FnMut(usize) -> Result<u64>,
 ) -> Result<Vec<(u64, usize)>> {
     let mut out = Vec::new();
     for k in 1..sequences.len() {
@@ -273,7 +224,7 @@ pub(crate) fn vouched_gaps(
             continue;
         }
         let Some(named) = note(k)? else { continue };
-        if named > before && named < after && named <= proof_from(k)? {
+        if named > before && named < after && named <= synced_through_from(k)? {
             out.push((named, k));
         }
     }
@@ -282,30 +233,21 @@ pub(crate) fn vouched_gaps(
 
 /// How many bytes sealed segment `sequence`, `len` bytes long, lacks when `note`
 /// (the seal note its successor begins with) says it was sealed longer and a sync
-/// marker (`proof`: the highest segment the markers from the successor on vouch
-/// for) shows it was durable: a hole. (Without a marker, a power cut may have cut it
+/// marker (`synced_through`: the highest segment the markers from the successor on
+/// vouch for) shows it was durable: a hole. (Without a marker, a power cut may have cut it
 /// short before its seal's fsync returned: [`first_dropped`] handles that.)
 pub(crate) fn shortened_by(
     note: Option<SealNote>,
     sequence: u64,
     len: u64,
-    proof: impl FnOnce() -> Result<u64>,
+    synced_through: impl FnOnce() -> Result<u64>,
 ) -> Result<Option<u64>> {
     match note {
-        Some(n) if n.sequence == sequence && n.len > len && proof()? >= sequence => {
+        Some(n) if n.sequence == sequence && n.len > len && synced_through()? >= sequence => {
             Ok(Some(n.len - len))
         }
         _ => Ok(None),
     }
-}
-
-pub(super) fn read_whole(path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let mut data = Vec::new();
-    open_file(path, How::Read, "opening segment")?
-        .read_to_end(&mut data)
-        .map_err(|e| WalError::io("reading segment", path, e))?;
-    Ok(data)
 }
 
 #[cfg(all(test, not(loom)))]
@@ -318,12 +260,12 @@ mod tests {
     fn dropped(
         sequences: &[u64],
         notes: &[Option<u64>],
-        proven: u64,
+        synced_through: u64,
         records: &[bool],
     ) -> Option<Dropped> {
         first_dropped(
             sequences,
-            proven,
+            synced_through,
             |i| notes[i],
             |_| Some(3),
             |_| false,

@@ -9,7 +9,7 @@
 //! snapshot, its index entry is published. A poisoned or stopped shard ends the wait
 //! with an error, never with a silent miss.
 
-use super::wait::{budget_for, next_sync_average, POLLING_WAITERS, POLL_BUDGET_MIN};
+use super::wait::{durable_poll, next_sync_average};
 use crate::error::{Result, WalError};
 use crate::index::ShardIndex;
 use crate::read::cache::BlockCache;
@@ -27,10 +27,16 @@ pub(crate) struct RetiredSegment {
 /// Counters the actor keeps and `stats()` reads (relaxed: they are statistics).
 #[derive(Default)]
 pub(crate) struct Counters {
+    /// Records in live segments.
     pub(crate) records: AtomicU64,
+    /// Bytes of live segment files, headers included.
     pub(crate) bytes: AtomicU64,
+    /// Live segment files.
     pub(crate) segments: AtomicU64,
+    /// Batches processed since open.
     pub(crate) batches: AtomicU64,
+    /// Segment `fdatasync`s and `fsync`s since open (seals included, directory
+    /// fsyncs not).
     pub(crate) fsyncs: AtomicU64,
 }
 
@@ -67,13 +73,18 @@ impl Progress {
 
 /// State shared by a shard's actor and all handles.
 pub(crate) struct ShardShared {
+    /// The shard's number, 0-based.
     pub(crate) id: usize,
+    /// Key -> record locations, published by the actor, read by any thread.
     pub(crate) index: ShardIndex,
     /// Blocks of this shard's segments, for reads (`cache.rs`).
     pub(crate) cache: BlockCache,
     pub(crate) counters: Counters,
+    /// Requests counted before they are sent (the read barrier's target).
     pub(super) submitted: AtomicU64,
+    /// `Progress::applied`, readable without the lock (the barrier's fast path).
     applied_hint: AtomicU64,
+    /// Whether `Progress::poison` is set, readable without the lock.
     poisoned: AtomicBool,
     progress: Mutex<Progress>,
     changed: Condvar,
@@ -165,26 +176,20 @@ impl ShardShared {
         self.sync_us.store(average, Relaxed);
     }
 
-    /// How long a polling durable waiter of this shard polls now.
+    /// How long a lone polling durable waiter of this shard polls now.
+    #[cfg(test)]
     pub(crate) fn poll_budget(&self) -> std::time::Duration {
-        budget_for(self.sync_us.load(std::sync::atomic::Ordering::Relaxed))
+        super::wait::budget_for(self.sync_us.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Waits for the answer to a durable request of this shard, polling before it
-    /// sleeps, which spares it a wake-up. A lone waiter polls for about two of the
-    /// shard's recent `fdatasync`s ([`poll_budget`](Self::poll_budget)); the next of
-    /// [`POLLING_WAITERS`] for [`POLL_BUDGET_MIN`] only, since a long poll by every
-    /// waiter of a group takes the CPU that the others need to join it; when many
-    /// wait, group commit covers them anyway and they sleep at once.
+    /// sleeps, which spares it a wake-up (how long: [`durable_poll`]).
     pub(crate) fn wait_durable<T>(&self, waiter: Waiter<T>) -> Result<T> {
         use std::sync::atomic::Ordering::Relaxed;
         let others = self.durable_waiters.fetch_add(1, Relaxed);
-        let result = if others == 0 {
-            waiter.wait_polling(self.poll_budget())
-        } else if others < POLLING_WAITERS {
-            waiter.wait_polling(POLL_BUDGET_MIN)
-        } else {
-            waiter.wait()
+        let result = match durable_poll(others, self.sync_us.load(Relaxed)) {
+            Some(budget) => waiter.wait_polling(budget),
+            None => waiter.wait(),
         };
         self.durable_waiters.fetch_sub(1, Relaxed);
         result

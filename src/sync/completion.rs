@@ -14,9 +14,9 @@
 //! `Drop` if it was dropped before it waited, or `complete_all` if the waiter was
 //! already gone. Slots are answered last to first, so a follower is always answered
 //! before anyone can wake it. Waking a sleeping thread costs the waker several
-//! microseconds on the machines we measured (about 8 us each on a 2-vCPU VM); chained,
-//! the actor pays for one and goes back to writing and syncing, and the woken
-//! callers spread the rest over the free cores in about log2(n) steps.
+//! microseconds; chained, the actor pays for one and goes back to writing and
+//! syncing, and the woken callers spread the rest over the free cores in about
+//! log2(n) steps.
 
 use crate::error::{Result, WalError};
 use crate::sync::{lock, wait, Arc, Condvar, Mutex};
@@ -160,9 +160,9 @@ impl<T> Waiter<T> {
     /// Like [`wait`](Self::wait), but first polls the slot for up to `budget`,
     /// yielding the CPU between polls, before going to sleep. A caller that expects
     /// its answer within about one fsync (a lone durable appender) saves the
-    /// wake-up of a sleeping thread, which costs as much as a quarter of the fsync
-    /// on the machines we measured. Under loom the polling is skipped: it adds no
-    /// behaviour, only schedules.
+    /// wake-up of a sleeping thread, which can cost a good part of a fast fsync.
+    /// The budget is the caller's policy (`shard/wait.rs`). Under loom the polling
+    /// is skipped: it adds no behaviour, only schedules.
     pub(crate) fn wait_polling(self, budget: std::time::Duration) -> Result<T> {
         #[cfg(not(loom))]
         if let Some(result) = crate::sync::poll_for(budget, || {

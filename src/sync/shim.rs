@@ -5,8 +5,8 @@
 //! (append acknowledgement, group commit, poisoning, close, compaction install) can be
 //! explored exhaustively; otherwise it re-exports `std`. The pattern is
 //! crossbeam-utils' `primitive` module. The channel and the key map have their own
-//! loom stand-ins in `channel.rs` and `index.rs`, because loom cannot see inside
-//! crossbeam-channel or dashmap.
+//! loom stand-ins in `sync/channel.rs` and `index/key_map.rs`, because loom cannot
+//! see inside crossbeam-channel or dashmap.
 //!
 //! Lock poisoning is deliberately ignored ([`lock`], [`read`], [`write`]): every
 //! critical section here leaves its state consistent before any call that could
@@ -79,7 +79,8 @@ pub(crate) fn wait_timeout<'a, T>(
 /// Polls `ready` for up to `budget`, yielding the CPU between polls; `None` if it
 /// gave nothing in time. The callers then block the ordinary way: polling only
 /// spares a wake-up when the answer comes soon (see `Waiter::wait_polling`,
-/// `Receiver::recv_polling`). Not used under loom, where it would add schedules and
+/// `Receiver::recv_polling`). The mechanism only: how long to poll is the callers'
+/// policy, in `shard/wait.rs`. Not used under loom, where it would add schedules and
 /// no behaviour.
 #[cfg(not(loom))]
 pub(crate) fn poll_for<T>(

@@ -229,11 +229,16 @@ pub fn check_decoders(data: &[u8]) {
     let mut seg = Vec::new();
     BOUND.encode_into(&mut seg, outer_at, 1, 1, b"o", &planted);
     assert_eq!(BOUND.find_next_valid(&seg, outer_at, 0), Some(0));
-    assert_eq!(
-        BOUND.find_next_valid(&seg, outer_at, 1),
-        None,
-        "a record inside a value was found"
-    );
+    // Nor does it find either planted copy. The input may carry a record of its own
+    // bound to its place here (the fuzzer learns this fixed seed from its comparison
+    // tracing, as a writer of values cannot learn a WAL's salt): skip past those.
+    let first = (inner_at - outer_at) as usize;
+    let copies = [first, first + BOUND.encoded_len(1, key.len())];
+    let mut from = 1;
+    while let Some(at) = BOUND.find_next_valid(&seg, outer_at, from) {
+        assert!(!copies.contains(&at), "a record inside a value was found");
+        from = at + 1;
+    }
 }
 
 #[cfg(test)]

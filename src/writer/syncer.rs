@@ -1,10 +1,10 @@
 //! The seal syncer: makes sealed segments durable off the writer's path.
 //!
-//! Sealing a segment used to fsync it on the shard actor, which then stood still
-//! while up to 64 MiB went to disk. Now the actor cuts the file to its data, marks it
-//! sealed, hands it here and goes on writing into the next segment; this shard's
-//! syncer thread (started at the first job) fsyncs sealed segments one at a time, in
-//! sequence order, and publishes the highest sequence whose fsync succeeded.
+//! The actor cuts a full segment to its data, marks it sealed, hands it here and goes
+//! on writing into the next segment, rather than standing still while up to 64 MiB
+//! go to disk; this shard's syncer thread (started at the first job) fsyncs sealed
+//! segments one at a time, in sequence order, and publishes the highest sequence
+//! whose fsync succeeded.
 //!
 //! The rules that keep durability exact (docs/ARCHITECTURE.md, docs/FORMAT.md):
 //!
@@ -21,21 +21,17 @@
 //! - A new segment's name is made durable here too (an fsync of the shard directory,
 //!   queued when the actor creates the file): on ext4 that fsync commits the journal,
 //!   which in `data=ordered` mode first writes back the data of the segment sealed
-//!   just before, so on the actor it took as long as the seal's own fsync. Measured
-//!   with the comparison's 4 KiB W1/W2: 0.48-0.67x / 0.43-0.72x the `File` baseline
-//!   with it on the actor, 1.27-1.39x / 1.01-1.06x here.
+//!   just before, so on the actor it would take as long as the seal's own fsync.
 //! - **Deferred until needed.** A queued job waits until something needs it done: a
 //!   durable batch, `sync` or close ([`SealSyncer::wait_all`]), or more than
 //!   [`DEFERRED_JOBS`] jobs waiting (then the oldest go until that many are left),
-//!   or a job that has waited [`DEFER_LIMIT`], or the actor had no request for
-//!   `actor::IDLE_SYNC_AFTER` (the ingest has stopped: nothing competes with the
-//!   fsyncs, and a durable call that comes later finds them done).
+//!   or a job that has waited [`DEFER_LIMIT`](crate::shard::wait::DEFER_LIMIT), or the actor had no request for
+//!   [`IDLE_SYNC_AFTER`](crate::shard::wait::IDLE_SYNC_AFTER) (the ingest has
+//!   stopped: nothing competes with the fsyncs, and a durable call that comes later
+//!   finds them done); the policy is [`deferral_left`], in `shard/wait.rs`.
 //!   A non-durable ingest therefore does not pay for writing its sealed segments
 //!   back while it runs: the kernel writes the pages back on its own schedule, and
-//!   the fsync that a later durable call needs then has little left to do. Measured
-//!   with 4 KiB non-durable appends (100,000 of them, 64 MiB segments; a scratch
-//!   program, rounds taking turns): 1.79-2.98 GB/s with every seal synced at once,
-//!   2.57-3.40 GB/s with the seal fsyncs left out, 2.21-4.17 GB/s deferred.
+//!   the fsync that a later durable call needs then has little left to do.
 //!   What deferring costs: the first durable call after a burst waits for the
 //!   deferred fsyncs (at most [`DEFERRED_JOBS`] jobs: four sealed segments per
 //!   shard), and a `kill -9` leaves more sealed segments no sync marker vouches for,
@@ -53,18 +49,12 @@
 
 use crate::error::{Result, WalError};
 use crate::io::{SegmentIo, Storage};
+use crate::shard::wait::{deferral_left, DEFERRED_JOBS};
 use crate::shard::{Counters, ShardShared};
 use crate::sync::{lock, wait, wait_timeout, Arc, Condvar, JoinHandle, Mutex, ThreadBuilder};
 use std::collections::VecDeque;
 use std::time::Instant;
 
-/// Jobs of one shard that wait, unrun, until something needs them (see the module
-/// docs): four seals and their successors' directory fsyncs.
-pub(crate) const DEFERRED_JOBS: usize = 8;
-/// How long a job waits at most before the syncer runs it unasked: a shard that
-/// ingests slowly, or stops, has its seals synced about this long after sealing,
-/// so a later durable call finds them done.
-pub(crate) const DEFER_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Jobs of one shard that may wait at once (more than [`DEFERRED_JOBS`], so that the
 /// syncer is always running when the actor waits for room).
 pub(crate) const MAX_PENDING_JOBS: usize = DEFERRED_JOBS + 2;
@@ -102,9 +92,7 @@ impl State {
     /// when nothing is queued.
     fn deferral_left(&self, now: Instant) -> Option<std::time::Duration> {
         let &(_, queued) = self.queue.front()?;
-        if self.demanded || self.idle || self.closed || self.queue.len() > DEFERRED_JOBS {
-            return Some(std::time::Duration::ZERO);
-        }
+        let hurried = self.demanded || self.idle || self.closed;
         // The loom models check who waits for whom; time does not pass in them.
         #[cfg(loom)]
         let waited = {
@@ -113,7 +101,7 @@ impl State {
         };
         #[cfg(not(loom))]
         let waited = now.saturating_duration_since(queued);
-        Some(DEFER_LIMIT.saturating_sub(waited))
+        Some(deferral_left(self.queue.len(), waited, hurried))
     }
 }
 
@@ -321,6 +309,7 @@ fn finish_job(shared: &Shared, job: &Job, result: Result<()>) {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::shard::wait::DEFER_LIMIT;
     use std::time::Duration;
 
     /// A state with `jobs` directory fsyncs queued, the oldest `waited` ago.

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: the result type, and a reader of the
-//! documented on-disk format (`docs/FORMAT.md`, top of `src/record.rs` and
-//! `src/segment.rs`) written independently of the library, so tests can find the
+//! documented on-disk format (`docs/FORMAT.md`, top of `src/format/record.rs` and
+//! `src/format/segment_header.rs`) written independently of the library, so tests can find the
 //! file and offset of any record and damage it on purpose.
 #![allow(dead_code)]
 

@@ -3,8 +3,8 @@
 //! - `nano-wal bench`: a many-thread ingest on a fresh temporary directory, then reads
 //!   by key and a reopen, with a progress bar and a result table (see `bench.rs`).
 //! - `nano-wal crash-loop`: the kill -9 crash test; spawns the hidden `crash-child`,
-//!   SIGKILLs it at random moments, reopens and checks the WAL (see `crash.rs`).
-//! - `nano-wal inspect|verify|dump DIR`: read-only operator tools (see `tools.rs`).
+//!   SIGKILLs it at random moments, reopens and checks the WAL (see `crash/`).
+//! - `nano-wal inspect|verify|dump DIR`: read-only operator tools (see `tools/`).
 
 mod bench;
 mod crash;
