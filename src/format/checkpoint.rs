@@ -41,7 +41,8 @@ const MAGIC: &[u8; 8] = b"NANOWALI";
 const VERSION: u32 = 2;
 /// Bytes of the header, which says how long the front is ([`front_len`]).
 pub(crate) const HEADER_LEN: usize = 64;
-const SEGMENT_ENTRY_LEN: usize = 80;
+/// Bytes of each segment's entry.
+pub(crate) const SEGMENT_ENTRY_LEN: usize = 80;
 const KEY_ENTRY_LEN: usize = 16;
 /// Bytes of one location (offset u32, length u32) and of a group's head (segment
 /// slot u32, location count u32).

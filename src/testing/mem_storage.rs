@@ -3,7 +3,9 @@
 //! segments, and every other file and directory of a WAL (manifest, lock,
 //! checkpoint, shard directories) by path, each call that takes effect logged.
 use crate::error::{Result, WalError};
-use crate::format::names::{parse_segment_file_name, parse_shard_dir_name, segment_path};
+use crate::format::names::{
+    parse_segment_file_name, parse_shard_dir_name, segment_path, shard_dir_name,
+};
 use crate::format::stamp::FileStamp;
 use crate::io::{DirLock, DirSync, Entry, Kind, ReadIo, SegmentIo, Storage, WriteSteps};
 use crate::sync::{lock, AtomicBool, AtomicU64, Mutex, Ordering};
@@ -333,6 +335,17 @@ impl MemStorage {
         lock(&self.segments).insert((shard, sequence), seg.clone());
         seg
     }
+    /// Takes over the file `path` (not a segment) with `bytes`, recording nothing,
+    /// as [`adopt`](Self::adopt) does for a segment.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn adopt_file(&self, path: &Path, bytes: Vec<u8>) {
+        let file = NamedFile {
+            bytes: Arc::new(bytes),
+            inode: self.inodes.fetch_add(1, Ordering::SeqCst) + 1,
+            changes: 0,
+        };
+        self.named().files.insert(path.to_path_buf(), file);
+    }
     /// Segment `sequence` of `shard`, if it exists.
     pub(crate) fn segment(&self, shard: u32, sequence: u64) -> Option<std::sync::Arc<MemSegment>> {
         lock(&self.segments).get(&(shard, sequence)).cloned()
@@ -433,6 +446,10 @@ impl Storage for MemStorage {
             if path.parent() == Some(dir) {
                 names.extend(path.file_name().map(|n| (n.to_owned(), Kind::File)));
             }
+            // A shard directory holding a segment exists, made or adopted.
+            if dir.as_os_str().is_empty() {
+                names.insert(shard_dir_name(shard).into(), Kind::Dir);
+            }
         }
         Ok(names
             .into_iter()
@@ -441,7 +458,11 @@ impl Storage for MemStorage {
     }
     fn create_dir(&self, dir: &Path) -> Result<()> {
         let mut named = self.named();
-        if !named.dirs.insert(dir.to_path_buf()) {
+        let holds_segments = dir
+            .to_str()
+            .and_then(parse_shard_dir_name)
+            .is_some_and(|shard| lock(&self.segments).keys().any(|&(s, _)| s == shard));
+        if holds_segments || !named.dirs.insert(dir.to_path_buf()) {
             return Err(WalError::io(
                 "creating directory",
                 mem_path(dir),

@@ -33,7 +33,7 @@ pub(super) fn power_cuts(
         preallocation,
         compaction,
     );
-    check_markers(&[], &ops, &format!("seed {seed}"));
+    check_markers(&[], &ops, crate::wal::MEM_SALT, &format!("seed {seed}"));
     let placed = placement(&ops);
     let removed = placed.removed_at.len();
     assert_eq!(

@@ -47,7 +47,7 @@ pub(super) fn crash_then_power_cuts(
     // the reopen while it still has the recovered ones to sync.
     let quiet = if seed % 2 == 1 { 100 } else { 0 };
     let (ops, done) = run(seed, &mut rng, &options, 150, quiet, preallocation, false);
-    check_markers(&[], &ops, &format!("seed {seed}"));
+    check_markers(&[], &ops, crate::wal::MEM_SALT, &format!("seed {seed}"));
     let tmp = tempfile::tempdir().expect("tempdir");
     let manifest = template_manifest(tmp.path(), &options);
     let mut covered = Chained::default();
@@ -107,19 +107,9 @@ pub(super) fn crash_then_power_cuts(
         let log = OpLog::default();
         let storage = recording_store(seed, &log, preallocation);
         let mut shards = opened.shards;
-        for (shard, recovered) in shards.iter_mut().enumerate() {
-            for segment in &mut recovered.segments {
-                let id = (shard as u32, segment.sequence);
-                segment.io = storage.adopt(id.0, id.1, after[&id].clone());
-                // Readers too: the index's handle replaced, and with it the final
-                // length the actor raises.
-                let published = segment.published.load(std::sync::atomic::Ordering::Acquire);
-                segment.published =
-                    recovered
-                        .index
-                        .add_segment(id.1, segment.io.clone(), published, segment.codec);
-            }
-        }
+        hand_over(&mut shards, |shard, sequence| {
+            storage.adopt(shard, sequence, after[&(shard, sequence)].clone())
+        });
         let wal = Wal::start(
             std::path::PathBuf::from("mem"),
             options.clone(),
@@ -170,7 +160,7 @@ pub(super) fn crash_then_power_cuts(
                 .iter()
                 .cloned(),
         );
-        check_markers(&whole[..base], &whole[base..], &case);
+        check_markers(&whole[..base], &whole[base..], crate::wal::MEM_SALT, &case);
         let mut points = cut_points(&whole, base, cuts, &mut rng);
         // Also a cut before recovery's first call and after each of its calls: a
         // power cut while the reopen repairs what the kill or cut left.

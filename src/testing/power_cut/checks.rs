@@ -8,8 +8,8 @@ use super::*;
 /// change, and its name synced since its creation. Recovery takes a vouched segment
 /// as durable and a vouched one that is missing as compacted, so a marker written
 /// early turns a power cut into lost or reordered records. Checked on the log itself,
-/// so it needs no cut to land in the window.
-pub(super) fn check_markers(before: &[Op], ops: &[Op], case: &str) {
+/// so it needs no cut to land in the window. The records are bound with `salt`.
+pub(super) fn check_markers(before: &[Op], ops: &[Op], salt: u32, case: &str) {
     let mut files = replay(before);
     for (i, op) in ops.iter().enumerate() {
         if let Op::Write {
@@ -19,7 +19,7 @@ pub(super) fn check_markers(before: &[Op], ops: &[Op], case: &str) {
         } = op
         {
             let mut pos = if *offset == 0 { SEGMENT_HEADER_LEN } else { 0 };
-            let codec = Codec::bound(crate::wal::MEM_SALT, file.0, file.1);
+            let codec = Codec::bound(salt, file.0, file.1);
             while let Some(record) = bytes
                 .get(pos..)
                 .and_then(|b| codec.decode(b, offset + pos as u64).ok())

@@ -28,31 +28,40 @@ pub(super) struct FileState {
     pub(super) entry_synced: bool,
 }
 
-/// A disk after a power cut once `ops` took effect: see the module docs. With
-/// `tears`, a third of the pages written since the sync are split at a random
-/// 512-byte sector: the sectors before it hold one of the versions above, the rest
-/// another (drawn the same way, so often the same one). Returns the surviving files
-/// and their bytes, and the shards with a torn page: one that, within the file's
-/// length, equals none of its versions.
-pub(super) fn disk_after_cut(
-    ops: &[Op],
-    rng: &mut Rng,
-    tears: bool,
-) -> (BTreeMap<FileId, Vec<u8>>, BTreeSet<u32>) {
-    let files = replay(ops);
-    let mut disk = BTreeMap::new();
-    let mut torn = BTreeSet::new();
-    for (id, f) in files {
-        let exists = if f.entry_synced {
-            f.exists
-        } else {
-            rng.below(2) == 0
-        };
-        if !exists {
-            continue;
+impl FileState {
+    /// `bytes` written at `offset`.
+    pub(super) fn write(&mut self, offset: u64, bytes: &[u8]) {
+        let (from, to) = (offset as usize, offset as usize + bytes.len());
+        if self.written.len() < to {
+            self.written.resize(to, 0);
         }
-        // Each page written since the sync: lost (as synced), as last written, or as
-        // it was after some earlier write since the sync.
+        self.written[from..to].copy_from_slice(bytes);
+        self.dirty.extend(from / PAGE..to.div_ceil(PAGE));
+        self.pending.push((from, bytes.to_vec()));
+        self.lengths.push(self.written.len());
+    }
+
+    /// `fdatasync` or `fsync`: every byte written so far, and the length, durable.
+    pub(super) fn sync(&mut self) {
+        self.synced = self.written.clone();
+        self.dirty.clear();
+        self.pending.clear();
+        self.lengths.clear();
+    }
+
+    /// Cut to `len` bytes.
+    pub(super) fn cut(&mut self, len: u64) {
+        self.written.truncate(len as usize);
+        self.lengths.push(self.written.len());
+    }
+
+    /// The file's bytes on disk after a power cut: each page written since the
+    /// sync lost (as synced), as last written, or as it was after some earlier
+    /// write since the sync; with `tears`, a third of those pages split at a random
+    /// sector ([`disk_after_cut`]). Also whether a page is torn: within the file's
+    /// length, equal to none of its versions.
+    pub(super) fn after_cut(&self, rng: &mut Rng, tears: bool) -> (Vec<u8>, bool) {
+        let f = self;
         let mut bytes = f.synced.clone();
         let longest = f.lengths.iter().copied().fold(bytes.len(), usize::max);
         bytes.resize(longest, 0);
@@ -90,10 +99,38 @@ pub(super) fn disk_after_cut(
         // zeros where its pages did not reach the disk).
         let pick = rng.below(f.lengths.len() as u32 + 1) as usize;
         bytes.resize(f.lengths.get(pick).copied().unwrap_or(f.synced.len()), 0);
-        if split_pages
+        let torn = split_pages
             .iter()
-            .any(|&page| !some_version(&f, &bytes, page))
-        {
+            .any(|&page| !some_version(f, &bytes, page));
+        (bytes, torn)
+    }
+}
+
+/// A disk after a power cut once `ops` took effect: see the module docs. With
+/// `tears`, a third of the pages written since the sync are split at a random
+/// 512-byte sector: the sectors before it hold one of the versions above, the rest
+/// another (drawn the same way, so often the same one). Returns the surviving files
+/// and their bytes, and the shards with a torn page: one that, within the file's
+/// length, equals none of its versions.
+pub(super) fn disk_after_cut(
+    ops: &[Op],
+    rng: &mut Rng,
+    tears: bool,
+) -> (BTreeMap<FileId, Vec<u8>>, BTreeSet<u32>) {
+    let files = replay(ops);
+    let mut disk = BTreeMap::new();
+    let mut torn = BTreeSet::new();
+    for (id, f) in files {
+        let exists = if f.entry_synced {
+            f.exists
+        } else {
+            rng.below(2) == 0
+        };
+        if !exists {
+            continue;
+        }
+        let (bytes, split) = f.after_cut(rng, tears);
+        if split {
             torn.insert(id.0);
         }
         disk.insert(id, bytes);
@@ -128,29 +165,15 @@ pub(super) fn apply(files: &mut BTreeMap<FileId, FileState>, op: &Op) {
             file,
             offset,
             bytes,
-        } => {
-            let f = files.get_mut(file).expect("write to a created file");
-            let (from, to) = (*offset as usize, *offset as usize + bytes.len());
-            if f.written.len() < to {
-                f.written.resize(to, 0);
-            }
-            f.written[from..to].copy_from_slice(bytes);
-            f.dirty.extend(from / PAGE..to.div_ceil(PAGE));
-            f.pending.push((from, bytes.clone()));
-            f.lengths.push(f.written.len());
-        }
-        Op::Sync { file, .. } => {
-            let f = files.get_mut(file).expect("sync of a created file");
-            f.synced = f.written.clone();
-            f.dirty.clear();
-            f.pending.clear();
-            f.lengths.clear();
-        }
-        Op::Cut { file, len } => {
-            let f = files.get_mut(file).expect("cut of a created file");
-            f.written.truncate(*len as usize);
-            f.lengths.push(f.written.len());
-        }
+        } => files
+            .get_mut(file)
+            .expect("write to a created file")
+            .write(*offset, bytes),
+        Op::Sync { file, .. } => files.get_mut(file).expect("sync of a created file").sync(),
+        Op::Cut { file, len } => files
+            .get_mut(file)
+            .expect("cut of a created file")
+            .cut(*len),
         Op::Preallocate { file, len } => {
             let f = files
                 .get_mut(file)
@@ -234,7 +257,8 @@ pub(super) fn cut_into(
     (disk, torn)
 }
 
-/// The segment files of the WAL at `dir`, as [`write_dir`] takes them.
+/// The segment files of the WAL at `dir`, as [`write_dir`] takes them (its
+/// checkpoints left out).
 pub(super) fn read_wal(dir: &Path) -> BTreeMap<FileId, Vec<u8>> {
     let mut files = BTreeMap::new();
     for shard in 0..SHARDS as u32 {
@@ -242,8 +266,10 @@ pub(super) fn read_wal(dir: &Path) -> BTreeMap<FileId, Vec<u8>> {
         for entry in std::fs::read_dir(&shard_dir).expect("list shard") {
             let path = entry.expect("entry").path();
             let name = path.file_name().and_then(|n| n.to_str()).expect("name");
-            let sequence =
-                crate::format::segment_header::parse_segment_file_name(name).expect("a segment");
+            if crate::format::names::is_checkpoint_name(name.as_ref()) {
+                continue;
+            }
+            let sequence = crate::format::names::parse_segment_file_name(name).expect("a segment");
             files.insert((shard, sequence), std::fs::read(&path).expect("read"));
         }
     }

@@ -30,12 +30,18 @@
 //! cannot keep a call the code no longer makes), and must explain every change it
 //! made to the files; power cuts also fall before and after each of them.
 //! Every log is also checked call by call ([`check_markers`]): a sync marker may
-//! only vouch for segments whose bytes and names are synced.
+//! only vouch for segments whose bytes and names are synced. Two more tests
+//! (`lifecycle.rs`) run the open and the closes over the memory store too, so cuts
+//! also fall during the manifest's write and upgrade and the index checkpoints'
+//! writes and removal (`named.rs` models those files and the directories): the
+//! reopen must find the old file or the new one whole under each name.
 
 mod cases;
 mod chained;
 mod checks;
 mod disk;
+mod lifecycle;
+mod named;
 mod run;
 
 use checks::*;

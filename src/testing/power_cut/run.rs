@@ -192,3 +192,24 @@ pub(super) fn template_manifest(base: &Path, options: &WalOptions) -> std::path:
     crate::open::write_manifest(&storage, &manifest).expect("template manifest");
     template.join("MANIFEST")
 }
+
+/// Hands the segments of `shards` (recovered from files) over to the memory store:
+/// each segment's handle becomes `io_of(shard, sequence)`, for readers too (the
+/// index's handle replaced, and with it the final length the actor raises).
+pub(super) fn hand_over(
+    shards: &mut [crate::recovery::RecoveredShard],
+    io_of: impl Fn(u32, u64) -> std::sync::Arc<dyn crate::io::SegmentIo>,
+) {
+    for (shard, recovered) in shards.iter_mut().enumerate() {
+        for segment in &mut recovered.segments {
+            segment.io = io_of(shard as u32, segment.sequence);
+            let published = segment.published.load(std::sync::atomic::Ordering::Acquire);
+            segment.published = recovered.index.add_segment(
+                segment.sequence,
+                segment.io.clone(),
+                published,
+                segment.codec,
+            );
+        }
+    }
+}
