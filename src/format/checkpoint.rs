@@ -382,7 +382,7 @@ pub(crate) fn decode(
         return Err("its record counts do not add up".into());
     }
     // A sync marker only vouches for segments older than its own (`record.rs`,
-    // `marker_vouches`), so nothing vouches for the newest segment.
+    // `marker_synced_through`), so nothing vouches for the newest segment.
     if segments
         .last()
         .map_or(synced_through != 0, |s| synced_through >= s.sequence)

@@ -362,11 +362,6 @@ pub(crate) fn marker_synced_through(synced_through: u64, own: u64) -> u64 {
     }
 }
 
-/// The former name of [`marker_synced_through`], still used by
-/// `testing/power_cut.rs`; remove once that file uses the new name.
-#[cfg(all(test, not(loom)))]
-pub(crate) use marker_synced_through as marker_vouches;
-
 fn u32_at(buf: &[u8], at: usize) -> u32 {
     let mut b = [0; 4];
     b.copy_from_slice(&buf[at..at + 4]);

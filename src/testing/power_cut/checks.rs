@@ -26,7 +26,7 @@ pub(super) fn check_markers(before: &[Op], ops: &[Op], salt: u32, case: &str) {
             {
                 let vouched = record
                     .synced_through()
-                    .map_or(0, |through| marker_vouches(through, file.1));
+                    .map_or(0, |through| marker_synced_through(through, file.1));
                 // Sequences start at 1: an empty range when it vouches for none.
                 for (id, f) in files.range((file.0, 1)..(file.0, vouched + 1)) {
                     let durable = !f.exists

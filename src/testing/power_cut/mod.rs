@@ -49,7 +49,7 @@ use disk::*;
 use run::*;
 
 use crate::format::names::{segment_file_name, shard_dir_name};
-use crate::format::record::{marker_vouches, Codec};
+use crate::format::record::{marker_synced_through, Codec};
 use crate::format::segment_header::SEGMENT_HEADER_LEN;
 use crate::hash::shard_for;
 use crate::testing::mem_storage::{FileId, MemStorage, Op, OpLog};
